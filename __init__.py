@@ -1,0 +1,18 @@
+"""FlowAnime: ComfyUI nodes for rectified-flow (flow-matching) anime checkpoints.
+
+ComfyUI imports this file from custom_nodes/. Keep it light: node modules import ComfyUI and
+heavy libraries only inside their functions.
+"""
+
+from .nodes.model_sampling_nodes import ModelSamplingRectifiedFlow
+
+# Node ids are stable forever: saved workflows refer to them.
+NODE_CLASS_MAPPINGS = {
+    "FlowAnimeModelSamplingRectifiedFlow": ModelSamplingRectifiedFlow,
+}
+
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "FlowAnimeModelSamplingRectifiedFlow": "Model Sampling Rectified Flow (FlowAnime)",
+}
+
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

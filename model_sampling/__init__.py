@@ -1,0 +1,1 @@
+"""Rectified-flow model sampling: the schedule math (flow.py) and its ComfyUI adapter."""

@@ -1,0 +1,1 @@
+"""Thin ComfyUI node classes: schema in, call the core, result out."""

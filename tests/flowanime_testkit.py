@@ -1,0 +1,300 @@
+"""Drive a real ComfyUI headless on the CPU: boot it, load this pack with ComfyUI's own custom-node
+loader, generate tiny random-weight models its real loaders detect, run API-format graphs through
+its validator and executor.
+
+Nothing here is downloaded: every model is built from ComfyUI's own network classes with seeded
+random weights and saved to a temporary models folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PACK_ROOT = Path(__file__).resolve().parents[1]
+NODE_PREFIX = "FlowAnime"
+NO_COMFYUI_REASON = (
+    "no ComfyUI found: set COMFYUI_PATH, put the pack in ComfyUI/custom_nodes/, or check ComfyUI out at ~/comfy/ComfyUI"
+)
+
+# File names of the generated stand-ins, per ComfyUI model folder.
+SD15_UNET = "flowanime_tiny_sd15_unet.safetensors"
+SD3_MMDIT = "flowanime_tiny_sd3_mmdit.safetensors"
+CLIP_L = "flowanime_random_clip_l.safetensors"
+SD15_LORA = "flowanime_tiny_sd15_lora.safetensors"
+
+
+def _is_comfyui(path) -> bool:
+    return bool(path) and (Path(path) / "comfy" / "samplers.py").is_file() and (Path(path) / "nodes.py").is_file()
+
+
+def find_comfyui() -> Path | None:
+    """COMFYUI_PATH, the ComfyUI enclosing this pack (custom_nodes/<pack>), then ~/comfy/ComfyUI."""
+    for candidate in (
+        os.environ.get("FLOWANIME_COMFYUI"),
+        os.environ.get("COMFYUI_PATH"),
+        PACK_ROOT.parent.parent,
+        Path.home() / "comfy" / "ComfyUI",
+    ):
+        if _is_comfyui(candidate):
+            return Path(candidate).resolve()
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# Tiny random-weight models, built from ComfyUI's own network classes.
+
+
+def fill_random_(module, seed: int):
+    """Seeded weights with O(1) activations: fan-in scaled normals, unit norm scales, small biases."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in module.state_dict().items():
+            if not tensor.is_floating_point():
+                continue
+            if tensor.ndim >= 2:
+                value = torch.randn(tensor.shape, generator=gen) / math.sqrt(tensor[0].numel())
+            elif name.endswith("bias"):
+                value = torch.randn(tensor.shape, generator=gen) * 0.02
+            else:
+                value = torch.ones(tensor.shape)
+            tensor.copy_(value)
+    return module
+
+
+def tiny_sd15_unet_config() -> dict:
+    """An SD1.5-shaped UNet (320 channels, 768-dim context, so ComfyUI detects SD15) cut to one
+    level with one res block and one transformer block."""
+    return dict(
+        image_size=32, in_channels=4, out_channels=4, model_channels=320, num_res_blocks=[1],
+        channel_mult=[1], transformer_depth=[1], transformer_depth_output=[1, 1], transformer_depth_middle=1,
+        context_dim=768, use_linear_in_transformer=False, use_spatial_transformer=True, legacy=False,
+        adm_in_channels=None, num_heads=8, num_head_channels=-1, use_checkpoint=False,
+        use_temporal_resblock=False, use_temporal_attention=False,
+    )
+
+
+def make_tiny_sd15_unet():
+    import comfy.ops
+    from comfy.ldm.modules.diffusionmodules.openaimodel import UNetModel
+
+    unet = UNetModel(**tiny_sd15_unet_config(), operations=comfy.ops.disable_weight_init)
+    return fill_random_(unet, seed=15).state_dict()
+
+
+def make_tiny_sd3_mmdit():
+    """An SD3 MMDiT of depth 2 (hidden 128), taking the 4096-dim context and 2048-dim pooled
+    vector ComfyUI's SD3 text encoder produces."""
+    import comfy.ops
+    from comfy.ldm.modules.diffusionmodules.mmdit import OpenAISignatureMMDITWrapper
+
+    mmdit = OpenAISignatureMMDITWrapper(
+        input_size=None, patch_size=2, in_channels=16, out_channels=16, depth=2, adm_in_channels=2048,
+        context_embedder_config={"target": "torch.nn.Linear", "params": {"in_features": 4096, "out_features": 128}},
+        pos_embed_max_size=32, num_patches=1024, pos_embed_scaling_factor=None,
+        operations=comfy.ops.disable_weight_init,
+    )
+    return fill_random_(mmdit, seed=3).state_dict()
+
+
+def make_random_clip_l():
+    """CLIP-L text model with random weights. ComfyUI builds CLIP-L with its fixed 12-layer config,
+    so the weights are full-size (fp16, ~250 MB); only the values are made up."""
+    import json
+
+    import comfy.clip_model
+    import comfy.ops
+    import torch
+
+    config_path = Path(comfy.clip_model.__file__).parent / "sd1_clip_config.json"
+    config = json.loads(config_path.read_text())
+    model = comfy.clip_model.CLIPTextModel(config, torch.float32, "cpu", comfy.ops.disable_weight_init)
+    state = fill_random_(model, seed=77).state_dict()
+    state = {k: v.to(torch.float16) for k, v in state.items()}
+    state["text_model.embeddings.position_ids"] = torch.arange(77).unsqueeze(0)
+    return state
+
+
+def make_tiny_sd15_lora(unet_state: dict, rank: int = 4):
+    """A kohya-format LoRA on the UNet's attention and feed-forward linears."""
+    import torch
+
+    gen = torch.Generator().manual_seed(4)
+    lora = {}
+    targets = [k for k in unet_state if k.endswith((".to_q.weight", ".to_k.weight", ".to_v.weight", ".to_out.0.weight", ".ff.net.2.weight"))]
+    for key in targets:
+        out_f, in_f = unet_state[key].shape
+        name = "lora_unet_" + key[: -len(".weight")].replace(".", "_")
+        lora[f"{name}.lora_down.weight"] = torch.randn((rank, in_f), generator=gen) / math.sqrt(in_f)
+        lora[f"{name}.lora_up.weight"] = torch.randn((out_f, rank), generator=gen) / math.sqrt(rank)
+        lora[f"{name}.alpha"] = torch.tensor(float(rank))
+    return lora
+
+
+def write_models(models_dir: Path):
+    from safetensors.torch import save_file
+
+    (models_dir / "diffusion_models").mkdir(parents=True, exist_ok=True)
+    (models_dir / "text_encoders").mkdir(parents=True, exist_ok=True)
+    (models_dir / "loras").mkdir(parents=True, exist_ok=True)
+    unet = make_tiny_sd15_unet()
+    save_file(unet, str(models_dir / "diffusion_models" / SD15_UNET))
+    save_file(make_tiny_sd15_lora(unet), str(models_dir / "loras" / SD15_LORA))
+    save_file(make_tiny_sd3_mmdit(), str(models_dir / "diffusion_models" / SD3_MMDIT))
+    save_file(make_random_clip_l(), str(models_dir / "text_encoders" / CLIP_L))
+
+
+# ----------------------------------------------------------------------------------------------
+# The harness.
+
+
+class _HeadlessServer:
+    """The few server attributes PromptExecutor uses; records what it would send to the browser."""
+
+    def __init__(self):
+        self.client_id = None
+        self.last_node_id = None
+        self.last_prompt_id = None
+        self.messages = []
+
+    def send_sync(self, event, data, sid=None):
+        self.messages.append((event, data))
+
+
+class _Capture(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+class GraphInvalid(AssertionError):
+    pass
+
+
+@dataclass
+class RunResult:
+    success: bool
+    outputs: dict
+    messages: list = field(default_factory=list)
+
+    @property
+    def error(self) -> dict | None:
+        for event, data in self.messages:
+            if event == "execution_error":
+                return data
+        return None
+
+
+class ComfyHarness:
+    _instance: "ComfyHarness | None" = None
+
+    def __init__(self, comfy_path: Path, pack_root: Path, workdir: Path):
+        self.comfy_path = comfy_path
+        self.pack_root = pack_root
+        self.workdir = workdir
+        self.models_dir = workdir / "models"
+        self.output_dir = workdir / "output"
+        self.load_records: list = []
+        self.pack_loaded = False
+        # ComfyUI's loader registers a pack folder under its path with dots replaced.
+        self.pack_module = str(pack_root).replace(".", "_x_")
+
+    @classmethod
+    def start(cls, comfy_path: Path, pack_root: Path, workdir: Path) -> "ComfyHarness":
+        if cls._instance is None:
+            harness = cls(comfy_path, pack_root, workdir)
+            harness._boot()
+            cls._instance = harness
+        return cls._instance
+
+    def _boot(self):
+        sys.path.insert(0, str(self.comfy_path))
+        from comfy.cli_args import args
+
+        args.cpu = True  # before comfy.model_management is imported
+        import folder_paths
+
+        for sub in ("input", "output", "temp"):
+            (self.workdir / sub).mkdir(parents=True, exist_ok=True)
+        folder_paths.set_output_directory(str(self.output_dir))
+        folder_paths.set_input_directory(str(self.workdir / "input"))
+        folder_paths.set_temp_directory(str(self.workdir / "temp"))
+        for kind in ("diffusion_models", "text_encoders", "loras", "checkpoints", "vae"):
+            (self.models_dir / kind).mkdir(parents=True, exist_ok=True)
+            folder_paths.add_model_folder_path(kind, str(self.models_dir / kind), is_default=True)
+
+        import nodes
+
+        asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
+        write_models(self.models_dir)
+
+        base_names = set(nodes.NODE_CLASS_MAPPINGS)
+        capture = _Capture()
+        root = logging.getLogger()
+        root.addHandler(capture)
+        try:
+            self.pack_loaded = asyncio.run(
+                nodes.load_custom_node(str(self.pack_root), ignore=base_names, module_parent="custom_nodes")
+            )
+        finally:
+            root.removeHandler(capture)
+        self.load_records = capture.records
+
+    # -- access to ComfyUI ------------------------------------------------------------------
+
+    @property
+    def nodes(self):
+        import nodes
+
+        return nodes
+
+    def node_class(self, class_type: str):
+        return self.nodes.NODE_CLASS_MAPPINGS[class_type]
+
+    def pack_submodule(self, dotted: str):
+        """A module of this pack as ComfyUI loaded it (e.g. "model_sampling.comfy_adapter")."""
+        return sys.modules[f"{self.pack_module}.{dotted}"]
+
+    def our_node_ids(self) -> list[str]:
+        return sorted(k for k in self.nodes.NODE_CLASS_MAPPINGS if k.startswith(NODE_PREFIX))
+
+    # -- running graphs ---------------------------------------------------------------------
+
+    def validate(self, prompt: dict):
+        import execution
+
+        return asyncio.run(execution.validate_prompt(str(uuid.uuid4()), prompt, None))
+
+    def run(self, prompt: dict, expect_success: bool = True) -> RunResult:
+        """Validate and execute an API-format graph with ComfyUI's own validator and executor."""
+        import execution
+
+        valid, error, outputs, node_errors = self.validate(prompt)
+        if not valid:
+            raise GraphInvalid(f"ComfyUI rejected the graph: {error} {node_errors}")
+        server = _HeadlessServer()
+        executor = execution.PromptExecutor(server, cache_type=False)
+        executor.execute(prompt, str(uuid.uuid4()), {}, outputs)
+        result = RunResult(executor.success, executor.history_result.get("outputs", {}), server.messages + executor.status_messages)
+        if expect_success and not result.success:
+            raise AssertionError(f"graph failed: {result.error}")
+        return result
+
+    def saved_latent(self, result: RunResult, node_id: str):
+        """The tensor a SaveLatent node wrote."""
+        from safetensors.torch import load_file
+
+        entry = result.outputs[node_id]["latents"][0]
+        path = self.output_dir / entry["subfolder"] / entry["filename"]
+        return load_file(str(path))["latent_tensor"]

@@ -1,0 +1,256 @@
+"""The rectified-flow patch inside the real ComfyUI: loaders, nodes, schedulers, samplers, executor."""
+
+import math
+
+import pytest
+import torch
+
+import flowanime_testkit as kit
+
+PATCH = "FlowAnimeModelSamplingRectifiedFlow"
+PATCH_DEFAULTS = dict(shift=3.0, timestep_multiplier="auto", custom_multiplier=1000.0, timestep_convention="sigma",
+                      velocity="noise - data", resolution_shift="off", base_resolution=1024)
+
+FAMILIES = {
+    # unet file, CLIPLoader type, empty-latent node, latent channels
+    "sd15": (kit.SD15_UNET, "stable_diffusion", "EmptyLatentImage", 4),
+    "sd3": (kit.SD3_MMDIT, "sd3", "EmptySD3LatentImage", 16),
+}
+
+
+def load_unet(comfyui, name):
+    return comfyui.node_class("UNETLoader")().load_unet(name, "default")[0]
+
+
+def flow_patch(comfyui, model, **overrides):
+    return comfyui.node_class(PATCH)().patch(model, **{**PATCH_DEFAULTS, **overrides})[0]
+
+
+def txt2img(family, sampler="euler", scheduler="simple", steps=4, patch=None, loras=(), lora_after_patch=False,
+            width=64, height=64, batch=2, cfg=4.0, seed=7):
+    """API-format graph: UNETLoader [-> LoRA] -> our patch [-> LoRA] -> KSampler -> SaveLatent."""
+    from comfy_execution.graph_utils import GraphBuilder
+
+    unet, clip_type, empty_latent, _ = FAMILIES[family]
+    g = GraphBuilder()
+    model = g.node("UNETLoader", unet_name=unet, weight_dtype="default").out(0)
+    clip = g.node("CLIPLoader", clip_name=kit.CLIP_L, type=clip_type).out(0)
+    positive = g.node("CLIPTextEncode", clip=clip, text="1girl, solo, looking at viewer").out(0)
+    negative = g.node("CLIPTextEncode", clip=clip, text="lowres, bad anatomy").out(0)
+    latent = g.node(empty_latent, width=width, height=height, batch_size=batch).out(0)
+
+    def add_loras(m):
+        for name in loras:
+            m = g.node("LoraLoaderModelOnly", model=m, lora_name=name, strength_model=1.0).out(0)
+        return m
+
+    if not lora_after_patch:
+        model = add_loras(model)
+    if patch is not None:
+        model = g.node(PATCH, model=model, **{**PATCH_DEFAULTS, **patch}).out(0)
+    if lora_after_patch:
+        model = add_loras(model)
+    samples = g.node("KSampler", model=model, seed=seed, steps=steps, cfg=cfg, sampler_name=sampler, scheduler=scheduler,
+                     positive=positive, negative=negative, latent_image=latent, denoise=1.0).out(0)
+    save = g.node("SaveLatent", samples=samples, filename_prefix=f"latents/{family}")
+    return g.finalize(), save.id
+
+
+class KnownVelocity(torch.nn.Module):
+    """Stands in for the network: returns a fixed function of x and records the timestep it gets."""
+
+    dtype = torch.float32  # ComfyUI's BaseModel asks its diffusion model for this
+
+    def __init__(self):
+        super().__init__()
+        self.timesteps = []
+
+    @staticmethod
+    def velocity(x):
+        return 0.5 * torch.cos(x) - 0.25
+
+    def forward(self, x, timesteps, **kwargs):
+        self.timesteps.append(timesteps.detach().clone())
+        return self.velocity(x)
+
+
+def denoise_with_known_velocity(comfyui, patched, x, sigma, context):
+    import comfy.model_management
+
+    probe = KnownVelocity()
+    m = patched.clone()
+    m.add_object_patch("diffusion_model", probe)
+    comfy.model_management.load_models_gpu([m])
+    try:
+        denoised = m.model.apply_model(x, sigma, c_crossattn=context)
+    finally:
+        m.unpatch_model()
+    return denoised, probe.timesteps[-1]
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def test_eps_loaded_sd15_becomes_flow_through_the_node_alone(comfyui):
+    import comfy.model_sampling
+
+    base = load_unet(comfyui, kit.SD15_UNET)
+    assert not isinstance(base.get_model_object("model_sampling"), comfy.model_sampling.CONST)
+    ms = flow_patch(comfyui, base, shift=3.5).get_model_object("model_sampling")
+    assert isinstance(ms, comfy.model_sampling.CONST)
+    assert isinstance(ms, comfy.model_sampling.ModelSamplingDiscreteFlow)
+    assert ms.multiplier == 1000.0 and ms.shift == 3.5
+    assert float(ms.sigma_max) == 1.0
+    # The input model is untouched (ComfyUI models are shared between branches of a graph).
+    assert not isinstance(base.get_model_object("model_sampling"), comfy.model_sampling.CONST)
+
+
+@pytest.mark.parametrize("family", ["sd15", "sd3"])
+@pytest.mark.parametrize(
+    "convention, velocity",
+    [("sigma", "noise - data"), ("1 - sigma", "noise - data"), ("sigma", "data - noise"), ("1 - sigma", "data - noise")],
+)
+def test_denoised_and_network_timestep_follow_the_conventions(comfyui, family, convention, velocity):
+    unet, _, _, channels = FAMILIES[family]
+    patched = flow_patch(comfyui, load_unet(comfyui, unet), timestep_convention=convention, velocity=velocity)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn((2, channels, 8, 8), generator=gen)
+    sigma = torch.tensor([0.8, 0.3])
+    context = torch.randn((2, 77, 768 if family == "sd15" else 4096), generator=gen)
+
+    denoised, t = denoise_with_known_velocity(comfyui, patched, x, sigma, context)
+
+    v = KnownVelocity.velocity(x)
+    s = sigma.view(2, 1, 1, 1)
+    expected = x - v * s if velocity == "noise - data" else x + v * s
+    assert torch.equal(denoised, expected)
+    expected_t = sigma * 1000 if convention == "sigma" else (1 - sigma) * 1000
+    assert torch.allclose(t.float(), expected_t, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("shift", [1.0, 3.0, 6.0])
+def test_sigma_table_matches_the_shift_formula(comfyui, shift):
+    ms = flow_patch(comfyui, load_unet(comfyui, kit.SD15_UNET), shift=shift).get_model_object("model_sampling")
+    t = torch.arange(1, 1001, dtype=torch.float64) / 1000
+    assert torch.allclose(ms.sigmas.double(), shift * t / (1 + (shift - 1) * t), atol=5e-7, rtol=0)  # a few float32 ulps
+
+
+def test_every_scheduler_gives_comfyuis_own_sd3_sigmas(comfyui):
+    """Independent truth: ComfyUI's ModelSamplingSD3 node with the same shift."""
+    import comfy.samplers
+
+    model = load_unet(comfyui, kit.SD3_MMDIT)
+    ours = flow_patch(comfyui, model, shift=3.0).get_model_object("model_sampling")
+    theirs = comfyui.node_class("ModelSamplingSD3")().patch(model, 3.0)[0].get_model_object("model_sampling")
+    for scheduler in comfy.samplers.SCHEDULER_NAMES:
+        a = comfy.samplers.calculate_sigmas(ours, scheduler, 12)
+        b = comfy.samplers.calculate_sigmas(theirs, scheduler, 12)
+        assert torch.equal(a, b), scheduler
+    for percent in (0.0, 0.1, 0.5, 0.9, 1.0):
+        assert ours.percent_to_sigma(percent) == pytest.approx(theirs.percent_to_sigma(percent))
+
+
+@pytest.mark.parametrize(
+    "family, sampler, scheduler",
+    [
+        ("sd15", "euler", "simple"),
+        ("sd15", "heun", "normal"),
+        ("sd15", "dpmpp_2m", "beta"),
+        ("sd15", "euler_ancestral", "sgm_uniform"),
+        ("sd3", "euler", "simple"),
+        ("sd3", "dpmpp_2m", "karras"),
+        ("sd3", "uni_pc", "normal"),
+        ("sd3", "euler_ancestral", "beta"),
+    ],
+)
+def test_ksampler_graph_runs_with_the_patch(comfyui, family, sampler, scheduler):
+    graph, save_id = txt2img(family, sampler, scheduler, patch={"shift": 3.0})
+    latent = comfyui.saved_latent(comfyui.run(graph), save_id)
+    channels = FAMILIES[family][3]
+    assert latent.shape == (2, channels, 8, 8)
+    assert torch.isfinite(latent).all()
+    assert latent.std() > 0
+
+
+def test_lora_before_and_after_the_patch_gives_the_same_output(comfyui):
+    before, id_b = txt2img("sd15", patch={"shift": 3.0}, loras=[kit.SD15_LORA], lora_after_patch=False)
+    after, id_a = txt2img("sd15", patch={"shift": 3.0}, loras=[kit.SD15_LORA], lora_after_patch=True)
+    plain, id_p = txt2img("sd15", patch={"shift": 3.0})
+    lat_before = comfyui.saved_latent(comfyui.run(before), id_b)
+    lat_after = comfyui.saved_latent(comfyui.run(after), id_a)
+    lat_plain = comfyui.saved_latent(comfyui.run(plain), id_p)
+    assert torch.equal(lat_before, lat_after)
+    assert not torch.allclose(lat_before, lat_plain, atol=1e-3), "the LoRA had no effect; the test proves nothing"
+
+
+def test_repatching_an_already_flow_model_replaces_the_schedule(comfyui):
+    first = flow_patch(comfyui, load_unet(comfyui, kit.SD3_MMDIT), shift=2.0, timestep_multiplier="custom",
+                       custom_multiplier=500.0)
+    second = flow_patch(comfyui, first, shift=6.0, timestep_convention="1 - sigma")
+    ms = second.get_model_object("model_sampling")
+    assert ms.shift == 6.0
+    assert ms.multiplier == 1000.0  # "auto" is the family's multiplier, not the previous patch's
+    assert ms.schedule.timestep_convention == "1 - sigma"
+    assert first.get_model_object("model_sampling").shift == 2.0
+
+
+def test_composes_with_comfyuis_other_model_patches(comfyui):
+    import comfy.model_sampling
+
+    model = load_unet(comfyui, kit.SD15_UNET)
+    vpred = comfyui.node_class("ModelSamplingDiscrete")().patch(model, "v_prediction", False)[0]
+    flow = flow_patch(comfyui, vpred, shift=3.0)
+    assert isinstance(flow.get_model_object("model_sampling"), comfy.model_sampling.CONST)
+    rescaled = comfyui.node_class("RescaleCFG")().patch(flow, 0.7)[0]
+    assert rescaled.get_model_object("model_sampling") is flow.get_model_object("model_sampling")
+    # and a full graph with a core patch after ours
+    graph, save_id = txt2img("sd15", patch={"shift": 3.0})
+    graph = {k: v for k, v in graph.items()}
+    ksampler = next(k for k, v in graph.items() if v["class_type"] == "KSampler")
+    patch_id = next(k for k, v in graph.items() if v["class_type"] == PATCH)
+    graph["rescale"] = {"class_type": "RescaleCFG", "inputs": {"model": [patch_id, 0], "multiplier": 0.7}}
+    graph[ksampler]["inputs"]["model"] = ["rescale", 0]
+    assert torch.isfinite(comfyui.saved_latent(comfyui.run(graph), save_id)).all()
+
+
+def test_family_multiplier_comes_from_comfyuis_model_config(comfyui):
+    """AuraFlow-style configs (Anima's too, in newer ComfyUI) carry multiplier 1 in sampling_settings."""
+    from types import SimpleNamespace
+
+    import comfy.model_base
+    import comfy.supported_models
+
+    adapter = comfyui.pack_submodule("model_sampling.comfy_adapter")
+    aura = SimpleNamespace(model=SimpleNamespace(model_config=comfy.supported_models.AuraFlow, model_type=comfy.model_base.ModelType.FLOW))
+    assert adapter.family_multiplier(aura) == comfy.supported_models.AuraFlow.sampling_settings["multiplier"] == 1.0
+    assert adapter.family_multiplier(load_unet(comfyui, kit.SD3_MMDIT)) == 1000.0
+    assert adapter.family_multiplier(load_unet(comfyui, kit.SD15_UNET)) == 1000.0
+    ms = flow_patch(comfyui, load_unet(comfyui, kit.SD15_UNET), timestep_multiplier="1").get_model_object("model_sampling")
+    assert ms.multiplier == 1.0 and float(ms.timestep(torch.tensor(0.5))) == 0.5
+
+
+@pytest.mark.parametrize("mode, expected", [("sd3", 3.0 * math.sqrt(4.0)), ("flux", 3.0 * math.exp((1.15 - 0.5) / 3840 * (1024 - 256)))])
+def test_resolution_shift_is_decided_by_the_latent_size(comfyui, mode, expected):
+    model = load_unet(comfyui, kit.SD3_MMDIT)
+    latent = {"samples": torch.zeros((1, 16, 64, 64))}  # 512 x 512 pixels = 1024 tokens
+    patched = flow_patch(comfyui, model, shift=3.0, resolution_shift=mode, base_resolution=256, latent=latent)
+    assert patched.get_model_object("model_sampling").shift == pytest.approx(expected)
+
+
+def test_resolution_shift_without_a_latent_says_what_to_connect(comfyui):
+    with pytest.raises(ValueError, match="connect it to the 'latent' input"):
+        flow_patch(comfyui, load_unet(comfyui, kit.SD3_MMDIT), resolution_shift="sd3")
+
+
+def test_bad_values_fail_the_graph_with_a_clear_message_not_a_crash(comfyui):
+    graph, _ = txt2img("sd15", patch={"timestep_multiplier": "custom", "custom_multiplier": 0.0})
+    result = comfyui.run(graph, expect_success=False)
+    assert not result.success
+    assert "'custom_multiplier' must be a finite number above 0" in result.error["exception_message"]
+    # shift below the widget's minimum is refused by ComfyUI's validator, naming the input
+    graph, _ = txt2img("sd15", patch={"shift": 0.0})
+    valid, error, _, node_errors = comfyui.validate(graph)
+    assert not valid and "shift" in str(node_errors)
+    # ComfyUI is still usable afterwards
+    graph, save_id = txt2img("sd15", patch={"shift": 3.0})
+    assert torch.isfinite(comfyui.saved_latent(comfyui.run(graph), save_id)).all()

@@ -1,0 +1,62 @@
+"""Packaging facts the Comfy registry and ComfyUI-Manager rely on."""
+
+import ast
+import re
+import tomllib
+
+from conftest import PACK_ROOT
+
+
+def load_pyproject():
+    return tomllib.loads((PACK_ROOT / "pyproject.toml").read_text())
+
+
+def test_project_table_follows_the_registry_rules():
+    project = load_pyproject()["project"]
+    name = project["name"]
+    assert len(name) < 100 and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", name) and "comfyui" not in name.lower()
+    assert re.fullmatch(r"\d+\.\d+\.\d+", project["version"])
+    assert project["urls"]["Repository"].startswith("https://")
+
+
+def test_tool_comfy_has_the_registry_fields():
+    comfy = load_pyproject()["tool"]["comfy"]
+    assert comfy["PublisherId"] and comfy["DisplayName"]
+    assert {"Icon", "includes", "requires-comfyui"} <= set(comfy)
+
+
+def test_dependencies_come_from_requirements_txt_without_torch():
+    pyproject = load_pyproject()
+    assert "dependencies" in pyproject["project"]["dynamic"]
+    assert pyproject["tool"]["setuptools"]["dynamic"]["dependencies"]["file"] == ["requirements.txt"]
+    requirements = [
+        line.split("#")[0].strip() for line in (PACK_ROOT / "requirements.txt").read_text().splitlines()
+    ]
+    names = {re.split(r"[<>=!~\[; ]", r)[0].lower() for r in requirements if r}
+    assert not names & {"torch", "torchvision", "torchaudio"}, "the user's ComfyUI brings torch"
+
+
+def test_node_mappings_are_a_literal_the_manager_can_scan():
+    """ComfyUI-Manager finds a pack's node ids by reading NODE_CLASS_MAPPINGS = {...} from source."""
+    tree = ast.parse((PACK_ROOT / "__init__.py").read_text())
+    mapping = next(
+        node.value for node in tree.body
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "NODE_CLASS_MAPPINGS" for t in node.targets)
+    )
+    assert isinstance(mapping, ast.Dict)
+    keys = [k.value for k in mapping.keys]
+    assert keys and all(k.startswith("FlowAnime") for k in keys)
+
+
+def test_entry_point_imports_no_comfyui_module_at_top_level():
+    """__init__.py and the node modules must import without ComfyUI (import-light entry point)."""
+    for path in [PACK_ROOT / "__init__.py", *(PACK_ROOT / "nodes").glob("*.py"), *(PACK_ROOT / "model_sampling").glob("*.py")]:
+        tree = ast.parse(path.read_text())
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            else:
+                continue
+            assert not [n for n in names if n.split(".")[0] in {"comfy", "nodes", "folder_paths", "comfy_extras", "execution", "server"}], path
