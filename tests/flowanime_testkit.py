@@ -153,6 +153,61 @@ def write_models(models_dir: Path):
 
 
 # ----------------------------------------------------------------------------------------------
+# API-format graphs.
+
+PATCH = "FlowAnimeModelSamplingRectifiedFlow"
+SAMPLER_NODE = "FlowAnimeSamplerRungeKuttaODE"
+PATCH_DEFAULTS = dict(shift=3.0, timestep_multiplier="auto", custom_multiplier=1000.0, timestep_convention="sigma",
+                      velocity="noise - data", resolution_shift="off", base_resolution=1024)
+
+FAMILIES = {
+    # unet file, CLIPLoader type, empty-latent node, latent channels
+    "sd15": (SD15_UNET, "stable_diffusion", "EmptyLatentImage", 4),
+    "sd3": (SD3_MMDIT, "sd3", "EmptySD3LatentImage", 16),
+}
+
+
+def txt2img(family, sampler="euler", scheduler="simple", steps=4, patch=None, loras=(), lora_after_patch=False,
+            width=64, height=64, batch=2, cfg=4.0, seed=7, custom_sampler=None):
+    """API-format graph: UNETLoader [-> LoRA] -> our patch [-> LoRA] -> KSampler -> SaveLatent.
+    custom_sampler: inputs of our SAMPLER node, to sample with SamplerCustomAdvanced instead."""
+    from comfy_execution.graph_utils import GraphBuilder
+
+    unet, clip_type, empty_latent, _ = FAMILIES[family]
+    g = GraphBuilder()
+    model = g.node("UNETLoader", unet_name=unet, weight_dtype="default").out(0)
+    clip = g.node("CLIPLoader", clip_name=CLIP_L, type=clip_type).out(0)
+    positive = g.node("CLIPTextEncode", clip=clip, text="1girl, solo, looking at viewer").out(0)
+    negative = g.node("CLIPTextEncode", clip=clip, text="lowres, bad anatomy").out(0)
+    latent = g.node(empty_latent, width=width, height=height, batch_size=batch).out(0)
+
+    def add_loras(m):
+        for name in loras:
+            m = g.node("LoraLoaderModelOnly", model=m, lora_name=name, strength_model=1.0).out(0)
+        return m
+
+    if not lora_after_patch:
+        model = add_loras(model)
+    if patch is not None:
+        model = g.node(PATCH, model=model, **{**PATCH_DEFAULTS, **patch}).out(0)
+    if lora_after_patch:
+        model = add_loras(model)
+    if custom_sampler is None:
+        samples = g.node("KSampler", model=model, seed=seed, steps=steps, cfg=cfg, sampler_name=sampler,
+                         scheduler=scheduler, positive=positive, negative=negative, latent_image=latent,
+                         denoise=1.0).out(0)
+    else:
+        guider = g.node("CFGGuider", model=model, positive=positive, negative=negative, cfg=cfg).out(0)
+        sigmas = g.node("BasicScheduler", model=model, scheduler=scheduler, steps=steps, denoise=1.0).out(0)
+        noise = g.node("RandomNoise", noise_seed=seed).out(0)
+        ode = g.node(SAMPLER_NODE, **custom_sampler).out(0)
+        samples = g.node("SamplerCustomAdvanced", noise=noise, guider=guider, sampler=ode, sigmas=sigmas,
+                         latent_image=latent).out(0)
+    save = g.node("SaveLatent", samples=samples, filename_prefix=f"latents/{family}")
+    return g.finalize(), save.id
+
+
+# ----------------------------------------------------------------------------------------------
 # The harness.
 
 

@@ -7,15 +7,7 @@ import torch
 
 import flowanime_testkit as kit
 
-PATCH = "FlowAnimeModelSamplingRectifiedFlow"
-PATCH_DEFAULTS = dict(shift=3.0, timestep_multiplier="auto", custom_multiplier=1000.0, timestep_convention="sigma",
-                      velocity="noise - data", resolution_shift="off", base_resolution=1024)
-
-FAMILIES = {
-    # unet file, CLIPLoader type, empty-latent node, latent channels
-    "sd15": (kit.SD15_UNET, "stable_diffusion", "EmptyLatentImage", 4),
-    "sd3": (kit.SD3_MMDIT, "sd3", "EmptySD3LatentImage", 16),
-}
+PATCH, PATCH_DEFAULTS, FAMILIES, txt2img = kit.PATCH, kit.PATCH_DEFAULTS, kit.FAMILIES, kit.txt2img
 
 
 def load_unet(comfyui, name):
@@ -24,36 +16,6 @@ def load_unet(comfyui, name):
 
 def flow_patch(comfyui, model, **overrides):
     return comfyui.node_class(PATCH)().patch(model, **{**PATCH_DEFAULTS, **overrides})[0]
-
-
-def txt2img(family, sampler="euler", scheduler="simple", steps=4, patch=None, loras=(), lora_after_patch=False,
-            width=64, height=64, batch=2, cfg=4.0, seed=7):
-    """API-format graph: UNETLoader [-> LoRA] -> our patch [-> LoRA] -> KSampler -> SaveLatent."""
-    from comfy_execution.graph_utils import GraphBuilder
-
-    unet, clip_type, empty_latent, _ = FAMILIES[family]
-    g = GraphBuilder()
-    model = g.node("UNETLoader", unet_name=unet, weight_dtype="default").out(0)
-    clip = g.node("CLIPLoader", clip_name=kit.CLIP_L, type=clip_type).out(0)
-    positive = g.node("CLIPTextEncode", clip=clip, text="1girl, solo, looking at viewer").out(0)
-    negative = g.node("CLIPTextEncode", clip=clip, text="lowres, bad anatomy").out(0)
-    latent = g.node(empty_latent, width=width, height=height, batch_size=batch).out(0)
-
-    def add_loras(m):
-        for name in loras:
-            m = g.node("LoraLoaderModelOnly", model=m, lora_name=name, strength_model=1.0).out(0)
-        return m
-
-    if not lora_after_patch:
-        model = add_loras(model)
-    if patch is not None:
-        model = g.node(PATCH, model=model, **{**PATCH_DEFAULTS, **patch}).out(0)
-    if lora_after_patch:
-        model = add_loras(model)
-    samples = g.node("KSampler", model=model, seed=seed, steps=steps, cfg=cfg, sampler_name=sampler, scheduler=scheduler,
-                     positive=positive, negative=negative, latent_image=latent, denoise=1.0).out(0)
-    save = g.node("SaveLatent", samples=samples, filename_prefix=f"latents/{family}")
-    return g.finalize(), save.id
 
 
 class KnownVelocity(torch.nn.Module):

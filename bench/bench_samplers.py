@@ -1,0 +1,223 @@
+"""Benchmark: model calls per image against error, for FlowAnime's ODE samplers and ComfyUI's own.
+
+The model is the exact denoiser of a Gaussian mixture in latent-like dimensions under the
+rectified-flow path (bench/gmm.py); the reference is scipy's DOP853 at 1e-10 in float64. Every
+sampler runs through the callable ComfyUI's KSAMPLER runs, on a batch of images, on the SD3 shift-3
+`simple` schedule ComfyUI computes. Prints a table, the model calls each needs per error level, and
+the solver's own overhead per model call; writes a PNG plot (matplotlib, if installed).
+
+    python bench/bench_samplers.py [--batch 4] [--out bench/out]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+import types
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+PACK_ROOT = Path(__file__).resolve().parents[1]
+if "flowanime" not in sys.modules:  # the pack's cores without ComfyUI's entry point
+    pkg = types.ModuleType("flowanime")
+    pkg.__path__ = [str(PACK_ROOT)]
+    sys.modules["flowanime"] = pkg
+
+from flowanime.bench.gmm import GaussianMixture, reference_solution, rms_error  # noqa: E402
+from flowanime.samplers.k_sampler import SamplerConfig, make_sampler_function  # noqa: E402
+
+BUILTIN_STEPS = [4, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64, 96, 128]
+SCHEDULERS = ["simple", "beta", "karras"]  # each built-in gets its best; karras ends at sigma_min
+BUILTINS = ["euler", "heun", "dpmpp_2m", "uni_pc", "deis", "ipndm", "res_multistep", "lms", "gradient_estimation"]
+DPM_ADAPTIVE_TOLS = [(-1.0, -1.5), (-1.5, -2.0), (-2.0, -2.5), (-2.5, -3.0), (-3.0, -3.5), (-4.0, -4.5)]
+OUR_TOLS = [0.0, -0.5, -1.0, -1.5, -2.0, -2.5, -3.0, -3.5, -4.0, -5.0]  # log10 rtol; atol one decade lower
+ERROR_LEVELS = [3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4]
+
+
+def find_comfyui():
+    for candidate in (os.environ.get("COMFYUI_PATH"), PACK_ROOT.parent.parent, Path.home() / "comfy" / "ComfyUI"):
+        if candidate and (Path(candidate) / "comfy" / "samplers.py").is_file():
+            return Path(candidate)
+    return None
+
+
+def import_comfy(path):
+    sys.path.insert(0, str(path))
+    from comfy.cli_args import args
+
+    args.cpu = True
+    import comfy.model_sampling
+    import comfy.samplers
+
+    class FlowSampling(comfy.model_sampling.ModelSamplingDiscreteFlow, comfy.model_sampling.CONST):
+        pass
+
+    ms = FlowSampling()
+    ms.set_parameters(shift=3.0)
+    return comfy.samplers, ms
+
+
+class CountingModel:
+    """The denoiser as KSAMPLER hands it to a sampler function, counting batched calls."""
+
+    def __init__(self, gmm, model_sampling, call_seconds=0.0):
+        self.gmm, self.calls, self.call_seconds = gmm, 0, call_seconds
+        self.inner_model = SimpleNamespace(inner_model=SimpleNamespace(model_sampling=model_sampling))
+
+    def __call__(self, x, sigma, **kwargs):
+        self.calls += 1
+        if self.call_seconds:
+            time.sleep(self.call_seconds)
+        return self.gmm.denoise(x, sigma)
+
+
+def run(sampler_fn, gmm, ms, noise, sigmas):
+    model = CountingModel(gmm, ms)
+    out = sampler_fn(model, noise.clone(), sigmas, extra_args={}, callback=None, disable=True)
+    return out, model.calls
+
+
+def benchmark(batch, quick=False):
+    comfy_path = find_comfyui()
+    if comfy_path is None:
+        sys.exit("bench needs a ComfyUI checkout for its built-in samplers and schedules: set COMFYUI_PATH")
+    comfy_samplers, ms = import_comfy(comfy_path)
+    gmm = GaussianMixture.latent_like(shape=(16, 32, 32), components=16, seed=0)
+    noise = gmm.sample_noise(batch, seed=1)
+    t0 = time.perf_counter()
+    reference = reference_solution(gmm, noise)
+    print(f"reference: scipy DOP853 rtol=atol=1e-10, float64, {batch} images of {gmm.shape} "
+          f"({time.perf_counter() - t0:.1f} s)\n")
+
+    rows = []
+    steps_list = BUILTIN_STEPS[::2] if quick else BUILTIN_STEPS
+    for name in BUILTINS:
+        fn = comfy_samplers.sampler_object(name).sampler_function
+        for scheduler in SCHEDULERS:
+            for steps in steps_list:
+                sigmas = comfy_samplers.calculate_sigmas(ms, scheduler, steps)
+                out, calls = run(fn, gmm, ms, noise, sigmas)
+                rows.append(("ComfyUI", f"{name} / {scheduler}", f"{steps} steps", calls, rms_error(out, reference)))
+    sigmas20 = comfy_samplers.calculate_sigmas(ms, "simple", 20)
+    for scheduler in ("simple", "karras"):  # dpm_adaptive stops at sigmas[-2]: karras puts it at sigma_min
+        for rtol, atol in DPM_ADAPTIVE_TOLS:
+            ks = comfy_samplers.ksampler("dpm_adaptive", {"rtol": 10**rtol, "atol": 10**atol})
+            out, calls = run(ks.sampler_function, gmm, ms, noise, comfy_samplers.calculate_sigmas(ms, scheduler, 20))
+            rows.append(("ComfyUI", f"dpm_adaptive / {scheduler}", f"rtol 1e{rtol:g} atol 1e{atol:g}", calls,
+                         rms_error(out, reference)))
+
+    for method in ("dopri5", "bosh3", "heun_euler", "fehlberg2"):
+        for form in ("data", "velocity"):
+            if form == "velocity" and method not in ("dopri5", "bosh3"):
+                continue
+            for tol in OUR_TOLS[::2] if quick else OUR_TOLS:
+                cfg = SamplerConfig(method, tol, tol - 1, max_model_calls=5000, ode_form=form)
+                out, calls = run(make_sampler_function(cfg), gmm, ms, noise, sigmas20)
+                label = method if form == "data" else f"{method} (velocity form)"
+                rows.append(("FlowAnime", label, f"log10 rtol {tol:g}", calls, rms_error(out, reference)))
+    for method in ("euler", "heun", "ralston3", "rk4"):
+        tab_stages = {"euler": 1, "heun": 2, "ralston3": 3, "rk4": 4}[method]
+        for steps in steps_list:
+            if steps * tab_stages > 130:
+                continue
+            sigmas = comfy_samplers.calculate_sigmas(ms, "simple", steps)
+            out, calls = run(make_sampler_function(SamplerConfig(method)), gmm, ms, noise, sigmas)
+            rows.append(("FlowAnime", f"{method} (fixed)", f"{steps} steps", calls, rms_error(out, reference)))
+    return rows, comfy_samplers, ms
+
+
+def calls_to_reach(rows, level, origin=None, solver=None):
+    calls = [r[3] for r in rows if r[4] <= level and (origin is None or r[0] == origin) and (solver is None or r[1] == solver)]
+    return min(calls) if calls else None
+
+
+def print_tables(rows):
+    print(f"{'':9} {'sampler':28} {'setting':26} {'calls/image':>11} {'RMS error':>10}")
+    for origin, solver, setting, calls, err in rows:
+        print(f"{origin:9} {solver:28} {setting:26} {calls:11d} {err:10.2e}")
+
+    print("\nModel calls per image to reach each error level (fewest over the settings tried):\n")
+    header = f"{'error <=':>9} | {'FlowAnime best':>22} | {'best ComfyUI built-in':>30} | ratio"
+    print(header)
+    print("-" * len(header))
+    for level in ERROR_LEVELS:
+        ours = calls_to_reach(rows, level, "FlowAnime")
+        theirs = calls_to_reach(rows, level, "ComfyUI")
+        our_name = next((r[1] for r in rows if r[0] == "FlowAnime" and r[3] == ours and r[4] <= level), "")
+        their_name = next((r[1] for r in rows if r[0] == "ComfyUI" and r[3] == theirs and r[4] <= level), "")
+        ratio = f"{ours / theirs:.2f}" if ours and theirs else "-"
+        fmt = lambda n, name: f"{n} ({name})" if n else "not reached"  # noqa: E731
+        print(f"{level:9.0e} | {fmt(ours, our_name):>22} | {fmt(theirs, their_name):>30} | {ratio}")
+
+
+def measure_overhead(comfy_samplers, ms, call_ms=50.0):
+    """Wall time outside the model, per model call, for an SD3 1024x1024 latent (16x128x128)."""
+    gmm = GaussianMixture.single(torch.zeros(16, 128, 128), 0.5)
+    noise = torch.randn(1, 16, 128, 128, generator=torch.Generator().manual_seed(0))
+    sigmas = comfy_samplers.calculate_sigmas(ms, "simple", 20)
+    print(f"\nSolver overhead per model call (latent 1x16x128x128, CPU, model = sleep {call_ms:g} ms + cheap denoiser):\n")
+    print(f"{'method':10} {'calls':>6} {'wall s':>8} {'model s':>8} {'overhead/call ms':>17} {'% of wall':>10}")
+    for method in ("dopri5", "bosh3"):
+        model = CountingModel(gmm, ms, call_seconds=call_ms / 1000)
+        fn = make_sampler_function(SamplerConfig(method))
+        start = time.perf_counter()
+        fn(model, noise.clone(), sigmas, extra_args={}, callback=None, disable=True)
+        wall = time.perf_counter() - start
+        # time the model alone on the same inputs for the same number of calls
+        start = time.perf_counter()
+        for _ in range(model.calls):
+            time.sleep(call_ms / 1000)
+            gmm.denoise(noise, 0.5)
+        model_time = time.perf_counter() - start
+        per_call = (wall - model_time) / model.calls * 1000
+        print(f"{method:10} {model.calls:6d} {wall:8.2f} {model_time:8.2f} {per_call:17.3f} {100 * (wall - model_time) / wall:9.2f}%")
+
+
+def plot(rows, out_dir: Path):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("\n(matplotlib not installed: no plot)")
+        return
+    fig, ax = plt.subplots(figsize=(9, 6))
+    for solver in dict.fromkeys(r[1] for r in rows):
+        pts = sorted((r[3], r[4]) for r in rows if r[1] == solver)
+        ours = any(r[0] == "FlowAnime" for r in rows if r[1] == solver)
+        ax.loglog([p[0] for p in pts], [p[1] for p in pts], "o-" if ours else "x--", label=solver,
+                  linewidth=2 if ours else 1, markersize=4)
+    ax.set_xlabel("model calls per image")
+    ax.set_ylabel("RMS error against the reference")
+    ax.set_title("Gaussian-mixture flow, SD3 shift 3: FlowAnime (solid) vs ComfyUI built-ins (dashed)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "samplers.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    print(f"\nplot: {path}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--out", type=Path, default=PACK_ROOT / "bench" / "out")
+    parser.add_argument("--quick", action="store_true", help="fewer settings")
+    parser.add_argument("--no-overhead", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    rows, comfy_samplers, ms = benchmark(args.batch, args.quick)
+    print_tables(rows)
+    if not args.no_overhead:
+        measure_overhead(comfy_samplers, ms)
+    plot(rows, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""Nodes and KSampler entries for the Runge-Kutta ODE samplers."""
+
+from __future__ import annotations
+
+import logging
+
+from ..samplers.k_sampler import METHODS, SamplerConfig, make_sampler_function
+from ..samplers.ode import ODE_FORMS
+
+log = logging.getLogger("FlowAnime")
+
+# Entries in KSampler's own sampler list (names are saved in workflows: never rename).
+KSAMPLER_ENTRIES = {
+    "flowanime_dopri5": SamplerConfig("dopri5", log10_rtol=-2.5, log10_atol=-3.5),
+    "flowanime_bosh3": SamplerConfig("bosh3", log10_rtol=-2.5, log10_atol=-3.5),
+}
+
+
+def _interrupt_check():
+    import comfy.model_management
+
+    return comfy.model_management.throw_exception_if_processing_interrupted
+
+
+def comfy_sampler_function(config: SamplerConfig):
+    return make_sampler_function(config, on_model_call=_interrupt_check())
+
+
+class SamplerRungeKuttaODE:
+    """A SAMPLER for SamplerCustom / SamplerCustomAdvanced."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "method": (list(METHODS), {
+                    "default": "dopri5",
+                    "tooltip": "Adaptive (choose their own steps): dopri5 (5th order, 6 calls/step), bosh3 (3rd, 3 "
+                               "calls/step), heun_euler and fehlberg2 (2nd, cheap). Fixed-step (follow the "
+                               "scheduler's sigmas): euler (= DDIM here), heun, midpoint, ralston3, rk4.",
+                }),
+                "log10_rtol": ("FLOAT", {
+                    "default": -2.5, "min": -12.0, "max": 0.0, "step": 0.1,
+                    "tooltip": "Relative tolerance as a power of ten (adaptive methods). Lower = more accurate, more "
+                               "model calls. -2.5 is a good start; -2 for drafts.",
+                }),
+                "log10_atol": ("FLOAT", {
+                    "default": -3.5, "min": -12.0, "max": 0.0, "step": 0.1,
+                    "tooltip": "Absolute tolerance as a power of ten (adaptive methods), in latent units.",
+                }),
+                "max_model_calls": ("INT", {
+                    "default": 300, "min": 4, "max": 100000,
+                    "tooltip": "Budget of model calls per image (a CFG pair counts once). When it runs out the image "
+                               "is finished with one large step and a warning is logged.",
+                }),
+                "sigma_min": ("FLOAT", {
+                    "default": 0.001, "min": 0.00001, "max": 0.5, "step": 0.0001, "round": False,
+                    "tooltip": "An adaptive solve stops here (or at the model's own smallest sigma, if larger) and "
+                               "returns the model's denoised prediction, instead of evaluating at sigma=0.",
+                }),
+            },
+            "optional": {
+                "ode_form": (list(ODE_FORMS), {
+                    "default": "data", "advanced": True,
+                    "tooltip": "data: integrate x/sigma over 1/sigma, where the right-hand side is the denoised "
+                               "prediction (smooth to the end). velocity: dx/dsigma as other ODE packs do.",
+                }),
+            },
+        }
+
+    RETURN_TYPES = ("SAMPLER",)
+    FUNCTION = "get_sampler"
+    CATEGORY = "FlowAnime/sampling"
+    DESCRIPTION = (
+        "Runge-Kutta ODE sampler for SamplerCustom/SamplerCustomAdvanced. Adaptive methods (dopri5, bosh3...) "
+        "choose their own steps: the scheduler only sets where sampling starts and ends. Deterministic: no noise "
+        "is added."
+    )
+
+    def get_sampler(self, method, log10_rtol, log10_atol, max_model_calls, sigma_min, ode_form="data"):
+        import comfy.samplers
+
+        config = SamplerConfig(method, log10_rtol, log10_atol, max_model_calls, sigma_min, ode_form)
+        return (comfy.samplers.KSAMPLER(comfy_sampler_function(config)),)
+
+
+def register_ksampler_entries() -> bool:
+    """Add our entries to KSampler's sampler list (and KSamplerSelect's, which is the same list).
+
+    KSampler resolves a name through comfy.k_diffusion.sampling.sample_<name>, so each entry is put
+    there. Returns False when ComfyUI is not importable (the pack imported outside ComfyUI).
+    """
+    try:
+        import comfy.k_diffusion.sampling as k_sampling
+        import comfy.samplers
+    except ImportError:
+        return False
+    for name, config in KSAMPLER_ENTRIES.items():
+        setattr(k_sampling, f"sample_{name}", comfy_sampler_function(config))
+        lists = [comfy.samplers.KSAMPLER_NAMES, comfy.samplers.SAMPLER_NAMES, comfy.samplers.KSampler.SAMPLERS]
+        for names in {id(lst): lst for lst in lists}.values():
+            if name not in names:
+                names.append(name)
+    return True

@@ -1,0 +1,121 @@
+"""Our solvers as a k-diffusion sampler function, the callable ComfyUI's KSAMPLER runs:
+fn(model, x, sigmas, extra_args, callback, disable) -> latent. No ComfyUI import: the interrupt
+check and the logger are passed in by the node layer."""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from . import tableaux
+from .ode import ODE_FORMS, AdaptiveSettings, StepInfo, solve_adaptive, solve_fixed
+
+log = logging.getLogger("FlowAnime")
+
+METHODS = tuple(tableaux.ADAPTIVE) + tuple(tableaux.FIXED)
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    method: str = "dopri5"
+    log10_rtol: float = -2.5
+    log10_atol: float = -3.5
+    max_model_calls: int = 300
+    sigma_min: float = 1e-3  # where an adaptive solve stops and returns the denoised prediction
+    ode_form: str = "data"
+
+    def __post_init__(self):
+        if self.method not in tableaux.ALL:
+            raise ValueError(f"FlowAnime: 'method' must be one of {sorted(tableaux.ALL)}, got {self.method!r}.")
+        if self.ode_form not in ODE_FORMS:
+            raise ValueError(f"FlowAnime: 'ode_form' must be one of {ODE_FORMS}, got {self.ode_form!r}.")
+        for name in ("log10_rtol", "log10_atol"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or not -12 <= value <= 0:
+                raise ValueError(f"FlowAnime: '{name}' must be between -12 and 0, got {value!r}. Typical: -2.5 and -3.5.")
+        if self.max_model_calls < 4:
+            raise ValueError(f"FlowAnime: 'max_model_calls' must be at least 4, got {self.max_model_calls}.")
+        if not 0 < self.sigma_min < 1:
+            raise ValueError(f"FlowAnime: 'sigma_min' must be between 0 and 1, got {self.sigma_min!r}. Typical: 0.001.")
+
+    @property
+    def tableau(self):
+        return tableaux.ALL[self.method]
+
+    @property
+    def adaptive_settings(self):
+        return AdaptiveSettings(rtol=10**self.log10_rtol, atol=10**self.log10_atol, max_model_calls=self.max_model_calls)
+
+
+def _model_sigma_min(model) -> float:
+    """The smallest sigma the model's sampling table knows (KSAMPLER's model wraps BaseModel twice)."""
+    try:
+        return float(model.inner_model.inner_model.model_sampling.sigma_min)
+    except AttributeError:
+        return 0.0
+
+
+def make_sampler_function(config: SamplerConfig, on_model_call: Callable[[], None] | None = None,
+                          logger: logging.Logger = log):
+    @torch.no_grad()  # like ComfyUI's own samplers: stages must not keep autograd graphs
+    def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
+        extra_args = {} if extra_args is None else extra_args
+        sig = [float(s) for s in sigmas]
+        if len(sig) < 2 or sig[0] == sig[-1]:
+            return x
+        s_in = x.new_ones([x.shape[0]])
+        total_steps = len(sig) - 1
+
+        def denoiser(x_, sigma):
+            return model(x_, sigma * s_in, **extra_args)
+
+        bar = _console_bar(disable)
+
+        def on_step(info: StepInfo):
+            if callback is not None:
+                # Map sigma travelled onto the step count ComfyUI's progress bar was made for.
+                i = min(total_steps - 1, max(0, math.ceil(info.progress * total_steps) - 1))
+                callback({"x": info.x, "i": i, "sigma": info.sigma, "sigma_hat": info.sigma, "denoised": info.denoised})
+            if bar is not None:
+                bar.n = round(100 * info.progress)
+                bar.set_postfix_str(f"sigma {info.sigma:.3g}, {info.stats.model_calls} calls", refresh=True)
+
+        tableau = config.tableau
+        try:
+            if not tableau.adaptive:
+                out, stats = solve_fixed(denoiser, x, sig, tableau, config.ode_form, on_step, on_model_call)
+            else:
+                ends_at_zero = sig[-1] <= 0
+                sigma_end = max(config.sigma_min, _model_sigma_min(model)) if ends_at_zero else sig[-1]
+                if sig[0] <= sigma_end:  # nothing to integrate: denoise once
+                    return denoiser(x, sig[0]) if ends_at_zero else x
+                x_end, denoised, stats = solve_adaptive(
+                    denoiser, x, sig[0], sigma_end, tableau, config.adaptive_settings, config.ode_form,
+                    on_step, on_model_call, logger.warning,
+                )
+                # A schedule that ends at 0 gets the model's denoised prediction at sigma_end; a
+                # partial pass (ends above 0) gets the latent at its last sigma.
+                out = denoised if ends_at_zero and denoised is not None else x_end
+        finally:
+            if bar is not None:
+                bar.close()
+        logger.info("FlowAnime %s", stats.summary())
+        return out
+
+    sample.flowanime_config = config
+    return sample
+
+
+def _console_bar(disable):
+    if disable:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=100, unit="%", desc="FlowAnime ODE", leave=False)
+

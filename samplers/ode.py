@@ -1,0 +1,379 @@
+"""Runge-Kutta solvers for the probability-flow ODE of a denoiser (pure torch, no ComfyUI).
+
+ComfyUI's samplers see a denoiser D(x, sigma) and the ODE dx/dsigma = (x - D)/sigma, which holds
+for rectified-flow (CONST) models and for eps/v models in k-diffusion's parametrisation alike.
+
+Two forms of that ODE can be integrated:
+
+- "data" (default): y = x/sigma over u = 1/sigma, so dy/du = D(x, sigma). The right-hand side is
+  the denoised prediction itself: bounded and smooth as sigma -> 0, where the velocity form turns
+  stiff, and free of the (x - D)/sigma cancellation. Euler in this form is DDIM; the last stage of
+  an FSAL method is D at the accepted point, so previews and the final denoised output cost no
+  extra model call.
+- "velocity": x over sigma with dx/dsigma = (x - D)/sigma, what ComfyUI-ODE and RK-Sampler do.
+
+The state stays on the model's device in the latent's dtype; step arithmetic is in Python floats.
+The error norm is an RMS per image, maxed over the batch, so the whole batch shares one step
+(sigma-keyed ComfyUI features such as timestep-ranged conds stay consistent).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from .tableaux import ButcherTableau
+
+ODE_FORMS = ("data", "velocity")
+# Hairer's initial-step constant. Bolder values (0.1, 1) were measured on bench/gmm.py to accept badly
+# wrong first steps at loose tolerances, so the textbook value stays.
+INITIAL_STEP_FACTOR = 0.01
+
+
+class SolverError(RuntimeError):
+    """A solve that cannot give a usable image; the message names the setting to change."""
+
+
+class ModelOutputNotFinite(SolverError):
+    pass
+
+
+class StepSizeCollapsed(SolverError):
+    pass
+
+
+# ---------------------------------------------------------------------------------------------
+# ODE forms: maps between (sigma, x) and the integrator's (time, state).
+
+
+class DataForm:
+    name = "data"
+
+    @staticmethod
+    def time(sigma):
+        return 1.0 / sigma
+
+    @staticmethod
+    def sigma(t):
+        return 1.0 / t
+
+    @staticmethod
+    def state(x, sigma):
+        return x / sigma
+
+    @staticmethod
+    def x(y, t):
+        return y / t
+
+    @staticmethod
+    def derivative(denoised, x, sigma):
+        return denoised
+
+
+class VelocityForm:
+    name = "velocity"
+
+    @staticmethod
+    def time(sigma):
+        return sigma
+
+    @staticmethod
+    def sigma(t):
+        return t
+
+    @staticmethod
+    def state(x, sigma):
+        return x
+
+    @staticmethod
+    def x(y, t):
+        return y
+
+    @staticmethod
+    def derivative(denoised, x, sigma):
+        return (x - denoised) / sigma
+
+
+FORMS = {"data": DataForm, "velocity": VelocityForm}
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SolveStats:
+    method: str
+    model_calls: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    seconds: float = 0.0
+    budget_exhausted: bool = False
+    final_sigma: float = float("nan")
+
+    def summary(self) -> str:
+        text = (f"{self.method}: {self.model_calls} model calls, {self.accepted} accepted and "
+                f"{self.rejected} rejected steps, {self.seconds:.2f} s")
+        return text + (" (budget ran out)" if self.budget_exhausted else "")
+
+
+@dataclass
+class StepInfo:
+    """What the solver reports after each accepted step."""
+
+    sigma: float
+    x: torch.Tensor
+    denoised: torch.Tensor
+    progress: float  # 0 at the first sigma, 1 at the last
+    stats: SolveStats = field(repr=False)
+
+
+Denoiser = Callable[[torch.Tensor, float], torch.Tensor]
+
+
+class _Problem:
+    """The ODE in one form, counting model calls and running the per-call hook."""
+
+    def __init__(self, denoiser: Denoiser, form, stats: SolveStats, on_model_call: Callable[[], None] | None):
+        self.denoiser, self.form, self.stats, self.on_model_call = denoiser, form, stats, on_model_call
+        self.last_denoised = None
+
+    def __call__(self, t: float, y: torch.Tensor) -> torch.Tensor:
+        if self.on_model_call is not None:
+            self.on_model_call()  # ComfyUI's interrupt check: every call, not only between steps
+        sigma = self.form.sigma(t)
+        x = self.form.x(y, t)
+        denoised = self.denoiser(x, sigma)
+        self.stats.model_calls += 1
+        self.last_denoised = denoised
+        return self.form.derivative(denoised, x, sigma)
+
+
+def rk_step(f, t: float, y: torch.Tensor, h: float, coeffs, k1: torch.Tensor):
+    """One explicit Runge-Kutta step. Returns (y_new, error estimate or None, stage derivatives).
+
+    For FSAL tableaux the last stage input equals y_new, so y_new is taken from it.
+    """
+    c, a, b, e = coeffs
+    ks = [k1]
+    y_stage = y
+    for i in range(1, len(c)):
+        y_stage = y.clone()
+        for j, a_ij in enumerate(a[i]):
+            if a_ij != 0.0:
+                y_stage.add_(ks[j], alpha=h * a_ij)
+        ks.append(f(t + c[i] * h, y_stage))
+    if a[-1] == b[:-1] and b[-1] == 0.0 and c[-1] == 1.0:
+        y_new = y_stage
+    else:
+        y_new = y.clone()
+        for b_j, k in zip(b, ks):
+            if b_j != 0.0:
+                y_new.add_(k, alpha=h * b_j)
+    err = None
+    if e is not None:
+        err = torch.zeros_like(y)
+        for e_j, k in zip(e, ks):
+            if e_j != 0.0:
+                err.add_(k, alpha=h * e_j)
+    return y_new, err, ks
+
+
+def error_ratio(err_x: torch.Tensor, x_old: torch.Tensor, x_new: torch.Tensor, rtol: float, atol: float) -> float:
+    """Per-image RMS of the scaled error, maxed over the batch (<= 1 means accept)."""
+    scale = torch.maximum(x_old.abs(), x_new.abs()).mul_(rtol).add_(atol)
+    per_image = (err_x / scale).square().flatten(1).mean(dim=1).sqrt()
+    return float(per_image.max())
+
+
+def _rms(v: torch.Tensor) -> float:
+    return float(v.square().flatten(1).mean(dim=1).sqrt().max())
+
+
+def initial_step(f, t0, y0, f0, direction, order, rtol, atol_state):
+    """Hairer, Norsett & Wanner I, II.4: the first step from the problem (one extra model call)."""
+    scale = y0.abs().mul(rtol).add_(atol_state)
+    d0, d1 = _rms(y0 / scale), _rms(f0 / scale)
+    h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
+    y1 = y0 + direction * h0 * f0
+    f1 = f(t0 + direction * h0, y1)
+    d2 = _rms((f1 - f0) / scale) / h0
+    if max(d1, d2) <= 1e-15:
+        h1 = max(1e-6, h0 * 1e-3)
+    else:
+        h1 = (INITIAL_STEP_FACTOR / max(d1, d2)) ** (1.0 / (order + 1))
+    return min(100 * h0, h1)
+
+
+@dataclass
+class AdaptiveSettings:
+    rtol: float = 10 ** -2.5
+    atol: float = 10 ** -3.5
+    max_model_calls: int = 300
+    safety: float = 0.9
+    min_factor: float = 0.2
+    max_factor: float = 10.0
+
+
+def solve_adaptive(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigma_start: float,
+    sigma_end: float,
+    tableau: ButcherTableau,
+    settings: AdaptiveSettings = AdaptiveSettings(),
+    form: str = "data",
+    on_step: Callable[[StepInfo], None] | None = None,
+    on_model_call: Callable[[], None] | None = None,
+    log: Callable[[str], None] | None = None,
+):
+    """Integrate from sigma_start down to sigma_end (> 0) with an embedded RK pair.
+
+    Returns (x at sigma_end, denoised prediction at sigma_end, stats). The denoised prediction is
+    free for FSAL methods and costs one model call otherwise.
+    """
+    if not tableau.adaptive:
+        raise ValueError(f"{tableau.name} has no embedded error estimate; use solve_fixed")
+    if not 0 < sigma_end < sigma_start:
+        raise ValueError(f"need 0 < sigma_end < sigma_start, got {sigma_end} and {sigma_start}")
+    ode_form = FORMS[form]
+    stats = SolveStats(tableau.name)
+    started = time.perf_counter()
+    f = _Problem(denoiser, ode_form, stats, on_model_call)
+    coeffs = tableau.floats()
+    rtol, atol = settings.rtol, settings.atol
+
+    t, t_end = ode_form.time(sigma_start), ode_form.time(sigma_end)
+    direction = 1.0 if t_end > t else -1.0
+    y = ode_form.state(x, sigma_start)
+    k1 = f(t, y)
+    denoised = f.last_denoised
+    atol_state = ode_form.state(atol, sigma_start)
+    h = initial_step(f, t, y, k1, direction, tableau.error_order, rtol, atol_state)
+    exponent = 1.0 / (tableau.error_order + 1)
+    calls_per_step = tableau.stages - 1 if tableau.fsal else tableau.stages
+    x_cur = x
+    span = abs(sigma_start - sigma_end)
+
+    # Non-FSAL methods keep one call in hand for the denoised prediction at the end.
+    reserve = 0 if tableau.fsal else 1
+    rejected_last = False
+
+    while direction * (t_end - t) > 0:
+        remaining = direction * (t_end - t)
+        if stats.model_calls + calls_per_step + reserve > settings.max_model_calls:
+            break
+        if k1 is None:  # non-FSAL: the first stage at the new point
+            k1 = f(t, y)
+            denoised = f.last_denoised
+        # Stretch a step that would leave a sliver (< 1/4 of it) rather than pay a whole step for it.
+        last = h * 1.25 >= remaining
+        step = remaining if last else h
+        if step <= 1e-12 * max(abs(t), abs(t_end)):
+            raise StepSizeCollapsed(
+                f"FlowAnime {tableau.name}: the step size collapsed at sigma={ode_form.sigma(t):.4g} after "
+                f"{stats.model_calls} model calls: the model's output changes too abruptly for the tolerances. "
+                "Raise 'log10_rtol'/'log10_atol' (e.g. -2), or use a fixed-step method."
+            )
+        t_new = t_end if last else t + direction * step
+        y_new, err, ks = rk_step(f, t, y, direction * step, coeffs, k1)
+        x_new = ode_form.x(y_new, t_new)
+        ratio = error_ratio(ode_form.x(err, t_new), x_cur, x_new, rtol, atol)
+        if not math.isfinite(ratio):
+            bad = [i for i, k in enumerate(ks) if not bool(torch.isfinite(k).all())]
+            raise ModelOutputNotFinite(
+                f"FlowAnime {tableau.name}: the model returned NaN or inf at sigma~{ode_form.sigma(t):.4g} "
+                f"(stage {bad[0] if bad else '?'}, call {stats.model_calls}). This comes from the model, not the "
+                "solver: try the loader's weight_dtype at fp16 -> bf16/fp32, a lower CFG, or lower LoRA strengths."
+            )
+        if ratio <= 1.0:
+            stats.accepted += 1
+            t, y, x_cur = t_new, y_new, x_new
+            if tableau.fsal:
+                k1, denoised = ks[-1], f.last_denoised
+            else:
+                k1 = None
+            factor = settings.max_factor if ratio == 0 else settings.safety * ratio ** -exponent
+            # Hairer's rule: no growth on the step right after a rejection.
+            factor = min(1.0 if rejected_last else settings.max_factor, max(settings.min_factor, factor))
+            h = step * factor if not last else h
+            rejected_last = False
+            if on_step is not None:
+                sigma = ode_form.sigma(t)
+                preview = denoised if tableau.fsal else f.last_denoised
+                on_step(StepInfo(sigma, x_cur, preview, min(1.0, (sigma_start - sigma) / span), stats))
+        else:
+            stats.rejected += 1
+            rejected_last = True
+            h = step * max(settings.min_factor, settings.safety * ratio ** -exponent)
+
+    if direction * (t_end - t) > 0:
+        # Budget spent: finish with one first-order step to the end on the last derivative (DDIM
+        # in the data form) rather than returning a half-solved or NaN latent.
+        stats.budget_exhausted = True
+        if k1 is None:
+            k1 = ode_form.derivative(f.last_denoised, x_cur, ode_form.sigma(t))
+        y = y + (t_end - t) * k1
+        x_cur = ode_form.x(y, t_end)
+        denoised = None
+        if log is not None:
+            log(
+                f"FlowAnime {tableau.name}: the budget of {settings.max_model_calls} model calls ran out at "
+                f"sigma={ode_form.sigma(t):.4g}; the image was finished with one large step and may be soft. "
+                "Raise 'max_model_calls' or loosen 'log10_rtol'/'log10_atol'."
+            )
+    elif not tableau.fsal:
+        denoised = None
+    if denoised is None and not stats.budget_exhausted:
+        f(t_end, ode_form.state(x_cur, sigma_end))
+        denoised = f.last_denoised
+    stats.final_sigma = sigma_end
+    stats.seconds = time.perf_counter() - started
+    return x_cur, denoised, stats
+
+
+def solve_fixed(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: list[float],
+    tableau: ButcherTableau,
+    form: str = "data",
+    on_step: Callable[[StepInfo], None] | None = None,
+    on_model_call: Callable[[], None] | None = None,
+):
+    """One RK step per interval of the scheduler's sigmas. A final interval to sigma=0 returns the
+    denoised prediction (the exact limit of an Euler step to 0, one call)."""
+    ode_form = FORMS[form]
+    stats = SolveStats(tableau.name)
+    started = time.perf_counter()
+    f = _Problem(denoiser, ode_form, stats, on_model_call)
+    coeffs = tableau.floats()
+    span = abs(sigmas[0] - sigmas[-1]) or 1.0
+    for i in range(len(sigmas) - 1):
+        s, s_next = sigmas[i], sigmas[i + 1]
+        if s_next == s:
+            continue
+        if s_next <= 0:
+            f(ode_form.time(s), ode_form.state(x, s))
+            x = f.last_denoised
+            denoised = x
+        else:
+            t, t_next = ode_form.time(s), ode_form.time(s_next)
+            y = ode_form.state(x, s)
+            k1 = f(t, y)
+            denoised = f.last_denoised
+            y_new, _, _ = rk_step(f, t, y, t_next - t, coeffs, k1)
+            x = ode_form.x(y_new, t_next)
+        stats.accepted += 1
+        if on_step is not None:
+            on_step(StepInfo(max(s_next, 0.0), x, denoised, (sigmas[0] - s_next) / span, stats))
+    if not bool(torch.isfinite(x).all()):
+        raise ModelOutputNotFinite(
+            f"FlowAnime {tableau.name}: the result has NaN or inf: the model returned non-finite values. "
+            "Try the loader's weight_dtype at fp16 -> bf16/fp32, a lower CFG, or lower LoRA strengths."
+        )
+    stats.seconds = time.perf_counter() - started
+    return x, stats

@@ -1,0 +1,154 @@
+"""The Runge-Kutta ODE samplers inside the real ComfyUI: KSampler entries, the SAMPLER node with
+SamplerCustomAdvanced, progress and previews, interrupts, faults, CFG 1."""
+
+import pytest
+import torch
+
+import flowanime_testkit as kit
+
+ODE_DEFAULTS = dict(method="dopri5", log10_rtol=-2.5, log10_atol=-3.5, max_model_calls=300, sigma_min=0.001)
+
+
+@pytest.mark.parametrize("family", ["sd15", "sd3"])
+@pytest.mark.parametrize("sampler", ["flowanime_dopri5", "flowanime_bosh3"])
+def test_ksampler_entries_run_through_the_executor(comfyui, family, sampler):
+    import comfy.samplers
+
+    assert sampler in comfy.samplers.KSampler.SAMPLERS and sampler in comfy.samplers.SAMPLER_NAMES
+    graph, save_id = kit.txt2img(family, sampler, "simple", steps=8, patch={"shift": 3.0})
+    latent = comfyui.saved_latent(comfyui.run(graph), save_id)
+    assert latent.shape == (2, kit.FAMILIES[family][3], 8, 8)
+    assert torch.isfinite(latent).all() and latent.std() > 0
+
+
+@pytest.mark.parametrize("method", ["dopri5", "bosh3", "heun_euler", "fehlberg2", "rk4", "euler"])
+def test_sampler_node_with_sampler_custom_advanced(comfyui, method):
+    graph, save_id = kit.txt2img("sd3", scheduler="simple", steps=6, patch={"shift": 3.0},
+                                 custom_sampler={**ODE_DEFAULTS, "method": method})
+    latent = comfyui.saved_latent(comfyui.run(graph), save_id)
+    assert latent.shape == (2, 16, 8, 8) and torch.isfinite(latent).all()
+
+
+# --- the same sampling, driven from Python so the model can be observed -----------------------
+
+
+@pytest.fixture(scope="module")
+def sd3(comfyui):
+    model = comfyui.node_class("UNETLoader")().load_unet(kit.SD3_MMDIT, "default")[0]
+    clip = comfyui.node_class("CLIPLoader")().load_clip(kit.CLIP_L, "sd3")[0]
+    encode = comfyui.node_class("CLIPTextEncode")().encode
+    latent = {"samples": torch.zeros((2, 16, 8, 8))}
+    return model, encode(clip, "1girl")[0], encode(clip, "lowres")[0], latent
+
+
+def ksample(comfyui, model, positive, negative, latent, sampler="flowanime_dopri5", cfg=4.0, steps=10):
+    return comfyui.nodes.common_ksampler(model, 3, steps, cfg, sampler, "simple", positive, negative, latent)[0]["samples"]
+
+
+def observed(model, on_call):
+    """A clone whose every diffusion-model call is reported (input batch, sigma) to on_call."""
+    m = model.clone()
+
+    def wrapper(apply_model, args):
+        out = on_call(args)
+        result = apply_model(args["input"], args["timestep"], **args["c"])
+        return result if out is None else out(result)
+
+    m.set_model_unet_function_wrapper(wrapper)
+    return m
+
+
+def test_progress_and_latent_previews_are_reported(comfyui, sd3, monkeypatch):
+    import comfy.utils
+    import latent_preview
+    from comfy.cli_args import LatentPreviewMethod
+
+    model, pos, neg, latent = sd3
+    updates = []
+    monkeypatch.setattr(latent_preview.args, "preview_method", LatentPreviewMethod.Latent2RGB)
+    monkeypatch.setattr(comfy.utils, "PROGRESS_BAR_HOOK", lambda value, total, preview, node_id=None: updates.append((value, total, preview)))
+    ksample(comfyui, model, pos, neg, latent, steps=10)
+    assert updates, "no progress reported"
+    values = [u[0] for u in updates]
+    assert values == sorted(values) and values[-1] == 10 and all(u[1] == 10 for u in updates)
+    assert all(u[2] is not None for u in updates), "accepted steps must carry a latent preview"
+
+
+def test_interrupt_is_checked_on_every_model_call(comfyui, sd3):
+    import comfy.model_management
+
+    model, pos, neg, latent = sd3
+    calls = []
+
+    def on_call(args):
+        calls.append(1)
+        if len(calls) == 3:  # mid-step: dopri5 makes 6 calls per step
+            comfy.model_management.interrupt_current_processing(True)
+
+    try:
+        with pytest.raises(comfy.model_management.InterruptProcessingException):
+            ksample(comfyui, observed(model, on_call), pos, neg, latent, cfg=1.0)
+    finally:
+        comfy.model_management.interrupt_current_processing(False)
+    assert len(calls) == 3, "the solve ran on after the interrupt"
+
+
+def test_interrupt_through_the_executor_stops_the_graph(comfyui):
+    import comfy.model_management
+    import comfy.utils
+
+    def hook(value, total, preview, node_id=None):
+        comfy.model_management.interrupt_current_processing(True)
+
+    graph, _ = kit.txt2img("sd3", "flowanime_dopri5", steps=10, patch={"shift": 3.0})
+    previous = comfy.utils.PROGRESS_BAR_HOOK
+    comfy.utils.set_progress_bar_global_hook(hook)
+    try:
+        result = comfyui.run(graph, expect_success=False)
+    finally:
+        comfy.utils.set_progress_bar_global_hook(previous)
+        comfy.model_management.interrupt_current_processing(False)
+    assert not result.success
+    assert any(event == "execution_interrupted" for event, _ in result.messages)
+
+
+def test_nan_from_the_model_is_a_clear_error_not_a_nan_image(comfyui, sd3):
+    model, pos, neg, latent = sd3
+    broken = observed(model, lambda args: (lambda out: out * float("nan")))
+    with pytest.raises(Exception, match="returned NaN or inf"):
+        ksample(comfyui, broken, pos, neg, latent)
+
+
+def solver_calls(caplog) -> int:
+    line = [r.getMessage() for r in caplog.records if r.name == "FlowAnime" and "model calls" in r.getMessage()][-1]
+    return int(line.split(":")[1].split("model calls")[0])
+
+
+def test_cfg_1_costs_one_model_pass_per_call(comfyui, sd3, caplog):
+    model, pos, neg, latent = sd3
+    for cfg, passes in ((1.0, 1), (4.0, 2)):
+        images = []
+        with caplog.at_level("INFO", logger="FlowAnime"):
+            ksample(comfyui, observed(model, lambda args: images.append(args["input"].shape[0])), pos, neg, latent, cfg=cfg)
+        # every solver call evaluates the 2-image batch once per pass: cond only at CFG 1, cond + uncond above
+        assert sum(images) == 2 * passes * solver_calls(caplog), cfg
+
+
+def test_one_log_line_per_solve(comfyui, sd3, caplog):
+    model, pos, neg, latent = sd3
+    with caplog.at_level("INFO", logger="FlowAnime"):
+        ksample(comfyui, model, pos, neg, latent)
+    lines = [r.getMessage() for r in caplog.records if r.name == "FlowAnime" and "model calls" in r.getMessage()]
+    assert len(lines) == 1 and "accepted" in lines[0] and "rejected" in lines[0] and " s" in lines[0]
+
+
+def test_partial_pass_ends_on_its_last_sigma_and_denoise_below_one_works(comfyui, sd3):
+    model, pos, neg, latent = sd3
+    start = {"samples": torch.randn((2, 16, 8, 8), generator=torch.Generator().manual_seed(0)) * 0.5}
+    half = comfyui.nodes.common_ksampler(model, 3, 10, 4.0, "flowanime_bosh3", "simple", pos, neg, start, denoise=0.5)[0]["samples"]
+    assert torch.isfinite(half).all()
+    # KSamplerAdvanced stopping early: the schedule ends above 0, the result is the noisy latent there
+    part = comfyui.nodes.common_ksampler(model, 3, 10, 4.0, "flowanime_bosh3", "simple", pos, neg, latent,
+                                         start_step=0, last_step=5, force_full_denoise=False)[0]["samples"]
+    full = ksample(comfyui, model, pos, neg, latent, "flowanime_bosh3")
+    assert torch.isfinite(part).all() and not torch.allclose(part, full, atol=1e-3)

@@ -1,0 +1,63 @@
+"""The k-diffusion sampler function our KSampler entries and SAMPLER node hand to ComfyUI."""
+
+import pytest
+import torch
+
+from flowanime.bench.gmm import GaussianMixture, single_gaussian_flow
+from flowanime.samplers.k_sampler import SamplerConfig, make_sampler_function
+
+
+def gaussian_model():
+    mean = torch.full((4, 8, 8), 0.3)
+    gmm = GaussianMixture.single(mean, 0.1)
+    calls = []
+
+    def model(x, sigma, **kwargs):
+        assert sigma.shape == (x.shape[0],)  # ComfyUI passes one sigma per image
+        calls.append(float(sigma[0]))
+        return gmm.denoise(x, sigma)
+
+    return model, mean, calls
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [(dict(method="rk45"), "method"), (dict(log10_rtol=1.0), "log10_rtol"), (dict(log10_atol=float("nan")), "log10_atol"),
+     (dict(max_model_calls=2), "max_model_calls"), (dict(sigma_min=0.0), "sigma_min"), (dict(ode_form="eps"), "ode_form")],
+)
+def test_bad_settings_name_the_setting(kwargs, name):
+    with pytest.raises(ValueError, match=f"'{name}'"):
+        SamplerConfig(**kwargs)
+
+
+def test_schedule_to_zero_returns_the_denoised_prediction_at_sigma_min():
+    model, mean, calls = gaussian_model()
+    noise = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    out = make_sampler_function(SamplerConfig("dopri5", -5, -6))(model, noise, torch.tensor([1.0, 0.5, 0.0]), disable=True)
+    exact = torch.stack([single_gaussian_flow(mean, 0.1, n, 0.0) for n in noise])
+    assert torch.allclose(out, exact, atol=1e-4)
+    assert min(calls) == pytest.approx(1e-3)  # stopped at sigma_min, never evaluated at 0
+
+
+def test_schedule_ending_above_zero_returns_the_latent_there():
+    model, mean, calls = gaussian_model()
+    noise = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+    out = make_sampler_function(SamplerConfig("bosh3", -5, -6))(model, noise, torch.tensor([1.0, 0.6, 0.4]), disable=True)
+    assert torch.allclose(out, single_gaussian_flow(mean, 0.1, noise[0], 0.4).unsqueeze(0), atol=1e-4)
+
+
+def test_progress_maps_sigma_travelled_onto_comfyuis_step_count():
+    model, _, _ = gaussian_model()
+    steps = []
+    sigmas = torch.linspace(1, 0, 21)
+    make_sampler_function(SamplerConfig("dopri5"))(model, torch.randn(1, 4, 8, 8), sigmas,
+                                                   callback=lambda d: steps.append(d["i"]), disable=True)
+    assert steps == sorted(steps) and steps[-1] == 19 and all(0 <= i <= 19 for i in steps)
+
+
+def test_empty_or_flat_schedule_returns_the_input():
+    model, _, calls = gaussian_model()
+    x = torch.randn(1, 4, 8, 8)
+    fn = make_sampler_function(SamplerConfig())
+    assert fn(model, x, torch.tensor([1.0]), disable=True) is x
+    assert fn(model, x, torch.tensor([0.5, 0.5]), disable=True) is x and not calls

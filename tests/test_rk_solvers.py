@@ -1,0 +1,210 @@
+"""Unit tests of the Runge-Kutta core against analytic solutions (no ComfyUI needed)."""
+
+import math
+
+import pytest
+import torch
+
+from flowanime.bench.gmm import GaussianMixture, reference_solution, rms_error, single_gaussian_flow
+from flowanime.samplers import tableaux
+from flowanime.samplers.ode import (
+    AdaptiveSettings,
+    ModelOutputNotFinite,
+    StepSizeCollapsed,
+    rk_step,
+    solve_adaptive,
+    solve_fixed,
+)
+
+
+def integrate_fixed(tableau, steps, weights="b"):
+    """y' = y cos t, y(0) = 1 on [0, 2]: exact y = exp(sin t). Returns the error at t = 2."""
+    c, a, b, e = tableau.floats()
+    if weights == "low":  # propagate the embedded lower-order solution instead
+        b = [hi - err for hi, err in zip(b, e)]
+    coeffs = (c, a, b, None)
+    f = lambda t, y: y * math.cos(t)  # noqa: E731
+    y, h = torch.ones(1, 1, dtype=torch.float64), 2.0 / steps
+    for i in range(steps):
+        y, _, _ = rk_step(f, i * h, y, h, coeffs, f(i * h, y))
+    return abs(float(y) - math.exp(math.sin(2.0)))
+
+
+@pytest.mark.parametrize("name", sorted(tableaux.ALL))
+def test_each_method_converges_at_its_order(name):
+    tab = tableaux.ALL[name]
+    e1, e2 = integrate_fixed(tab, 40), integrate_fixed(tab, 80)
+    assert math.log2(e1 / e2) == pytest.approx(tab.order, abs=0.25)
+
+
+@pytest.mark.parametrize("name", sorted(tableaux.ADAPTIVE))
+def test_embedded_solution_converges_at_the_lower_order(name):
+    tab = tableaux.ADAPTIVE[name]
+    # Fehlberg's first-order weights are 255/256 midpoint + 1/256 Euler: the first-order term only
+    # dominates once h << 1/256, so it needs far smaller steps to show its asymptotic order.
+    n = 40000 if name == "fehlberg2" else 40
+    e1, e2 = integrate_fixed(tab, n, "low"), integrate_fixed(tab, 2 * n, "low")
+    assert math.log2(e1 / e2) == pytest.approx(tab.error_order, abs=0.3)
+
+
+def test_fsal_flags():
+    assert tableaux.DOPRI5.fsal and tableaux.BOSH3.fsal
+    assert not tableaux.HEUN_EULER.fsal and not tableaux.FEHLBERG2.fsal and not tableaux.RK4.fsal
+
+
+# --- the flow ODE with a known solution ------------------------------------------------------------
+
+
+def single_gaussian(batch=3, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    mean = torch.randn((4, 8, 8), generator=gen) * 0.7
+    noise = torch.randn((batch, 4, 8, 8), generator=gen)
+    std = 0.05
+    exact = torch.stack([single_gaussian_flow(mean, std, n, 0.0) for n in noise])
+    return GaussianMixture.single(mean, std), noise, exact
+
+
+@pytest.mark.parametrize("form", ["data", "velocity"])
+@pytest.mark.parametrize("method", sorted(tableaux.ADAPTIVE))
+def test_adaptive_solve_meets_its_tolerance_on_the_exact_gaussian_flow(method, form):
+    gmm, noise, exact = single_gaussian()
+    rtol, atol = 1e-4, 1e-5
+    settings = AdaptiveSettings(rtol=rtol, atol=atol, max_model_calls=20000)
+    _, denoised, stats = solve_adaptive(gmm.denoise, noise.double(), 1.0, 1e-4, tableaux.ADAPTIVE[method], settings, form)
+    tolerance = atol + rtol * float(exact.abs().max())
+    assert rms_error(denoised, exact) < 10 * tolerance, stats.summary()
+    assert not stats.budget_exhausted
+
+
+@pytest.mark.parametrize("form", ["data", "velocity"])
+def test_tighter_tolerance_gives_a_smaller_error(form):
+    gmm, noise, exact = single_gaussian()
+    errors = []
+    for log_tol in (-2, -4, -6):
+        settings = AdaptiveSettings(rtol=10**log_tol, atol=10 ** (log_tol - 1), max_model_calls=20000)
+        _, d, _ = solve_adaptive(gmm.denoise, noise.double(), 1.0, 1e-4, tableaux.DOPRI5, settings, form)
+        errors.append(rms_error(d, exact))
+    assert errors[0] > errors[1] > errors[2]
+
+
+def test_mixture_flow_is_solved_to_the_reference_in_a_batch_and_alone():
+    gmm = GaussianMixture.latent_like(shape=(4, 16, 16), components=8, seed=3, dtype=torch.float64)
+    noise = gmm.sample_noise(3, seed=5, dtype=torch.float64)
+    reference = reference_solution(gmm, noise)
+    settings = AdaptiveSettings(rtol=1e-5, atol=1e-6, max_model_calls=5000)
+    _, batched, stats = solve_adaptive(gmm.denoise, noise, 1.0, 1e-4, tableaux.DOPRI5, settings)
+    assert rms_error(batched, reference) < 1e-3, stats.summary()
+    for i in range(3):
+        _, alone, _ = solve_adaptive(gmm.denoise, noise[i : i + 1], 1.0, 1e-4, tableaux.DOPRI5, settings)
+        assert rms_error(alone, reference[i : i + 1]) < 1e-3
+
+
+def test_a_batch_is_one_solve_every_call_sees_the_whole_batch():
+    gmm, noise, _ = single_gaussian(batch=5)
+    seen = []
+
+    def denoiser(x, sigma):
+        seen.append(x.shape[0])
+        return gmm.denoise(x, sigma)
+
+    _, _, stats = solve_adaptive(denoiser, noise, 1.0, 1e-3, tableaux.BOSH3)
+    assert len(seen) == stats.model_calls and set(seen) == {5}
+
+
+def test_state_stays_in_the_latent_dtype_and_device():
+    gmm, noise, _ = single_gaussian()
+    dtypes = []
+
+    def denoiser(x, sigma):
+        dtypes.append((x.dtype, x.device))
+        return gmm.denoise(x, sigma)
+
+    x, d, _ = solve_adaptive(denoiser, noise.float(), 1.0, 1e-3, tableaux.DOPRI5)
+    assert set(dtypes) == {(torch.float32, noise.device)} and x.dtype == d.dtype == torch.float32
+
+
+def test_fsal_method_finishes_with_the_denoised_prediction_at_no_extra_call():
+    gmm, noise, _ = single_gaussian()
+    calls = []
+    x, denoised, stats = solve_adaptive(lambda x, s: calls.append(s) or gmm.denoise(x, s), noise, 1.0, 1e-3, tableaux.DOPRI5)
+    # initial call + Hairer probe + 6 per accepted or rejected step; the last call is at sigma_end
+    assert stats.model_calls == 2 + 6 * (stats.accepted + stats.rejected)
+    assert calls[-1] == pytest.approx(1e-3)
+    assert torch.equal(denoised, gmm.denoise(x, 1e-3))
+
+
+def test_hook_runs_on_every_model_call_and_can_interrupt():
+    gmm, noise, _ = single_gaussian()
+    count = [0]
+
+    def hook():
+        count[0] += 1
+        if count[0] == 7:
+            raise KeyboardInterrupt("interrupted")
+
+    with pytest.raises(KeyboardInterrupt):
+        solve_adaptive(gmm.denoise, noise, 1.0, 1e-3, tableaux.DOPRI5, on_model_call=hook)
+    assert count[0] == 7
+
+
+# --- faults ---------------------------------------------------------------------------------------------
+
+
+def test_nan_from_the_model_gets_a_clear_error():
+    gmm, noise, _ = single_gaussian()
+
+    def broken(x, sigma):
+        out = gmm.denoise(x, sigma)
+        return out * float("nan") if sigma < 0.5 else out
+
+    with pytest.raises(ModelOutputNotFinite, match="weight_dtype"):
+        solve_adaptive(broken, noise, 1.0, 1e-3, tableaux.DOPRI5)
+    with pytest.raises(ModelOutputNotFinite, match="weight_dtype"):
+        solve_fixed(broken, noise, [1.0, 0.75, 0.5, 0.25, 0.0], tableaux.HEUN)
+
+
+def test_spent_budget_completes_the_image_with_a_warning():
+    gmm, noise, exact = single_gaussian()
+    messages = []
+    settings = AdaptiveSettings(rtol=1e-7, atol=1e-8, max_model_calls=40)
+    x, _, stats = solve_adaptive(gmm.denoise, noise, 1.0, 1e-3, tableaux.DOPRI5, settings, log=messages.append)
+    assert stats.budget_exhausted and stats.model_calls <= 40
+    assert torch.isfinite(x).all()
+    assert rms_error(x, exact) < 0.5  # a soft image, not noise
+    assert messages and "max_model_calls" in messages[0]
+
+
+def test_a_step_that_shrinks_to_nothing_stops_with_a_clear_error():
+    def singular(x, sigma):  # blows up at sigma = 0.5: no step is small enough to cross it
+        return torch.full_like(x, 1.0 / abs(sigma - 0.5) ** 3)
+
+    with pytest.raises(StepSizeCollapsed, match="log10_rtol"):
+        solve_adaptive(singular, torch.zeros(1, 4), 1.0, 1e-3, tableaux.BOSH3, AdaptiveSettings(max_model_calls=10**6))
+
+
+# --- fixed-step methods -----------------------------------------------------------------------------------
+
+
+def test_euler_in_the_data_form_is_ddim_and_in_the_velocity_form_is_comfyuis_euler():
+    gmm, noise, _ = single_gaussian()
+    sigmas = [1.0, 0.6, 0.3, 0.1]
+    x_ddim, x_euler = noise.clone(), noise.clone()
+    for s, s_next in zip(sigmas, sigmas[1:]):
+        d = gmm.denoise(x_ddim, s)
+        x_ddim = (s_next / s) * x_ddim + (1 - s_next / s) * d
+        d = gmm.denoise(x_euler, s)
+        x_euler = x_euler + (s_next - s) * (x_euler - d) / s
+    assert torch.allclose(solve_fixed(gmm.denoise, noise, sigmas, tableaux.EULER, "data")[0], x_ddim, atol=1e-6)
+    assert torch.allclose(solve_fixed(gmm.denoise, noise, sigmas, tableaux.EULER, "velocity")[0], x_euler, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(tableaux.FIXED))
+def test_fixed_methods_follow_the_schedule_and_end_on_the_denoised_prediction(name):
+    gmm, noise, exact = single_gaussian()
+    tab = tableaux.FIXED[name]
+    sigmas = [1.0 - i / 20 for i in range(20)] + [0.0]
+    steps = []
+    x, stats = solve_fixed(gmm.denoise, noise, sigmas, tab, on_step=steps.append)
+    assert stats.model_calls == tab.stages * 19 + 1
+    assert [s.sigma for s in steps] == pytest.approx(sigmas[1:])
+    assert rms_error(x, exact) < 0.05
