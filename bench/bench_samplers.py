@@ -6,7 +6,11 @@ sampler runs through the callable ComfyUI's KSAMPLER runs, on a batch of images,
 `simple` schedule ComfyUI computes. Prints a table, the model calls each needs per error level, and
 the solver's own overhead per model call; writes a PNG plot (matplotlib, if installed).
 
-    python bench/bench_samplers.py [--batch 4] [--out bench/out]
+    python bench/bench_samplers.py [--batch 4] [--out bench/out] [--competitors DIR ...]
+
+--competitors takes checkouts of redhottensors/ComfyUI-ODE and memmaptensor/ComfyUI-RK-Sampler
+(fetched by you, never committed; they need torchdiffeq and torchode) and runs them beside ours at
+their READMEs' recommended settings and over a tolerance sweep.
 """
 
 from __future__ import annotations
@@ -29,7 +33,15 @@ if "flowanime" not in sys.modules:  # the pack's cores without ComfyUI's entry p
     sys.modules["flowanime"] = pkg
 
 from flowanime.bench.gmm import GaussianMixture, reference_solution, rms_error  # noqa: E402
-from flowanime.samplers.k_sampler import SamplerConfig, make_sampler_function  # noqa: E402
+from flowanime.samplers.k_sampler import SamplerConfig  # noqa: E402
+
+
+def make_sampler_function(config):
+    """What the KSampler entries and the SAMPLER node hand ComfyUI (imports ComfyUI when called)."""
+    from flowanime.nodes.sampler_nodes import comfy_sampler_function
+
+    return comfy_sampler_function(config)
+
 
 BUILTIN_STEPS = [4, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64, 96, 128]
 SCHEDULERS = ["simple", "beta", "karras"]  # each built-in gets its best; karras ends at sigma_min
@@ -76,13 +88,25 @@ class CountingModel:
         return self.gmm.denoise(x, sigma)
 
 
+class TimedModel(CountingModel):
+    def __init__(self, gmm, model_sampling, call_seconds):
+        super().__init__(gmm, model_sampling, call_seconds)
+        self.seconds = 0.0
+
+    def __call__(self, x, sigma, **kwargs):
+        start = time.perf_counter()
+        out = super().__call__(x, sigma, **kwargs)
+        self.seconds += time.perf_counter() - start
+        return out
+
+
 def run(sampler_fn, gmm, ms, noise, sigmas):
     model = CountingModel(gmm, ms)
     out = sampler_fn(model, noise.clone(), sigmas, extra_args={}, callback=None, disable=True)
     return out, model.calls
 
 
-def benchmark(batch, quick=False):
+def benchmark(batch, quick=False, competitors=()):
     comfy_path = find_comfyui()
     if comfy_path is None:
         sys.exit("bench needs a ComfyUI checkout for its built-in samplers and schedules: set COMFYUI_PATH")
@@ -128,7 +152,53 @@ def benchmark(batch, quick=False):
             sigmas = comfy_samplers.calculate_sigmas(ms, "simple", steps)
             out, calls = run(make_sampler_function(SamplerConfig(method)), gmm, ms, noise, sigmas)
             rows.append(("FlowAnime", f"{method} (fixed)", f"{steps} steps", calls, rms_error(out, reference)))
+    if competitors:
+        rows += competitor_rows(competitors, gmm, ms, noise, reference, sigmas20)
     return rows, comfy_samplers, ms
+
+
+def load_pack(path: Path):
+    """Import a custom-node pack as ComfyUI's loader does: a package named after its folder."""
+    import importlib.util
+
+    name = "competitor_" + path.name.replace("-", "_").replace("+", "_")
+    spec = importlib.util.spec_from_file_location(name, path / "__init__.py", submodule_search_locations=[str(path)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def competitor_rows(paths, gmm, ms, noise, reference, sigmas):
+    rows = []
+    for path in paths:
+        pack = load_pack(Path(path))
+        nodes_mod = sys.modules.get(pack.__name__ + ".nodes.nodes_ode") or sys.modules.get(pack.__name__ + ".nodes.nodes_rk_sampler")
+        if hasattr(nodes_mod, "ODESampler"):  # ComfyUI-ODE: torchdiffeq, one image at a time
+            runs = [("bosh3", -2.5, -3.5, 30, "README default"), ("dopri5", -2.0, -3.0, 30, "README"),
+                    ("fehlberg2", -4.0, -6.0, 30, "README"), ("adaptive_heun", -2.5, -3.5, 30, "README")]
+            runs += [("bosh3", t, t - 1, 500, "sweep") for t in (-1.0, -1.5, -2.0, -3.0, -3.5, -4.0)]
+            for solver, rt, at, max_steps, why in runs:
+                try:
+                    out, calls = run(nodes_mod.ODESampler(solver, 10**rt, 10**at, max_steps), gmm, ms, noise, sigmas)
+                except AssertionError as e:  # torchdiffeq: max_num_steps exceeded
+                    print(f"ComfyUI-ODE {solver} rtol 1e{rt:g}: failed ({e})")
+                    continue
+                # it solves a batch one image at a time, so its calls per image are calls / batch
+                rows.append(("ODE pack", f"ODE {solver}", f"rtol 1e{rt:g} ({why})", calls // noise.shape[0],
+                             rms_error(out, reference)))
+        elif hasattr(nodes_mod, "RungeKuttaSamplerImpl"):  # ComfyUI-RK-Sampler: torchode, CPU float64
+            required = nodes_mod.RungeKuttaSampler.INPUT_TYPES()["required"]
+            defaults = {k: v[1]["default"] for k, v in required.items()}
+            for method in ("ae_bosh3", "ae_dopri5"):
+                for rt in (-1.0, -1.5, -2.0, -2.5, -3.0, -3.5, -4.0):
+                    kwargs = {**defaults, "method": method, "log_relative_tolerance": rt, "log_absolute_tolerance": rt - 1}
+                    out, calls = run(nodes_mod.RungeKuttaSamplerImpl(**kwargs), gmm, ms, noise, sigmas)
+                    why = " (README default)" if rt == -2.5 else ""
+                    rows.append(("RK pack", f"RKS {method}", f"rtol 1e{rt:g}{why}", calls, rms_error(out, reference)))
+        else:
+            print(f"{path}: not ComfyUI-ODE or ComfyUI-RK-Sampler, skipped")
+    return rows
 
 
 def calls_to_reach(rows, level, origin=None, solver=None):
@@ -137,45 +207,50 @@ def calls_to_reach(rows, level, origin=None, solver=None):
 
 
 def print_tables(rows):
-    print(f"{'':9} {'sampler':28} {'setting':26} {'calls/image':>11} {'RMS error':>10}")
+    print(f"{'':9} {'sampler':28} {'setting':30} {'calls/image':>11} {'RMS error':>10}")
     for origin, solver, setting, calls, err in rows:
-        print(f"{origin:9} {solver:28} {setting:26} {calls:11d} {err:10.2e}")
+        print(f"{origin:9} {solver:28} {setting:30} {calls:11d} {err:10.2e}")
 
     print("\nModel calls per image to reach each error level (fewest over the settings tried):\n")
-    header = f"{'error <=':>9} | {'FlowAnime best':>22} | {'best ComfyUI built-in':>30} | ratio"
+    others = [o for o in dict.fromkeys(r[0] for r in rows) if o != "FlowAnime"]
+    header = f"{'error <=':>9} | {'FlowAnime best':>24} | " + " | ".join(f"{'best ' + o:>28}" for o in others) + " | ratio"
     print(header)
     print("-" * len(header))
+    fmt = lambda n, name: f"{n} ({name})" if n else "not reached"  # noqa: E731
     for level in ERROR_LEVELS:
         ours = calls_to_reach(rows, level, "FlowAnime")
-        theirs = calls_to_reach(rows, level, "ComfyUI")
+        cells, best = [], None
+        for origin in others:
+            n = calls_to_reach(rows, level, origin)
+            name = next((r[1] for r in rows if r[0] == origin and r[3] == n and r[4] <= level), "")
+            cells.append(f"{fmt(n, name):>28}")
+            if n is not None and (best is None or n < best):
+                best = n
         our_name = next((r[1] for r in rows if r[0] == "FlowAnime" and r[3] == ours and r[4] <= level), "")
-        their_name = next((r[1] for r in rows if r[0] == "ComfyUI" and r[3] == theirs and r[4] <= level), "")
-        ratio = f"{ours / theirs:.2f}" if ours and theirs else "-"
-        fmt = lambda n, name: f"{n} ({name})" if n else "not reached"  # noqa: E731
-        print(f"{level:9.0e} | {fmt(ours, our_name):>22} | {fmt(theirs, their_name):>30} | {ratio}")
+        ratio = f"{ours / best:.2f}" if ours and best else "-"
+        print(f"{level:9.0e} | {fmt(ours, our_name):>24} | " + " | ".join(cells) + f" | {ratio}")
 
 
 def measure_overhead(comfy_samplers, ms, call_ms=50.0):
-    """Wall time outside the model, per model call, for an SD3 1024x1024 latent (16x128x128)."""
+    """Wall time outside the model, per model call, for an SD3 1024x1024 latent (16x128x128).
+
+    Each model call is timed inside the same run and subtracted, after a warm-up solve."""
     gmm = GaussianMixture.single(torch.zeros(16, 128, 128), 0.5)
     noise = torch.randn(1, 16, 128, 128, generator=torch.Generator().manual_seed(0))
     sigmas = comfy_samplers.calculate_sigmas(ms, "simple", 20)
-    print(f"\nSolver overhead per model call (latent 1x16x128x128, CPU, model = sleep {call_ms:g} ms + cheap denoiser):\n")
-    print(f"{'method':10} {'calls':>6} {'wall s':>8} {'model s':>8} {'overhead/call ms':>17} {'% of wall':>10}")
+    print(f"\nSolver overhead per model call (latent 1x16x128x128 = SD3 at 1024x1024, on this machine's CPU, "
+          f"{torch.get_num_threads()} threads; model = {call_ms:g} ms sleep + exact denoiser):\n")
+    print(f"{'method':10} {'calls':>6} {'wall s':>8} {'in model s':>11} {'overhead/call ms':>17} {'% of wall':>10}")
     for method in ("dopri5", "bosh3"):
-        model = CountingModel(gmm, ms, call_seconds=call_ms / 1000)
         fn = make_sampler_function(SamplerConfig(method))
+        fn(CountingModel(gmm, ms), noise.clone(), sigmas, extra_args={}, callback=None, disable=True)  # warm-up
+        model = TimedModel(gmm, ms, call_ms / 1000)
         start = time.perf_counter()
         fn(model, noise.clone(), sigmas, extra_args={}, callback=None, disable=True)
         wall = time.perf_counter() - start
-        # time the model alone on the same inputs for the same number of calls
-        start = time.perf_counter()
-        for _ in range(model.calls):
-            time.sleep(call_ms / 1000)
-            gmm.denoise(noise, 0.5)
-        model_time = time.perf_counter() - start
-        per_call = (wall - model_time) / model.calls * 1000
-        print(f"{method:10} {model.calls:6d} {wall:8.2f} {model_time:8.2f} {per_call:17.3f} {100 * (wall - model_time) / wall:9.2f}%")
+        outside = wall - model.seconds
+        print(f"{method:10} {model.calls:6d} {wall:8.2f} {model.seconds:11.2f} {outside / model.calls * 1000:17.3f} "
+              f"{100 * outside / wall:9.2f}%")
 
 
 def plot(rows, out_dir: Path):
@@ -195,7 +270,7 @@ def plot(rows, out_dir: Path):
                   linewidth=2 if ours else 1, markersize=4)
     ax.set_xlabel("model calls per image")
     ax.set_ylabel("RMS error against the reference")
-    ax.set_title("Gaussian-mixture flow, SD3 shift 3: FlowAnime (solid) vs ComfyUI built-ins (dashed)")
+    ax.set_title("Gaussian-mixture flow, SD3 shift 3: FlowAnime (solid) vs ComfyUI and other packs (dashed)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -210,9 +285,11 @@ def main():
     parser.add_argument("--out", type=Path, default=PACK_ROOT / "bench" / "out")
     parser.add_argument("--quick", action="store_true", help="fewer settings")
     parser.add_argument("--no-overhead", action="store_true")
+    parser.add_argument("--competitors", nargs="*", default=[], type=Path,
+                        help="checkouts of ComfyUI-ODE / ComfyUI-RK-Sampler to run beside ours")
     args = parser.parse_args()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    rows, comfy_samplers, ms = benchmark(args.batch, args.quick)
+    rows, comfy_samplers, ms = benchmark(args.batch, args.quick, args.competitors)
     print_tables(rows)
     if not args.no_overhead:
         measure_overhead(comfy_samplers, ms)

@@ -51,16 +51,23 @@ class SamplerConfig:
         return AdaptiveSettings(rtol=10**self.log10_rtol, atol=10**self.log10_atol, max_model_calls=self.max_model_calls)
 
 
-def _model_sigma_min(model) -> float:
-    """The smallest sigma the model's sampling table knows (KSAMPLER's model wraps BaseModel twice)."""
+def model_sampling_of(model):
+    """The model_sampling object behind the denoiser KSAMPLER passes (it wraps BaseModel twice)."""
     try:
-        return float(model.inner_model.inner_model.model_sampling.sigma_min)
+        return model.inner_model.inner_model.model_sampling
     except AttributeError:
-        return 0.0
+        return None
+
+
+def trained_sigma_floor(model_sampling) -> float:
+    """The smallest sigma the model was trained on, for models with a discrete noise table (eps, v).
+    The node layer replaces this with a check that lets flow models, trained on continuous time,
+    go down to sigma_min."""
+    return float(getattr(model_sampling, "sigma_min", 0.0)) if model_sampling is not None else 0.0
 
 
 def make_sampler_function(config: SamplerConfig, on_model_call: Callable[[], None] | None = None,
-                          logger: logging.Logger = log):
+                          logger: logging.Logger = log, sigma_floor: Callable[[object], float] = trained_sigma_floor):
     @torch.no_grad()  # like ComfyUI's own samplers: stages must not keep autograd graphs
     def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
         extra_args = {} if extra_args is None else extra_args
@@ -90,7 +97,8 @@ def make_sampler_function(config: SamplerConfig, on_model_call: Callable[[], Non
                 out, stats = solve_fixed(denoiser, x, sig, tableau, config.ode_form, on_step, on_model_call)
             else:
                 ends_at_zero = sig[-1] <= 0
-                sigma_end = max(config.sigma_min, _model_sigma_min(model)) if ends_at_zero else sig[-1]
+                floor = sigma_floor(model_sampling_of(model))
+                sigma_end = max(config.sigma_min, floor) if ends_at_zero else sig[-1]
                 if sig[0] <= sigma_end:  # nothing to integrate: denoise once
                     return denoiser(x, sig[0]) if ends_at_zero else x
                 x_end, denoised, stats = solve_adaptive(

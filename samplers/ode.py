@@ -161,25 +161,32 @@ def rk_step(f, t: float, y: torch.Tensor, h: float, coeffs, k1: torch.Tensor):
     ks = [k1]
     y_stage = y
     for i in range(1, len(c)):
-        y_stage = y.clone()
-        for j, a_ij in enumerate(a[i]):
-            if a_ij != 0.0:
-                y_stage.add_(ks[j], alpha=h * a_ij)
+        y_stage = _combine(y, ks, a[i], h)
         ks.append(f(t + c[i] * h, y_stage))
     if a[-1] == b[:-1] and b[-1] == 0.0 and c[-1] == 1.0:
         y_new = y_stage
     else:
-        y_new = y.clone()
-        for b_j, k in zip(b, ks):
-            if b_j != 0.0:
-                y_new.add_(k, alpha=h * b_j)
+        y_new = _combine(y, ks, b, h)
     err = None
     if e is not None:
-        err = torch.zeros_like(y)
-        for e_j, k in zip(e, ks):
-            if e_j != 0.0:
-                err.add_(k, alpha=h * e_j)
+        err = _combine(None, ks, e, h)
     return y_new, err, ks
+
+
+def _combine(y, ks, weights, h):
+    """y + h * sum(w_j k_j) (or without y), in elementwise passes: memory-bound, no matmul (a TF32
+    matmul setting elsewhere would silently cut its precision)."""
+    out = None
+    for w, k in zip(weights, ks):
+        if w == 0.0:
+            continue
+        if out is None:
+            out = torch.add(y, k, alpha=h * w) if y is not None else torch.mul(k, h * w)
+        else:
+            out.add_(k, alpha=h * w)
+    if out is None:
+        out = y.clone() if y is not None else torch.zeros_like(ks[0])
+    return out
 
 
 def error_ratio(err_x: torch.Tensor, x_old: torch.Tensor, x_new: torch.Tensor, rtol: float, atol: float) -> float:
