@@ -5,17 +5,20 @@ heavy libraries only inside their functions.
 """
 
 from .nodes.model_sampling_nodes import ModelSamplingRectifiedFlow
+from .nodes.prompt_nodes import BooruPromptNormalizer
 from .nodes.sampler_nodes import SamplerRungeKuttaODE, register_ksampler_entries
 
 # Node ids are stable forever: saved workflows refer to them.
 NODE_CLASS_MAPPINGS = {
     "FlowAnimeModelSamplingRectifiedFlow": ModelSamplingRectifiedFlow,
     "FlowAnimeSamplerRungeKuttaODE": SamplerRungeKuttaODE,
+    "FlowAnimeBooruPromptNormalizer": BooruPromptNormalizer,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
     "FlowAnimeModelSamplingRectifiedFlow": "Model Sampling Rectified Flow (FlowAnime)",
     "FlowAnimeSamplerRungeKuttaODE": "Runge-Kutta ODE Sampler (FlowAnime)",
+    "FlowAnimeBooruPromptNormalizer": "Booru Prompt Normalizer (FlowAnime)",
 }
 
 # flowanime_dopri5 / flowanime_bosh3 in KSampler's own sampler list.

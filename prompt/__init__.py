@@ -1,0 +1,1 @@
+"""Prompt tools: the booru-tag normaliser (booru.py)."""

@@ -1,0 +1,122 @@
+"""The booru-tag normaliser: real prompts from the model cards, and properties."""
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flowanime.prompt.booru import KAOMOJI, NormalizeOptions, normalize, normalize_tag, tag_keys
+
+NEKO_EXAMPLE = (  # Nekofantasia 0.1 card, "Example Prompt"
+    "1girl, absurdres, animal ears, bow, braid, cat ears, dress, green dress, hair bow, highres, kaenbyou rin, "
+    "long hair, long sleeves, looking at viewer, nekomata, oil painting (medium), painting (medium), portrait, "
+    "red eyes, red hair, red ribbon, neck ribbon, smile, solo, touhou, traditional media, twin braids"
+)
+NAI_NEGATIVE = (  # nai-v2-fm-alpha card, negative prompt
+    "(very displeasing, displeasing, bad score, worse score, bad quality,worst quality, worst detail:1.1),sketch, "
+    "loli, child, patreon logo, watermark, signature, blurry, bad hands, bad anatomy, bad fingers, extra fingers, "
+    "extra limbs, deformed limbs, very displeasing, displeasing, comic, speech bubble, lowres, twitter username, "
+    "artist name, (light particles:0.4)"
+)
+
+CASES = [
+    # (prompt, options, expected)
+    (NEKO_EXAMPLE, NormalizeOptions(),
+     NEKO_EXAMPLE.replace("oil painting (medium)", "oil painting \\(medium\\)").replace(
+         ", painting (medium)", ", painting \\(medium\\)")),
+    (NAI_NEGATIVE, NormalizeOptions(), NAI_NEGATIVE.replace("quality,worst", "quality, worst").replace(
+        "detail:1.1),sketch", "detail:1.1), sketch")),
+    ("masterpiece, good score, best quality, aesthetic, 1girl, frieren, sousou no frieren, elf, aqua eyes",
+     NormalizeOptions(drop_quality_tags=True), "1girl, frieren, sousou no frieren, elf, aqua eyes"),
+    # RouWei card: artists must sit in their own chunk
+    ("by kantoku, by wlop, best quality, masterpiece BREAK 1girl, hatsune_miku, twintails",
+     NormalizeOptions(artists_to_own_chunk=True),
+     "best quality, masterpiece BREAK 1girl, hatsune miku, twintails BREAK by kantoku, by wlop"),
+    ("by kantoku, by wlop, best quality, masterpiece BREAK 1girl", NormalizeOptions(True, True),
+     "1girl BREAK by kantoku, by wlop"),
+    # RDBT on Anima: @ triggers and natural-language captions stay as written
+    ("@digital anime illustration, 1girl, solo. A girl with long silver hair stands in the rain, holding an umbrella.",
+     NormalizeOptions(),
+     "@digital anime illustration, 1girl, solo. A girl with long silver hair stands in the rain, holding an umbrella."),
+    # Danbooru spellings
+    ("1girl, karin_(blue_archive), long_hair, ^_^, >_<, o_o, score_9, score_8_up, >:(, smile",
+     NormalizeOptions(),
+     "1girl, karin \\(blue archive\\), long hair, ^_^, >_<, o_o, score_9, score_8_up, >:\\(, smile"),
+    ("(masterpiece:1.2), ((long_hair)), (blue eyes), karin \\(blue archive\\), (karin_(blue_archive):1.1)",
+     NormalizeOptions(),
+     "(masterpiece:1.2), ((long hair)), (blue eyes), karin \\(blue archive\\), (karin \\(blue archive\\):1.1)"),
+    ("  1girl ,, solo  ,\n long_hair,, 1girl, Solo ", NormalizeOptions(), "1girl, solo, long hair"),
+    ("BREAK BREAK", NormalizeOptions(), ""),
+    ("Long_Hair, BLUE EYES", NormalizeOptions(lowercase=True), "long hair, blue eyes"),
+    ("1girl, (tag with BREAK inside:1.2) BREAK solo", NormalizeOptions(), "1girl, (tag with BREAK inside:1.2) BREAK solo"),
+    ("smile, (unclosed, tag", NormalizeOptions(), "smile, \\(unclosed, tag"),
+]
+
+
+@pytest.mark.parametrize("prompt, options, expected", CASES)
+def test_real_prompts(prompt, options, expected):
+    assert normalize(prompt, options) == expected
+
+
+def test_every_kaomoji_keeps_its_underscores():
+    for k in KAOMOJI:
+        assert normalize_tag(k).replace("\\", "") == k
+
+
+# --- properties -----------------------------------------------------------------------------------
+
+words = st.sampled_from(["long", "hair", "blue", "eyes", "1girl", "solo", "cat", "ears", "smile", "school", "uniform",
+                         "karin", "hatsune", "miku", "oil", "painting"])
+plain_tags = st.lists(words, min_size=1, max_size=3).map("_".join) | st.lists(words, min_size=1, max_size=3).map(" ".join)
+qualified = st.tuples(plain_tags, st.lists(words, min_size=1, max_size=2)).map(lambda t: f"{t[0]}_({'_'.join(t[1])})")
+special = st.sampled_from(sorted(KAOMOJI) + ["score_9", "score_7_up", ">:(", ":)", "@anime sketch", "by wlop"])
+tags = plain_tags | qualified | special
+weighted = st.tuples(plain_tags, st.sampled_from(["0.8", "1.2", "1.05"])).map(lambda t: f"({t[0]}:{t[1]})")
+emphasis = plain_tags.map(lambda t: f"(({t}))")
+sentence = st.just("A girl stands in the rain, holding an umbrella.")
+separators = st.sampled_from([", ", ",", " , ", ",,  ", ",\n"])
+
+
+@st.composite
+def prompts(draw):
+    pieces = draw(st.lists(tags | weighted | emphasis | sentence | st.just("BREAK"), min_size=1, max_size=12))
+    text = ""
+    for piece in pieces:
+        text += piece if piece == "BREAK" else piece + draw(separators)
+        if piece == "BREAK":
+            text = text.rstrip(",") + " BREAK "
+    return text, pieces
+
+
+options = st.builds(NormalizeOptions, st.booleans(), st.booleans(), st.booleans())
+
+
+@settings(max_examples=300, deadline=None)
+@given(prompts(), options)
+def test_idempotent(prompt, opts):
+    once = normalize(prompt[0], opts)
+    assert normalize(once, opts) == once
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="ab_ (),:\\.@1BREAK\n", max_size=40), options)
+def test_idempotent_on_arbitrary_text(text, opts):
+    once = normalize(text, opts)
+    assert normalize(once, opts) == once
+
+
+@settings(max_examples=300, deadline=None)
+@given(prompts(), st.booleans(), st.booleans())
+def test_no_tag_is_lost(prompt, artists_to_own_chunk, lowercase):
+    text, pieces = prompt
+    out = tag_keys(normalize(text, NormalizeOptions(False, artists_to_own_chunk, lowercase)))
+    for piece in pieces:
+        if piece == "BREAK" or piece.startswith("("):
+            continue
+        expected = piece if piece.endswith(".") else normalize_tag(piece)
+        if piece.endswith("."):  # a sentence may be split at its commas, each part kept
+            assert all(part.strip().lower() in out for part in piece.split(","))
+        else:
+            assert expected.lower() in out, (piece, out)
+    for piece in pieces:  # weighted groups survive with their weight
+        if piece.startswith("(") and ":" in piece:
+            assert ":" + piece.rsplit(":", 1)[1].rstrip(")") + ")" in normalize(text)

@@ -1,0 +1,38 @@
+"""The prompt normaliser node inside the real ComfyUI."""
+
+import torch
+
+import flowanime_testkit as kit
+
+
+def test_normalizer_feeds_clip_text_encode_in_a_graph(comfyui):
+    from comfy_execution.graph_utils import GraphBuilder
+
+    raw = "1girl, karin_(blue_archive), long_hair, masterpiece, ^_^ BREAK by wlop"
+    g = GraphBuilder()
+    text = g.node("FlowAnimeBooruPromptNormalizer", text=raw, drop_quality_tags=True, artists_to_own_chunk=False,
+                  lowercase=False).out(0)
+    model = g.node("UNETLoader", unet_name=kit.SD15_UNET, weight_dtype="default").out(0)
+    clip = g.node("CLIPLoader", clip_name=kit.CLIP_L, type="stable_diffusion").out(0)
+    positive = g.node("CLIPTextEncode", clip=clip, text=text).out(0)
+    negative = g.node("CLIPTextEncode", clip=clip, text="lowres").out(0)
+    latent = g.node("EmptyLatentImage", width=64, height=64, batch_size=1).out(0)
+    patched = g.node(kit.PATCH, model=model, **kit.PATCH_DEFAULTS).out(0)
+    samples = g.node("KSampler", model=patched, seed=1, steps=3, cfg=5.0, sampler_name="euler", scheduler="simple",
+                     positive=positive, negative=negative, latent_image=latent, denoise=1.0).out(0)
+    save = g.node("SaveLatent", samples=samples, filename_prefix="latents/prompt")
+    result = comfyui.run(g.finalize())
+    assert torch.isfinite(comfyui.saved_latent(result, save.id)).all()
+
+
+def test_normalized_text_is_what_clip_text_encode_receives(comfyui):
+    (normalized,) = comfyui.node_class("FlowAnimeBooruPromptNormalizer")().normalize(
+        "karin_(blue_archive), long_hair", False, False, False)
+    assert normalized == "karin \\(blue archive\\), long hair"
+    clip = comfyui.node_class("CLIPLoader")().load_clip(kit.CLIP_L, "stable_diffusion")[0]
+    # ComfyUI's own weight parser sees no emphasis: every token weight is 1.0
+    tokens = clip.tokenize(normalized)
+    weights = {w for chunk in tokens["l"] for _, w in chunk}
+    assert weights == {1.0}
+    unescaped = clip.tokenize("karin_(blue_archive), long_hair")
+    assert any(w != 1.0 for chunk in unescaped["l"] for _, w in chunk)  # what the escape prevents
