@@ -5,7 +5,7 @@ heavy libraries only inside their functions.
 """
 
 from .nodes.model_sampling_nodes import ModelSamplingRectifiedFlow
-from .nodes.prompt_nodes import BooruPromptNormalizer
+from .nodes.prompt_nodes import BooruPromptNormalizer, CLIPTextEncodeBreak
 from .nodes.sampler_nodes import SamplerRungeKuttaODE, register_ksampler_entries
 
 # Node ids are stable forever: saved workflows refer to them.
@@ -13,12 +13,14 @@ NODE_CLASS_MAPPINGS = {
     "FlowAnimeModelSamplingRectifiedFlow": ModelSamplingRectifiedFlow,
     "FlowAnimeSamplerRungeKuttaODE": SamplerRungeKuttaODE,
     "FlowAnimeBooruPromptNormalizer": BooruPromptNormalizer,
+    "FlowAnimeCLIPTextEncodeBreak": CLIPTextEncodeBreak,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
     "FlowAnimeModelSamplingRectifiedFlow": "Model Sampling Rectified Flow (FlowAnime)",
     "FlowAnimeSamplerRungeKuttaODE": "Runge-Kutta ODE Sampler (FlowAnime)",
     "FlowAnimeBooruPromptNormalizer": "Booru Prompt Normalizer (FlowAnime)",
+    "FlowAnimeCLIPTextEncodeBreak": "CLIP Text Encode with BREAK (FlowAnime)",
 }
 
 # flowanime_dopri5 / flowanime_bosh3 in KSampler's own sampler list.

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from ..prompt.booru import NormalizeOptions, normalize
+from ..prompt.chunking import DEFAULT_BACKTRACK
+from ..prompt.encoder import tokenize
 
 
 class BooruPromptNormalizer:
@@ -38,3 +40,41 @@ class BooruPromptNormalizer:
 
     def normalize(self, text, drop_quality_tags, artists_to_own_chunk, lowercase):
         return (normalize(text, NormalizeOptions(drop_quality_tags, artists_to_own_chunk, lowercase)),)
+
+
+class CLIPTextEncodeBreak:
+    """CLIPTextEncode with A1111's BREAK and comma backtracking, and a report of the chunks."""
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "clip": ("CLIP",),
+                "text": ("STRING", {"multiline": True, "dynamicPrompts": True,
+                                    "tooltip": "The prompt. BREAK (upper-case, outside brackets) starts a new 75-token "
+                                               "CLIP chunk; (tag:1.2) weights work as in CLIPTextEncode."}),
+                "comma_backtrack": ("INT", {
+                    "default": DEFAULT_BACKTRACK, "min": 0, "max": 74,
+                    "tooltip": "When a 75-token chunk fills up, move the text after the last comma to the next "
+                               "chunk if that comma is at most this many tokens back (A1111's rule). 0: cut anywhere.",
+                }),
+            }
+        }
+
+    RETURN_TYPES = ("CONDITIONING", "STRING")
+    RETURN_NAMES = ("conditioning", "chunk_report")
+    OUTPUT_NODE = False
+    FUNCTION = "encode"
+    CATEGORY = "FlowAnime/prompt"
+    DESCRIPTION = (
+        "Encode a prompt with BREAK and A1111 comma backtracking for CLIP encoders (SD1.5, SDXL, SD3's CLIP-L/G). "
+        "T5 and LLM encoders get the whole prompt with BREAK removed. Without BREAK, a prompt under 75 tokens "
+        "encodes exactly as CLIPTextEncode."
+    )
+
+    def encode(self, clip, text, comma_backtrack):
+        if clip is None:
+            raise RuntimeError("FlowAnime: the clip input is empty: connect a CLIP from a checkpoint or CLIP loader.")
+        encoded = tokenize(clip, text, comma_backtrack)
+        conditioning = clip.encode_from_tokens_scheduled(encoded.tokens)
+        return {"ui": {"text": [encoded.report]}, "result": (conditioning, encoded.report)}

@@ -278,6 +278,9 @@ class ComfyHarness:
         from comfy.cli_args import args
 
         args.cpu = True  # before comfy.model_management is imported
+        # As main.py does, before nodes.py puts ComfyUI/comfy on sys.path (where comfy/utils.py would
+        # then shadow ComfyUI's utils package and comfy_extras/nodes_images.py would fail to import).
+        import utils.extra_config  # noqa: F401
         import folder_paths
 
         for sub in ("input", "output", "temp"):

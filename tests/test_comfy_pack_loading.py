@@ -39,3 +39,11 @@ def test_tiny_mmdit_is_detected_as_sd3_flow(comfyui):
     (model,) = comfyui.node_class("UNETLoader")().load_unet(kit.SD3_MMDIT, "default")
     assert type(model.model.model_config) is comfy.supported_models.SD3
     assert model.model.model_type == comfy.model_base.ModelType.FLOW
+
+
+def test_every_core_node_module_imported_in_the_harness(comfyui):
+    """The harness boots ComfyUI as main.py does: no comfy_extras module fails to import."""
+    import nodes
+
+    for name in ("ImageScale", "SaveLatent", "SamplerCustomAdvanced", "ImageCrop"):
+        assert name in nodes.NODE_CLASS_MAPPINGS, name

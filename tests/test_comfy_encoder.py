@@ -1,0 +1,139 @@
+"""The BREAK/chunk-aware encoder with ComfyUI's real tokenizers and tiny random-weight CLIP models."""
+
+import re
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+import flowanime_testkit as kit
+
+COMMA = 267  # "," in CLIP's vocabulary
+NODE = "FlowAnimeCLIPTextEncodeBreak"
+
+
+@pytest.fixture(scope="module")
+def clips(comfyui):
+    """SD1.5 and SD3 CLIPs through CLIPLoader; SDXL built from ComfyUI's own SDXL classes with 3 layers
+    per encoder (the fewest its penultimate-layer output allows; CLIPLoader would build CLIP-G at full
+    depth: 700M parameters)."""
+    import comfy.clip_model
+    import comfy.sd
+    import comfy.sdxl_clip
+
+    load = comfyui.node_class("CLIPLoader")().load_clip
+    original = comfy.clip_model.CLIPTextModel.__init__
+
+    def three_layers(self, config_dict, *args, **kwargs):
+        original(self, {**config_dict, "num_hidden_layers": 3}, *args, **kwargs)
+
+    comfy.clip_model.CLIPTextModel.__init__ = three_layers
+    try:
+        target = SimpleNamespace(params={}, clip=comfy.sdxl_clip.SDXLClipModel, tokenizer=comfy.sdxl_clip.SDXLTokenizer)
+        sdxl = comfy.sd.CLIP(target)
+    finally:
+        comfy.clip_model.CLIPTextModel.__init__ = original
+    kit.fill_random_(sdxl.cond_stage_model, seed=11)
+    return {"sd15": load(kit.CLIP_L, "stable_diffusion")[0], "sdxl": sdxl, "sd3": load(kit.CLIP_L, "sd3")[0]}
+
+
+def encode(comfyui, clip, text, backtrack=20):
+    out = comfyui.node_class(NODE)().encode(clip, text, backtrack)
+    return out["result"][0], out["result"][1]
+
+
+def clip_text_encode(comfyui, clip, text):
+    return comfyui.node_class("CLIPTextEncode")().encode(clip, text)[0]
+
+
+def tokenize(comfyui, clip, text, backtrack=20):
+    return comfyui.pack_submodule("prompt.encoder").tokenize(clip, text, backtrack)
+
+
+WIDTH = {"sd15": 768, "sdxl": 2048, "sd3": 4096}
+POOLED = {"sd15": 768, "sdxl": 1280, "sd3": 2048}
+
+
+@pytest.mark.parametrize("family", ["sd15", "sdxl", "sd3"])
+def test_short_prompt_without_break_equals_clip_text_encode_bit_for_bit(comfyui, clips, family):
+    text = "1girl, (red hair:1.3), karin \\(blue archive\\), smile, embedding:missing"
+    clip = clips[family]
+    assert tokenize(comfyui, clip, text).tokens == clip.tokenize(text)
+    ours, theirs = encode(comfyui, clip, text)[0], clip_text_encode(comfyui, clip, text)
+    assert torch.equal(ours[0][0], theirs[0][0])
+    assert torch.equal(ours[0][1]["pooled_output"], theirs[0][1]["pooled_output"])
+
+
+@pytest.mark.parametrize("family", ["sd15", "sdxl", "sd3"])
+def test_break_starts_a_new_chunk_and_shapes_follow(comfyui, clips, family):
+    cond, report = encode(comfyui, clips[family], "by wlop, by kantoku BREAK 1girl, solo, long hair")
+    assert cond[0][0].shape == (1, 2 * 77, WIDTH[family])
+    assert cond[0][1]["pooled_output"].shape == (1, POOLED[family])
+    assert "clip chunks (l): 2" in report or "clip chunks (g): 2" in report
+    assert re.search(r"chunk 1: +\d+/75 tokens, segment 1 \| by wlop , by kantoku", report), report
+
+
+def test_sdxl_sides_have_the_same_chunk_count_with_their_own_padding(comfyui, clips):
+    tokens = tokenize(comfyui, clips["sdxl"], "a, b BREAK c BREAK d").tokens
+    assert len(tokens["l"]) == len(tokens["g"]) == 3
+    assert tokens["l"][0][-1] == (49407, 1.0) and tokens["g"][0][-1] == (0, 1.0)
+    assert [[t for t, _ in c[1:-1] if t not in (0, 49407)] for c in tokens["l"]] == \
+        [[t for t, _ in c[1:-1] if t not in (0, 49407)] for c in tokens["g"]]
+
+
+def test_t5_sees_the_whole_prompt_with_break_removed(comfyui, clips):
+    clip = clips["sd3"]
+    tokens = tokenize(comfyui, clip, "by wlop BREAK 1girl, solo").tokens
+    assert tokens["t5xxl"] == clip.tokenize("by wlop, 1girl, solo")["t5xxl"]
+    assert len(tokens["l"]) == 2
+
+
+def long_tag_prompt(n_tags=40):
+    words = ["long", "silver", "hair", "blue", "eyes", "school", "uniform", "pleated", "skirt", "red", "ribbon"]
+    return ", ".join(" ".join(words[(i + j) % len(words)] for j in range(2 + i % 3)) for i in range(n_tags))
+
+
+def test_comma_backtracking_keeps_each_tag_in_one_chunk(comfyui, clips):
+    clip = clips["sd15"]
+    text = long_tag_prompt()
+    ours = tokenize(comfyui, clip, text, backtrack=20)
+    chunks = ours.tokens["l"]
+    assert len(chunks) >= 2 and ours.split_tags == []
+    for chunk in chunks[:-1]:
+        body = [t for t, _ in chunk[1:] if t != 49407]
+        assert body[-1] == COMMA  # each full chunk ends at a comma: no tag crosses the boundary
+        assert 75 - len(body) <= 20  # and only what the A1111 rule allows moved on
+    # ComfyUI's own tokenizer cuts this prompt mid-tag, which is what backtracking is for
+    first = [t for t, _ in clip.tokenize(text)["l"][0][1:-1]]
+    assert first[-1] != COMMA
+
+
+def test_without_backtracking_the_cut_tag_is_reported(comfyui, clips):
+    result = tokenize(comfyui, clips["sd15"], long_tag_prompt(), backtrack=0)
+    assert result.split_tags and "is cut between chunks 1 and 2" in result.report
+
+
+@pytest.mark.parametrize("text", ["", "BREAK BREAK", "(unbalanced, ((tag", "1girl\x00\x07, \U0001F600, smile, \u200b",
+                                  ")) stray BREAK (", "tag, " * 5000])
+def test_awkward_input_gives_a_result(comfyui, clips, text):
+    cond, report = encode(comfyui, clips["sd15"], text)
+    assert torch.isfinite(cond[0][0]).all() and cond[0][0].shape[1] % 77 == 0
+    assert report
+
+
+def test_encoder_node_in_a_graph_shows_its_report(comfyui):
+    from comfy_execution.graph_utils import GraphBuilder
+
+    g = GraphBuilder()
+    clip = g.node("CLIPLoader", clip_name=kit.CLIP_L, type="stable_diffusion").out(0)
+    positive = g.node(NODE, clip=clip, text="by wlop BREAK 1girl, solo", comma_backtrack=20)
+    negative = g.node(NODE, clip=clip, text="lowres", comma_backtrack=20)
+    model = g.node("UNETLoader", unet_name=kit.SD15_UNET, weight_dtype="default").out(0)
+    patched = g.node(kit.PATCH, model=model, **kit.PATCH_DEFAULTS).out(0)
+    latent = g.node("EmptyLatentImage", width=64, height=64, batch_size=1).out(0)
+    samples = g.node("KSampler", model=patched, seed=1, steps=3, cfg=5.0, sampler_name="euler", scheduler="simple",
+                     positive=positive.out(0), negative=negative.out(0), latent_image=latent, denoise=1.0).out(0)
+    save = g.node("SaveLatent", samples=samples, filename_prefix="latents/encoder")
+    result = comfyui.run(g.finalize())
+    assert torch.isfinite(comfyui.saved_latent(result, save.id)).all()
+    assert "clip chunks (l): 2" in result.outputs[positive.id]["text"][0]
