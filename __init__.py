@@ -4,6 +4,7 @@ ComfyUI imports this file from custom_nodes/. Keep it light: node modules import
 heavy libraries only inside their functions.
 """
 
+from .nodes.latent_nodes import EmptyLatentForModel
 from .nodes.model_sampling_nodes import ModelSamplingRectifiedFlow
 from .nodes.prompt_nodes import BooruPromptNormalizer, CLIPTextEncodeBreak
 from .nodes.sampler_nodes import SamplerRungeKuttaODE, register_ksampler_entries
@@ -14,6 +15,7 @@ NODE_CLASS_MAPPINGS = {
     "FlowAnimeSamplerRungeKuttaODE": SamplerRungeKuttaODE,
     "FlowAnimeBooruPromptNormalizer": BooruPromptNormalizer,
     "FlowAnimeCLIPTextEncodeBreak": CLIPTextEncodeBreak,
+    "FlowAnimeEmptyLatentForModel": EmptyLatentForModel,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -21,6 +23,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "FlowAnimeSamplerRungeKuttaODE": "Runge-Kutta ODE Sampler (FlowAnime)",
     "FlowAnimeBooruPromptNormalizer": "Booru Prompt Normalizer (FlowAnime)",
     "FlowAnimeCLIPTextEncodeBreak": "CLIP Text Encode with BREAK (FlowAnime)",
+    "FlowAnimeEmptyLatentForModel": "Empty Latent for Model (FlowAnime)",
 }
 
 # flowanime_dopri5 / flowanime_bosh3 in KSampler's own sampler list.

@@ -1,0 +1,45 @@
+"""Node: an empty latent of a recommended size, shaped for the connected model."""
+
+from __future__ import annotations
+
+from ..resolution.presets import PRESETS, resolve_size, rule_for
+
+DOWNSCALE = 8  # every image family this pack targets uses an 8x VAE
+
+
+class EmptyLatentForModel:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "model": ("MODEL", {"tooltip": "Decides the latent's channels (4 for SD1.5/SDXL, 16 for SD3, Flux, "
+                                               "Anima) and which sizes are allowed."}),
+                "preset": (list(PRESETS), {"default": "896x1152 (7:9 portrait)",
+                                           "tooltip": "~1 MP sizes the model cards recommend; custom uses width/height."}),
+                "width": ("INT", {"default": 1024, "min": 64, "max": 16384, "step": 8}),
+                "height": ("INT", {"default": 1024, "min": 64, "max": 16384, "step": 8}),
+                "batch_size": ("INT", {"default": 1, "min": 1, "max": 4096}),
+            }
+        }
+
+    RETURN_TYPES = ("LATENT", "INT", "INT")
+    RETURN_NAMES = ("latent", "width", "height")
+    FUNCTION = "generate"
+    CATEGORY = "FlowAnime/latent"
+    DESCRIPTION = (
+        "Empty latent for the connected model: its channel count and layout come from the model, and sizes the "
+        "family cannot take (SD3.5: multiples of 64, SDXL: 32) get a clear error."
+    )
+
+    def generate(self, model, preset, width, height, batch_size):
+        import comfy.model_management
+        import torch
+
+        fmt = model.model.latent_format
+        channels = fmt.latent_channels
+        rule = rule_for(type(model.model.model_config).__name__, channels)
+        width, height = resolve_size(preset, width, height, rule)
+        spatial = [height // DOWNSCALE, width // DOWNSCALE]
+        shape = [batch_size, channels] + ([1] if getattr(fmt, "latent_dimensions", 2) == 3 else []) + spatial
+        latent = torch.zeros(shape, device=comfy.model_management.intermediate_device())
+        return ({"samples": latent}, width, height)

@@ -1,0 +1,1 @@
+"""Latent sizes: the aspect-ratio presets the model cards recommend, and each family's constraints."""

@@ -1,0 +1,48 @@
+"""The empty-latent helper with the real ComfyUI models."""
+
+import pytest
+import torch
+
+import flowanime_testkit as kit
+
+NODE = "FlowAnimeEmptyLatentForModel"
+
+
+def unet(comfyui, name):
+    return comfyui.node_class("UNETLoader")().load_unet(name, "default")[0]
+
+
+@pytest.mark.parametrize("name, channels", [(kit.SD15_UNET, 4), (kit.SD3_MMDIT, 16)])
+def test_channels_come_from_the_connected_model(comfyui, name, channels):
+    latent, w, h = comfyui.node_class(NODE)().generate(unet(comfyui, name), "896x1152 (7:9 portrait)", 0, 0, 2)
+    assert (w, h) == (896, 1152)
+    assert latent["samples"].shape == (2, channels, 1152 // 8, 896 // 8)
+    assert not latent["samples"].any()
+
+
+def test_sizes_the_family_cannot_take_get_a_clear_error_in_a_graph(comfyui):
+    from comfy_execution.graph_utils import GraphBuilder
+
+    g = GraphBuilder()
+    model = g.node("UNETLoader", unet_name=kit.SD3_MMDIT, weight_dtype="default").out(0)
+    latent = g.node(NODE, model=model, preset="custom", width=1000, height=1024, batch_size=1).out(0)
+    g.node("SaveLatent", samples=latent, filename_prefix="latents/bad")
+    result = comfyui.run(g.finalize(), expect_success=False)
+    assert not result.success
+    assert "width 1000 (from 'width') is not a multiple of 64" in result.error["exception_message"]
+
+
+def test_latent_feeds_a_sampler(comfyui):
+    from comfy_execution.graph_utils import GraphBuilder
+
+    g = GraphBuilder()
+    model = g.node("UNETLoader", unet_name=kit.SD15_UNET, weight_dtype="default").out(0)
+    clip = g.node("CLIPLoader", clip_name=kit.CLIP_L, type="stable_diffusion").out(0)
+    cond = g.node("CLIPTextEncode", clip=clip, text="1girl").out(0)
+    latent = g.node(NODE, model=model, preset="custom", width=64, height=96, batch_size=1).out(0)
+    patched = g.node(kit.PATCH, model=model, **kit.PATCH_DEFAULTS).out(0)
+    samples = g.node("KSampler", model=patched, seed=1, steps=3, cfg=5.0, sampler_name="flowanime_bosh3",
+                     scheduler="simple", positive=cond, negative=cond, latent_image=latent, denoise=1.0).out(0)
+    save = g.node("SaveLatent", samples=samples, filename_prefix="latents/helper")
+    out = comfyui.saved_latent(comfyui.run(g.finalize()), save.id)
+    assert out.shape == (1, 4, 12, 8) and torch.isfinite(out).all()
