@@ -16,7 +16,6 @@ their READMEs' recommended settings and over a tolerance sweep.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time

@@ -215,7 +215,7 @@ def initial_step(f, t0, y0, f0, direction, order, rtol, atol_state):
     return min(100 * h0, h1)
 
 
-@dataclass
+@dataclass(frozen=True)
 class AdaptiveSettings:
     rtol: float = 10 ** -2.5
     atol: float = 10 ** -3.5
