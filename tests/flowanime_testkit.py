@@ -356,3 +356,58 @@ class ComfyHarness:
         entry = result.outputs[node_id]["latents"][0]
         path = self.output_dir / entry["subfolder"] / entry["filename"]
         return load_file(str(path))["latent_tensor"]
+
+
+# ----------------------------------------------------------------------------------------------
+# UI-format workflows (what the graph editor saves and example_workflows/ holds).
+
+FRONTEND_ONLY_NODES = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+
+
+def input_specs(node_cls) -> list[tuple[str, str, dict, bool]]:
+    """(name, type, options, is_widget) for a node's required then optional inputs, in order."""
+    spec = node_cls.INPUT_TYPES()
+    out = []
+    for section in ("required", "optional"):
+        for name, entry in spec.get(section, {}).items():
+            kind = entry[0]
+            options = entry[1] if len(entry) > 1 else {}
+            if isinstance(kind, (list, tuple)):
+                options = {**options, "options": list(kind)}
+                kind = "COMBO"
+            out.append((name, kind, options, kind in WIDGET_TYPES))
+    return out
+
+
+def has_control_widget(name: str, kind: str, options: dict) -> bool:
+    """The graph editor adds a 'control after generate' value after seed-like INT widgets."""
+    return kind == "INT" and (options.get("control_after_generate") or name in ("seed", "noise_seed"))
+
+
+def ui_to_api(workflow: dict, node_classes: dict) -> dict:
+    """Convert a UI-format workflow to the API format, as the graph editor does on Queue: linked
+    inputs from the links table, widget values matched to the node's widget inputs in order."""
+    links = {link[0]: link for link in workflow["links"]}
+    api = {}
+    for node in workflow["nodes"]:
+        if node["type"] in FRONTEND_ONLY_NODES or node.get("mode", 0) in (2, 4):
+            continue
+        cls = node_classes[node["type"]]
+        linked = {i["name"]: links[i["link"]] for i in node.get("inputs", []) if i.get("link") is not None}
+        values = list(node.get("widgets_values", []))
+        inputs = {}
+        for name, kind, options, is_widget in input_specs(cls):
+            if is_widget:
+                if not values:
+                    raise AssertionError(f"node {node['id']} ({node['type']}): no widget value left for '{name}'")
+                inputs[name] = values.pop(0)
+                if has_control_widget(name, kind, options):
+                    values.pop(0)
+            if name in linked:
+                link = linked[name]
+                inputs[name] = [str(link[1]), link[2]]
+        if values:
+            raise AssertionError(f"node {node['id']} ({node['type']}): {len(values)} widget values left over: {values}")
+        api[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
+    return api

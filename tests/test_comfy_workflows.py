@@ -1,0 +1,129 @@
+"""Every bundled workflow (example_workflows/, ComfyUI's template browser) against the real ComfyUI."""
+
+import importlib.util
+import json
+
+import pytest
+
+import flowanime_testkit as kit
+from conftest import PACK_ROOT
+
+WORKFLOW_FILES = sorted((PACK_ROOT / "example_workflows").glob("*.json"))
+MODEL_FOLDERS = {  # loader input -> ComfyUI model folder
+    "ckpt_name": "checkpoints", "clip_name": "text_encoders", "clip_name1": "text_encoders",
+    "clip_name2": "text_encoders", "clip_name3": "text_encoders", "lora_name": "loras", "vae_name": "vae",
+    "unet_name": "diffusion_models",
+}
+
+
+def load_builder():
+    spec = importlib.util.spec_from_file_location("build_example_workflows", PACK_ROOT / "scripts" / "build_example_workflows.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_there_is_one_workflow_per_seed_checkpoint():
+    assert len(WORKFLOW_FILES) == 4
+    assert all(p.parent.name == "example_workflows" for p in WORKFLOW_FILES)  # one level deep, as ComfyUI looks
+
+
+@pytest.fixture(scope="module")
+def stand_in_models(comfyui):
+    """Empty files with the names the workflows use: enough for validation, which checks names."""
+    for path in WORKFLOW_FILES:
+        for node in json.loads(path.read_text())["nodes"]:
+            if node["type"] in kit.FRONTEND_ONLY_NODES:
+                continue
+            for (name, *_), value in zip(_widget_specs(comfyui, node), node["widgets_values"]):
+                if name in MODEL_FOLDERS and value:
+                    target = comfyui.models_dir / MODEL_FOLDERS[name] / value
+                    if not target.exists():
+                        target.write_bytes(b"")
+    return True
+
+
+def _widget_specs(comfyui, node):
+    """Widget inputs in widgets_values order, with the control-after-generate slot as its own entry."""
+    out = []
+    for name, kind, options, is_widget in kit.input_specs(comfyui.node_class(node["type"])):
+        if is_widget:
+            out.append((name, kind, options))
+            if kit.has_control_widget(name, kind, options):
+                out.append(("control_after_generate", "COMBO", {"options": ["fixed", "increment", "decrement", "randomize"]}))
+    return out
+
+
+@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.stem)
+def test_workflow_structure_links_and_node_types(comfyui, path):
+    workflow = json.loads(path.read_text())
+    assert workflow["version"] == 0.4 and {"nodes", "links", "last_node_id", "last_link_id"} <= set(workflow)
+    nodes = {n["id"]: n for n in workflow["nodes"]}
+    assert len(nodes) == len(workflow["nodes"])
+    for node in workflow["nodes"]:
+        assert node["type"] in comfyui.nodes.NODE_CLASS_MAPPINGS or node["type"] in kit.FRONTEND_ONLY_NODES, node["type"]
+    for link_id, src, src_slot, dst, dst_slot, link_type in workflow["links"]:
+        out = nodes[src]["outputs"][src_slot]
+        inp = nodes[dst]["inputs"][dst_slot]
+        assert link_id in out["links"] and inp["link"] == link_id
+        assert out["type"] == link_type == (inp["type"] if inp["type"] not in kit.WIDGET_TYPES else link_type)
+        if src_slot < len(getattr(comfyui.node_class(nodes[src]["type"]), "RETURN_TYPES", ())):
+            assert comfyui.node_class(nodes[src]["type"]).RETURN_TYPES[src_slot] == link_type
+    for node in workflow["nodes"]:  # every required non-widget input is connected
+        if node["type"] in kit.FRONTEND_ONLY_NODES:
+            continue
+        required = node_required_links(comfyui, node)
+        connected = {i["name"] for i in node["inputs"] if i["link"] is not None}
+        assert required <= connected, (node["type"], required - connected)
+
+
+def node_required_links(comfyui, node):
+    cls = comfyui.node_class(node["type"])
+    required = cls.INPUT_TYPES().get("required", {})
+    return {name for name, _kind, _options, is_widget in kit.input_specs(cls) if name in required and not is_widget}
+
+
+@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.stem)
+def test_widget_values_fit_the_declared_inputs(comfyui, stand_in_models, path):
+    for node in json.loads(path.read_text())["nodes"]:
+        if node["type"] in kit.FRONTEND_ONLY_NODES:
+            continue
+        specs = _widget_specs(comfyui, node)
+        values = node["widgets_values"]
+        assert len(values) == len(specs), (node["type"], values)
+        for (name, kind, options), value in zip(specs, values):
+            if kind == "COMBO":
+                assert value in _fresh_options(comfyui, node, name, options), (node["type"], name, value)
+            elif kind in ("INT", "FLOAT"):
+                assert isinstance(value, (int, float)) and not isinstance(value, bool), (node["type"], name)
+                assert options.get("min", -float("inf")) <= value <= options.get("max", float("inf")), (node["type"], name, value)
+            elif kind == "BOOLEAN":
+                assert isinstance(value, bool)
+            elif kind == "STRING":
+                assert isinstance(value, str)
+
+
+def _fresh_options(comfyui, node, name, options):
+    if name == "control_after_generate":
+        return options["options"]
+    for n, kind, opts, _ in kit.input_specs(comfyui.node_class(node["type"])):  # re-read: file lists change
+        if n == name:
+            return opts["options"]
+    return []
+
+
+@pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.stem)
+def test_comfyuis_validator_accepts_the_workflow(comfyui, stand_in_models, path):
+    api = kit.ui_to_api(json.loads(path.read_text()), comfyui.nodes.NODE_CLASS_MAPPINGS)
+    valid, error, outputs, node_errors = comfyui.validate(api)
+    assert valid, (error, node_errors)
+    assert outputs, "no output node"
+
+
+def test_committed_workflows_match_the_recipes(comfyui, stand_in_models):
+    """The files are generated from the node definitions: rerun scripts/build_example_workflows.py when
+    a node's inputs change."""
+    built = load_builder().build(comfyui.nodes.NODE_CLASS_MAPPINGS)
+    assert sorted(built) == [p.name for p in WORKFLOW_FILES]
+    for path in WORKFLOW_FILES:
+        assert json.loads(path.read_text()) == built[path.name], path.name
