@@ -139,6 +139,28 @@ def make_tiny_sd15_lora(unet_state: dict, rank: int = 4):
     return lora
 
 
+def make_sd_vae():
+    """ComfyUI's default SD1.x VAE (full shape, ~84M parameters) with random weights."""
+    from comfy.ldm.models.autoencoder import AutoencoderKL
+
+    ddconfig = {"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
+                "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0}
+    return fill_random_(AutoencoderKL(ddconfig=ddconfig, embed_dim=4), seed=8).state_dict()
+
+
+def make_sd15_checkpoint():
+    """A single-file SD1.5 checkpoint (what CheckpointLoaderSimple loads): the tiny UNet, the random
+    CLIP-L and the random VAE under the usual prefixes. fp16 to keep the file small."""
+    import torch
+
+    state = {f"model.diffusion_model.{k}": v for k, v in make_tiny_sd15_unet().items()}
+    clip = make_random_clip_l()
+    clip.pop("text_projection.weight")  # SD1.5 checkpoints carry none
+    state.update({f"cond_stage_model.transformer.{k}": v for k, v in clip.items()})
+    state.update({f"first_stage_model.{k}": v for k, v in make_sd_vae().items()})
+    return {k: (v.to(torch.float16) if v.is_floating_point() else v) for k, v in state.items()}
+
+
 def write_models(models_dir: Path):
     from safetensors.torch import save_file
 

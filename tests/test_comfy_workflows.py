@@ -95,7 +95,8 @@ def test_widget_values_fit_the_declared_inputs(comfyui, stand_in_models, path):
             if kind == "COMBO":
                 assert value in _fresh_options(comfyui, node, name, options), (node["type"], name, value)
             elif kind in ("INT", "FLOAT"):
-                assert isinstance(value, (int, float)) and not isinstance(value, bool), (node["type"], name)
+                allowed = int if kind == "INT" else (int, float)
+                assert isinstance(value, allowed) and not isinstance(value, bool), (node["type"], name, value)
                 assert options.get("min", -float("inf")) <= value <= options.get("max", float("inf")), (node["type"], name, value)
             elif kind == "BOOLEAN":
                 assert isinstance(value, bool)
@@ -127,3 +128,26 @@ def test_committed_workflows_match_the_recipes(comfyui, stand_in_models):
     assert sorted(built) == [p.name for p in WORKFLOW_FILES]
     for path in WORKFLOW_FILES:
         assert json.loads(path.read_text()) == built[path.name], path.name
+
+
+def test_sd15_workflow_runs_end_to_end_to_an_image(comfyui):
+    """The nai-v2-fm workflow file, executed by ComfyUI's executor on a stand-in SD1.5 checkpoint of the
+    same name (tiny UNet, random CLIP-L and VAE), with its size and step count cut for the CPU."""
+    from PIL import Image
+    from safetensors.torch import save_file
+
+    path = next(p for p in WORKFLOW_FILES if "nai-v2-fm" in p.name)
+    workflow = json.loads(path.read_text())
+    ckpt = next(n for n in workflow["nodes"] if n["type"] == "CheckpointLoaderSimple")["widgets_values"][0]
+    save_file(kit.make_sd15_checkpoint(), str(comfyui.models_dir / "checkpoints" / ckpt))
+    api = kit.ui_to_api(workflow, comfyui.nodes.NODE_CLASS_MAPPINGS)
+    for node in api.values():
+        if node["class_type"] == "FlowAnimeEmptyLatentForModel":
+            node["inputs"].update(preset="custom", width=64, height=96)
+        if node["class_type"] == "KSampler":
+            node["inputs"]["steps"] = 4
+    result = comfyui.run(api)
+    saved = [img for out in result.outputs.values() for img in out.get("images", [])]
+    assert len(saved) == 1
+    image = Image.open(comfyui.output_dir / saved[0]["subfolder"] / saved[0]["filename"])
+    assert image.size == (64, 96) and image.format == "PNG"
