@@ -14,6 +14,7 @@ import math
 import os
 import sys
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -158,6 +159,73 @@ def make_sd15_checkpoint():
     clip.pop("text_projection.weight")  # SD1.5 checkpoints carry none
     state.update({f"cond_stage_model.transformer.{k}": v for k, v in clip.items()})
     state.update({f"first_stage_model.{k}": v for k, v in make_sd_vae().items()})
+    return {k: (v.to(torch.float16) if v.is_floating_point() else v) for k, v in state.items()}
+
+
+@contextmanager
+def shallow_text_encoders():
+    """While active, ComfyUI builds CLIP text models 3 layers deep and T5 2 layers deep with a narrow
+    feed-forward, widths unchanged. TripleCLIPLoader builds CLIP-G and T5-XXL at full depth (T5-XXL
+    alone is 4.7B parameters), so SD3 stand-ins are generated and loaded under this patch."""
+    import comfy.clip_model
+    import comfy.text_encoders.t5
+
+    clip_init, t5_init = comfy.clip_model.CLIPTextModel.__init__, comfy.text_encoders.t5.T5.__init__
+
+    def shallow_clip(self, config, *args, **kwargs):
+        clip_init(self, {**config, "num_hidden_layers": 3}, *args, **kwargs)
+
+    def shallow_t5(self, config, *args, **kwargs):
+        t5_init(self, {**config, "num_layers": 2, "d_ff": 64}, *args, **kwargs)
+
+    comfy.clip_model.CLIPTextModel.__init__ = shallow_clip
+    comfy.text_encoders.t5.T5.__init__ = shallow_t5
+    try:
+        yield
+    finally:
+        comfy.clip_model.CLIPTextModel.__init__ = clip_init
+        comfy.text_encoders.t5.T5.__init__ = t5_init
+
+
+def make_sd3_text_encoders():
+    """clip_l, clip_g and t5xxl state dicts for TripleCLIPLoader; call inside shallow_text_encoders().
+    CLIP-G gets a placeholder layer-30 key: ComfyUI's SD3 encoder routes a file to CLIP-G by it."""
+    import json
+
+    import comfy.clip_model
+    import comfy.ops
+    import comfy.text_encoders.t5
+    import torch
+
+    def config(module, name):
+        return json.loads((Path(module.__file__).parent / name).read_text())
+
+    ops = comfy.ops.disable_weight_init
+    half = lambda sd: {k: v.to(torch.float16) for k, v in sd.items()}  # noqa: E731
+    clip_l = fill_random_(comfy.clip_model.CLIPTextModel(config(comfy.clip_model, "sd1_clip_config.json"),
+                                                         torch.float32, "cpu", ops), seed=21).state_dict()
+    clip_g = fill_random_(comfy.clip_model.CLIPTextModel(config(comfy.clip_model, "clip_config_bigg.json"),
+                                                         torch.float32, "cpu", ops), seed=22).state_dict()
+    clip_g = {**clip_g, "text_model.encoder.layers.30.mlp.fc1.weight": torch.zeros(1)}
+    t5 = fill_random_(comfy.text_encoders.t5.T5(config(comfy.text_encoders.t5, "t5_config_xxl.json"),
+                                                torch.float32, "cpu", ops), seed=23).state_dict()
+    return half(clip_l), half(clip_g), half(t5)
+
+
+def make_sd3_checkpoint():
+    """A single-file SD3 checkpoint: the tiny MMDiT and a random 16-channel SD3-style VAE."""
+    import torch
+    from comfy.ldm.models.autoencoder import AutoencodingEngine
+
+    ddconfig = {"double_z": True, "z_channels": 16, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128,
+                "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0}
+    vae = AutoencodingEngine(
+        regularizer_config={"target": "comfy.ldm.models.autoencoder.DiagonalGaussianRegularizer"},
+        encoder_config={"target": "comfy.ldm.modules.diffusionmodules.model.Encoder", "params": ddconfig},
+        decoder_config={"target": "comfy.ldm.modules.diffusionmodules.model.Decoder", "params": ddconfig},
+    )
+    state = {f"model.diffusion_model.{k}": v for k, v in make_tiny_sd3_mmdit().items()}
+    state.update({f"first_stage_model.{k}": v for k, v in fill_random_(vae, seed=9).state_dict().items()})
     return {k: (v.to(torch.float16) if v.is_floating_point() else v) for k, v in state.items()}
 
 

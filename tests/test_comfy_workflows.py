@@ -130,24 +130,48 @@ def test_committed_workflows_match_the_recipes(comfyui, stand_in_models):
         assert json.loads(path.read_text()) == built[path.name], path.name
 
 
-def test_sd15_workflow_runs_end_to_end_to_an_image(comfyui):
-    """The nai-v2-fm workflow file, executed by ComfyUI's executor on a stand-in SD1.5 checkpoint of the
-    same name (tiny UNet, random CLIP-L and VAE), with its size and step count cut for the CPU."""
+def run_workflow_small(comfyui, path, width, height):
+    """Execute a workflow file with its latent size and step count cut for the CPU; return the image."""
     from PIL import Image
-    from safetensors.torch import save_file
 
-    path = next(p for p in WORKFLOW_FILES if "nai-v2-fm" in p.name)
-    workflow = json.loads(path.read_text())
-    ckpt = next(n for n in workflow["nodes"] if n["type"] == "CheckpointLoaderSimple")["widgets_values"][0]
-    save_file(kit.make_sd15_checkpoint(), str(comfyui.models_dir / "checkpoints" / ckpt))
-    api = kit.ui_to_api(workflow, comfyui.nodes.NODE_CLASS_MAPPINGS)
+    api = kit.ui_to_api(json.loads(path.read_text()), comfyui.nodes.NODE_CLASS_MAPPINGS)
     for node in api.values():
         if node["class_type"] == "FlowAnimeEmptyLatentForModel":
-            node["inputs"].update(preset="custom", width=64, height=96)
+            node["inputs"].update(preset="custom", width=width, height=height)
         if node["class_type"] == "KSampler":
             node["inputs"]["steps"] = 4
     result = comfyui.run(api)
     saved = [img for out in result.outputs.values() for img in out.get("images", [])]
     assert len(saved) == 1
-    image = Image.open(comfyui.output_dir / saved[0]["subfolder"] / saved[0]["filename"])
+    return Image.open(comfyui.output_dir / saved[0]["subfolder"] / saved[0]["filename"])
+
+
+def test_sd35_workflow_runs_end_to_end_to_an_image(comfyui):
+    """The Nekofantasia workflow file (CheckpointLoaderSimple + TripleCLIPLoader, our flow patch,
+    normalizer, BREAK encoder, flowanime_dopri5), executed on stand-ins of the names it uses: the tiny
+    MMDiT and a random SD3 VAE as the checkpoint, shallow random CLIP-L, CLIP-G and T5-XXL."""
+    from safetensors.torch import save_file
+
+    path = next(p for p in WORKFLOW_FILES if "Nekofantasia" in p.name)
+    nodes = json.loads(path.read_text())["nodes"]
+    ckpt = next(n for n in nodes if n["type"] == "CheckpointLoaderSimple")["widgets_values"][0]
+    encoders = next(n for n in nodes if n["type"] == "TripleCLIPLoader")["widgets_values"]
+    with kit.shallow_text_encoders():
+        save_file(kit.make_sd3_checkpoint(), str(comfyui.models_dir / "checkpoints" / ckpt))
+        for name, state in zip(encoders, kit.make_sd3_text_encoders()):
+            save_file(state, str(comfyui.models_dir / "text_encoders" / name))
+        image = run_workflow_small(comfyui, path, 64, 128)
+    assert image.size == (64, 128) and image.format == "PNG"
+
+
+def test_sd15_workflow_runs_end_to_end_to_an_image(comfyui):
+    """The nai-v2-fm workflow file, executed by ComfyUI's executor on a stand-in SD1.5 checkpoint of the
+    same name (tiny UNet, random CLIP-L and VAE), with its size and step count cut for the CPU."""
+    from safetensors.torch import save_file
+
+    path = next(p for p in WORKFLOW_FILES if "nai-v2-fm" in p.name)
+    nodes = json.loads(path.read_text())["nodes"]
+    ckpt = next(n for n in nodes if n["type"] == "CheckpointLoaderSimple")["widgets_values"][0]
+    save_file(kit.make_sd15_checkpoint(), str(comfyui.models_dir / "checkpoints" / ckpt))
+    image = run_workflow_small(comfyui, path, 64, 96)
     assert image.size == (64, 96) and image.format == "PNG"
