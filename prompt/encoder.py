@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from .booru import split_break
 from .chunking import CHUNK_LENGTH, DEFAULT_BACKTRACK, Chunk, chunk_segments, layout
 
-MAX_CHUNKED_LENGTH = 1024  # a sub-tokenizer padding to at most this many tokens is chunk-based (CLIP: 77)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -44,8 +43,10 @@ def _sub_tokenizers(tokenizer, keys):
     return found
 
 
-def _is_chunked(sub) -> bool:
-    return bool(getattr(sub, "pad_to_max_length", False)) and 0 < getattr(sub, "max_length", 0) <= MAX_CHUNKED_LENGTH
+def _is_clip_chunked(sub) -> bool:
+    """A CLIP-style sub-tokenizer: pads every chunk to 77 positions (75 tokens + start + end)."""
+    return sub is not None and bool(getattr(sub, "pad_to_max_length", False)) \
+        and getattr(sub, "max_length", 0) == CHUNK_LENGTH + 2
 
 
 def _token_stream(sub, text: str) -> list:
@@ -93,10 +94,10 @@ def tokenize(clip, text: str, comma_backtrack: int = DEFAULT_BACKTRACK) -> Encod
     has_break = len(segments) > 1
     plain = clip.tokenize(without_break(segments) if has_break else text)  # ComfyUI's own, for sequence encoders
     subs = _sub_tokenizers(clip.tokenizer, plain.keys())
-    tokens, lines, plan, count, split = {}, [], None, 0, []
+    tokens, lines, count, split = {}, [], 0, []
     for key, default in plain.items():
         sub = subs.get(key)
-        if sub is None or not _is_chunked(sub) or getattr(sub, "max_length", 0) != CHUNK_LENGTH + 2:
+        if not _is_clip_chunked(sub):
             tokens[key] = default
             length = sum(len(c) for c in default)
             lines.append(f"{key}: one sequence of {length} tokens" + (" (BREAK removed)" if has_break else ""))
@@ -121,7 +122,7 @@ def tokenize(clip, text: str, comma_backtrack: int = DEFAULT_BACKTRACK) -> Encod
 
 def _even_out_chunks(tokens: dict, subs: dict):
     """SDXL cuts L and G to the shorter one: make sure no chunked side is shorter."""
-    chunked = [k for k in tokens if k in subs and _is_chunked(subs[k]) and subs[k].max_length == CHUNK_LENGTH + 2]
+    chunked = [k for k in tokens if _is_clip_chunked(subs.get(k))]
     if not chunked:
         return
     most = max(len(tokens[k]) for k in chunked)

@@ -134,6 +134,14 @@ def encode_pair(g, clip, positive, negative, normalize_options, col=1):
     return pos, neg
 
 
+def sample_decode_save(g, model, pos, neg, latent, vae, prefix, **ksampler):
+    """KSampler -> VAEDecode -> SaveImage, the tail every recipe shares."""
+    sample = g.add("KSampler", 3, 0, {"seed": 1, **ksampler}, model=model, positive=(pos, 0), negative=(neg, 0),
+                   latent_image=(latent, 0))
+    image = g.add("VAEDecode", 4, 0, samples=(sample, 0), vae=vae)
+    g.add("SaveImage", 4, 1, {"filename_prefix": f"FlowAnime/{prefix}"}, images=(image, 0))
+
+
 def nekofantasia(g):
     ckpt = g.add("CheckpointLoaderSimple", 0, 0, {"ckpt_name": "nekofantasia_v0.1.safetensors"})
     clip = g.add("TripleCLIPLoader", 0, 1, {"clip_name1": "clip_l.safetensors", "clip_name2": "clip_g.safetensors",
@@ -141,11 +149,8 @@ def nekofantasia(g):
     pos, neg = encode_pair(g, (clip, 0), NEKO_PROMPT, NEKO_NEGATIVE, {"drop_quality_tags": True})
     flow = g.add(kit.PATCH, 1, 1, {"shift": 3.0}, model=(ckpt, 0))
     latent = g.add("FlowAnimeEmptyLatentForModel", 1, 2, {"preset": "896x1152 (7:9 portrait)"}, model=(flow, 0))
-    sample = g.add("KSampler", 3, 0, {"seed": 1, "steps": 20, "cfg": 5.0, "sampler_name": "flowanime_dopri5",
-                                      "scheduler": "simple"}, model=(flow, 0), positive=(pos, 0), negative=(neg, 0),
-                   latent_image=(latent, 0))
-    image = g.add("VAEDecode", 4, 0, samples=(sample, 0), vae=(ckpt, 2))
-    g.add("SaveImage", 4, 1, {"filename_prefix": "FlowAnime/nekofantasia"}, images=(image, 0))
+    sample_decode_save(g, (flow, 0), pos, neg, latent, (ckpt, 2), "nekofantasia", steps=20, cfg=5.0,
+                       sampler_name="flowanime_dopri5", scheduler="simple")
     g.add("Note", 0, 2, {"text": "Nekofantasia 0.1 (SD3.5 Medium, rectified flow). Card recipe: Dopri5 (adaptive: "
                                  "'steps' only sets the schedule's end points), CFG 3-7, ~1 MP with sides divisible "
                                  "by 64, no quality tags, no underscores (the normalizer handles both)."})
@@ -156,10 +161,8 @@ def nai_v2_fm(g):
     pos, neg = encode_pair(g, (ckpt, 1), NAI_PROMPT, NAI_NEGATIVE, {})
     flow = g.add(kit.PATCH, 1, 1, {"shift": 3.5}, model=(ckpt, 0))
     latent = g.add("FlowAnimeEmptyLatentForModel", 1, 2, {"preset": "768x1024 (3:4, nai-v2-fm)"}, model=(flow, 0))
-    sample = g.add("KSampler", 3, 0, {"seed": 1, "steps": 48, "cfg": 6.0, "sampler_name": "euler", "scheduler": "simple"},
-                   model=(flow, 0), positive=(pos, 0), negative=(neg, 0), latent_image=(latent, 0))
-    image = g.add("VAEDecode", 4, 0, samples=(sample, 0), vae=(ckpt, 2))
-    g.add("SaveImage", 4, 1, {"filename_prefix": "FlowAnime/nai-v2-fm"}, images=(image, 0))
+    sample_decode_save(g, (flow, 0), pos, neg, latent, (ckpt, 2), "nai-v2-fm", steps=48, cfg=6.0,
+                       sampler_name="euler", scheduler="simple")
     g.add("Note", 0, 1, {"text": "nai-v2-fm-alpha: an SD1.5 UNet trained with a flow-matching objective. ComfyUI loads "
                                  "it as eps; the FlowAnime patch makes it a flow model (shift 3-4). Card recipe: "
                                  "Euler, 48 steps, CFG 6, 768x1024, tag order 1girl, character, series, tags, "
@@ -172,11 +175,8 @@ def rouwei(g):
                            {"artists_to_own_chunk": True})
     vpred = g.add("ModelSamplingDiscrete", 1, 1, {"sampling": "v_prediction", "zsnr": True}, model=(ckpt, 0))
     latent = g.add("FlowAnimeEmptyLatentForModel", 1, 2, {"preset": "832x1216 (13:19 portrait)"}, model=(vpred, 0))
-    sample = g.add("KSampler", 3, 0, {"seed": 1, "steps": 24, "cfg": 4.0, "sampler_name": "euler_ancestral",
-                                      "scheduler": "normal"}, model=(vpred, 0), positive=(pos, 0),
-                   negative=(neg, 0), latent_image=(latent, 0))
-    image = g.add("VAEDecode", 4, 0, samples=(sample, 0), vae=(ckpt, 2))
-    g.add("SaveImage", 4, 1, {"filename_prefix": "FlowAnime/rouwei"}, images=(image, 0))
+    sample_decode_save(g, (vpred, 0), pos, neg, latent, (ckpt, 2), "rouwei", steps=24, cfg=4.0,
+                       sampler_name="euler_ancestral", scheduler="normal")
     g.add("Note", 0, 1, {"text": "RouWei 0.8 v-pred (SDXL). Artist tags must sit in their own CLIP chunk: the "
                                  "normalizer moves them behind a BREAK, the encoder starts a chunk there. Card "
                                  "recipe for v-pred: v_prediction + zsnr, Euler a, 20-28 steps, CFG 3-5, ~1 MP "
@@ -195,10 +195,8 @@ def rdbt_anima(g):
     neg = g.add("FlowAnimeCLIPTextEncodeBreak", 2, 1, {"text": ""}, title="Negative (unused at CFG 1)", clip=(clip, 0))
     flow = g.add(kit.PATCH, 1, 2, {"shift": 3.0, "timestep_multiplier": "1"}, model=(lora_b, 0))
     latent = g.add("FlowAnimeEmptyLatentForModel", 2, 2, {"preset": "1024x1024 (1:1)"}, model=(flow, 0))
-    sample = g.add("KSampler", 3, 0, {"seed": 1, "steps": 24, "cfg": 1.0, "sampler_name": "er_sde", "scheduler": "simple"},
-                   model=(flow, 0), positive=(pos, 0), negative=(neg, 0), latent_image=(latent, 0))
-    image = g.add("VAEDecode", 4, 0, samples=(sample, 0), vae=(vae, 0))
-    g.add("SaveImage", 4, 1, {"filename_prefix": "FlowAnime/rdbt-anima"}, images=(image, 0))
+    sample_decode_save(g, (flow, 0), pos, neg, latent, (vae, 0), "rdbt-anima", steps=24, cfg=1.0,
+                       sampler_name="er_sde", scheduler="simple")
     g.add("Note", 3, 1, {"text": "RDBT on Anima: guidance-distilled, so CFG 1 (one model pass per step), 24 steps, "
                                  "stacked style LoRAs, @ trigger words, natural-language captions. Anima feeds its "
                                  "network sigma itself: the FlowAnime patch uses multiplier 1. Needs a ComfyUI with "

@@ -31,9 +31,6 @@ import flowanime_testkit as kit  # noqa: E402
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-MODEL_FOLDERS = {"ckpt_name": "checkpoints", "clip_name": "text_encoders", "clip_name1": "text_encoders",
-                 "clip_name2": "text_encoders", "clip_name3": "text_encoders", "lora_name": "loras",
-                 "vae_name": "vae", "unet_name": "diffusion_models"}
 
 
 def free_port() -> int:
@@ -63,13 +60,13 @@ def prepare_base(base: Path, workflows: dict) -> None:
     (base / "custom_nodes").mkdir(parents=True)
     (base / "user").mkdir()
     (base / "custom_nodes" / "FlowAnime").symlink_to(PACK_ROOT, target_is_directory=True)
-    for folder in set(MODEL_FOLDERS.values()):
+    for folder in set(kit.MODEL_FOLDERS.values()):
         (base / "models" / folder).mkdir(parents=True, exist_ok=True)
     for wf in workflows.values():  # stand-in files so the loaders' lists hold the names used
         for node in wf["nodes"]:
             for value in node.get("widgets_values", []):
                 if isinstance(value, str) and value.endswith(".safetensors"):
-                    for folder in set(MODEL_FOLDERS.values()):
+                    for folder in set(kit.MODEL_FOLDERS.values()):
                         (base / "models" / folder / value).write_bytes(b"")
 
 

@@ -452,6 +452,11 @@ class ComfyHarness:
 # UI-format workflows (what the graph editor saves and example_workflows/ holds).
 
 FRONTEND_ONLY_NODES = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
+MODEL_FOLDERS = {  # loader widget -> the ComfyUI model folder its file list comes from
+    "ckpt_name": "checkpoints", "clip_name": "text_encoders", "clip_name1": "text_encoders",
+    "clip_name2": "text_encoders", "clip_name3": "text_encoders", "lora_name": "loras", "vae_name": "vae",
+    "unet_name": "diffusion_models",
+}
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 
 

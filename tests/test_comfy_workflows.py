@@ -9,11 +9,6 @@ import flowanime_testkit as kit
 from conftest import PACK_ROOT
 
 WORKFLOW_FILES = sorted((PACK_ROOT / "example_workflows").glob("*.json"))
-MODEL_FOLDERS = {  # loader input -> ComfyUI model folder
-    "ckpt_name": "checkpoints", "clip_name": "text_encoders", "clip_name1": "text_encoders",
-    "clip_name2": "text_encoders", "clip_name3": "text_encoders", "lora_name": "loras", "vae_name": "vae",
-    "unet_name": "diffusion_models",
-}
 
 
 def load_builder():
@@ -36,8 +31,8 @@ def stand_in_models(comfyui):
             if node["type"] in kit.FRONTEND_ONLY_NODES:
                 continue
             for (name, *_), value in zip(_widget_specs(comfyui, node), node["widgets_values"]):
-                if name in MODEL_FOLDERS and value:
-                    target = comfyui.models_dir / MODEL_FOLDERS[name] / value
+                if name in kit.MODEL_FOLDERS and value:
+                    target = comfyui.models_dir / kit.MODEL_FOLDERS[name] / value
                     if not target.exists():
                         target.write_bytes(b"")
     return True
