@@ -43,7 +43,6 @@ def make_sampler_function(config):
 
 
 BUILTIN_STEPS = [4, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64, 96, 128]
-SCHEDULERS = ["simple", "beta", "karras"]  # each built-in gets its best; karras ends at sigma_min
 BUILTINS = ["euler", "heun", "dpmpp_2m", "uni_pc", "deis", "ipndm", "res_multistep", "lms", "gradient_estimation"]
 DPM_ADAPTIVE_TOLS = [(-1.0, -1.5), (-1.5, -2.0), (-2.0, -2.5), (-2.5, -3.0), (-3.0, -3.5), (-4.0, -4.5)]
 OUR_TOLS = [0.0, -0.5, -1.0, -1.5, -2.0, -2.5, -3.0, -3.5, -4.0, -5.0]  # log10 rtol; atol one decade lower
@@ -119,15 +118,16 @@ def benchmark(batch, quick=False, competitors=()):
 
     rows = []
     steps_list = BUILTIN_STEPS[::2] if quick else BUILTIN_STEPS
+    schedulers = list(comfy_samplers.SCHEDULER_NAMES)  # every built-in gets its best of all of ComfyUI's
     for name in BUILTINS:
         fn = comfy_samplers.sampler_object(name).sampler_function
-        for scheduler in SCHEDULERS:
+        for scheduler in schedulers:
             for steps in steps_list:
                 sigmas = comfy_samplers.calculate_sigmas(ms, scheduler, steps)
                 out, calls = run(fn, gmm, ms, noise, sigmas)
                 rows.append(("ComfyUI", f"{name} / {scheduler}", f"{steps} steps", calls, rms_error(out, reference)))
     sigmas20 = comfy_samplers.calculate_sigmas(ms, "simple", 20)
-    for scheduler in ("simple", "karras"):  # dpm_adaptive stops at sigmas[-2]: karras puts it at sigma_min
+    for scheduler in ("simple", "karras", "exponential"):  # dpm_adaptive stops at sigmas[-2]: karras and exponential put it at sigma_min
         for rtol, atol in DPM_ADAPTIVE_TOLS:
             ks = comfy_samplers.ksampler("dpm_adaptive", {"rtol": 10**rtol, "atol": 10**atol})
             out, calls = run(ks.sampler_function, gmm, ms, noise, comfy_samplers.calculate_sigmas(ms, scheduler, 20))
@@ -145,12 +145,14 @@ def benchmark(batch, quick=False, competitors=()):
                 rows.append(("FlowAnime", label, f"log10 rtol {tol:g}", calls, rms_error(out, reference)))
     for method in ("euler", "heun", "ralston3", "rk4"):
         tab_stages = {"euler": 1, "heun": 2, "ralston3": 3, "rk4": 4}[method]
-        for steps in steps_list:
-            if steps * tab_stages > 130:
-                continue
-            sigmas = comfy_samplers.calculate_sigmas(ms, "simple", steps)
-            out, calls = run(make_sampler_function(SamplerConfig(method)), gmm, ms, noise, sigmas)
-            rows.append(("FlowAnime", f"{method} (fixed)", f"{steps} steps", calls, rms_error(out, reference)))
+        for scheduler in schedulers:  # the same schedules the built-ins get
+            for steps in steps_list:
+                if steps * tab_stages > 130:
+                    continue
+                sigmas = comfy_samplers.calculate_sigmas(ms, scheduler, steps)
+                out, calls = run(make_sampler_function(SamplerConfig(method)), gmm, ms, noise, sigmas)
+                rows.append(("FlowAnime", f"{method} (fixed) / {scheduler}", f"{steps} steps", calls,
+                             rms_error(out, reference)))
     if competitors:
         rows += competitor_rows(competitors, gmm, ms, noise, reference, sigmas20)
     return rows, comfy_samplers, ms

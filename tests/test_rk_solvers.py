@@ -8,6 +8,8 @@ import torch
 from flowanime.bench.gmm import GaussianMixture, reference_solution, rms_error, single_gaussian_flow
 from flowanime.samplers import tableaux
 from flowanime.samplers.ode import (
+    FIRST_STEP_SCALE,
+    FORMS,
     AdaptiveSettings,
     ModelOutputNotFinite,
     StepSizeCollapsed,
@@ -127,10 +129,37 @@ def test_fsal_method_finishes_with_the_denoised_prediction_at_no_extra_call():
     gmm, noise, _ = single_gaussian()
     calls = []
     x, denoised, stats = solve_adaptive(lambda x, s: calls.append(s) or gmm.denoise(x, s), noise, 1.0, 1e-3, tableaux.DOPRI5)
-    # initial call + Hairer probe + 6 per accepted or rejected step; the last call is at sigma_end
-    assert stats.model_calls == 2 + 6 * (stats.accepted + stats.rejected)
+    # the initial call + 6 per accepted or rejected step (the first step costs no probe call); the
+    # last call is at sigma_end
+    assert stats.model_calls == 1 + 6 * (stats.accepted + stats.rejected)
     assert calls[-1] == pytest.approx(1e-3)
     assert torch.equal(denoised, gmm.denoise(x, 1e-3))
+
+
+@pytest.mark.parametrize("form", ["data", "velocity"])
+def test_first_step_is_chosen_from_the_first_model_call_in_log_sigma(form):
+    """No probe call: the second model call (dopri5's stage at c=1/5) sits at the log-sigma step
+    FIRST_STEP_SCALE * rms(x) / rms(x - D), whichever ODE form is integrated."""
+    gmm, noise, _ = single_gaussian()
+    sigmas = []
+    solve_adaptive(lambda x, s: sigmas.append(s) or gmm.denoise(x, s), noise, 1.0, 1e-3, tableaux.DOPRI5,
+                   AdaptiveSettings(rtol=0.1, atol=0.01), form=form)
+    x, d = noise, gmm.denoise(noise, 1.0)
+    rms = lambda v: float(v.square().flatten(1).mean(1).sqrt().max())  # noqa: E731
+    log_step = FIRST_STEP_SCALE * rms(x) / rms(x - d)
+    t0, t1 = FORMS[form].time(1.0), FORMS[form].time(math.exp(-log_step))
+    assert FORMS[form].sigma(t0 + 0.2 * (t1 - t0)) == pytest.approx(sigmas[1], rel=1e-9)
+
+
+def test_tighter_tolerance_starts_with_a_smaller_step():
+    gmm, noise, _ = single_gaussian()
+    second = {}
+    for rtol in (1e-2, 1e-4):
+        sigmas = []
+        solve_adaptive(lambda x, s: sigmas.append(s) or gmm.denoise(x, s), noise, 1.0, 1e-3, tableaux.BOSH3,
+                       AdaptiveSettings(rtol=rtol, atol=rtol / 10))
+        second[rtol] = sigmas[1]
+    assert second[1e-4] > second[1e-2]  # closer to sigma=1
 
 
 def test_hook_runs_on_every_model_call_and_can_interrupt():
