@@ -51,9 +51,9 @@ def main():
     from comfy.cli_args import args
 
     args.cpu = True
-    import utils.extra_config  # noqa: F401  (as main.py, before nodes.py shadows utils)
     import comfy.sd
     import comfy.sd1_clip
+    import utils.extra_config  # noqa: F401  (as main.py, before nodes.py shadows utils)
 
     from flowanime.prompt.encoder import tokenize
 

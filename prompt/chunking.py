@@ -8,8 +8,8 @@ Tokens here are opaque (ints, or embedding vectors); only `is_comma` looks at th
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 CHUNK_LENGTH = 75  # CLIP's 77 positions minus start and end tokens
 DEFAULT_BACKTRACK = 20  # A1111's "Prompt word wrap length limit"

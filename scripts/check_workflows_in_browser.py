@@ -50,7 +50,7 @@ def start_comfyui(comfy: Path, base: Path, port: int, python: str):
             return proc
         except OSError:
             if proc.poll() is not None:
-                raise SystemExit(f"ComfyUI exited: see {base / 'comfyui.log'}")
+                raise SystemExit(f"ComfyUI exited: see {base / 'comfyui.log'}") from None
             time.sleep(1)
     proc.kill()
     raise SystemExit("ComfyUI did not start in 180 s")

@@ -130,7 +130,8 @@ def make_tiny_sd15_lora(unet_state: dict, rank: int = 4):
 
     gen = torch.Generator().manual_seed(4)
     lora = {}
-    targets = [k for k in unet_state if k.endswith((".to_q.weight", ".to_k.weight", ".to_v.weight", ".to_out.0.weight", ".ff.net.2.weight"))]
+    suffixes = (".to_q.weight", ".to_k.weight", ".to_v.weight", ".to_out.0.weight", ".ff.net.2.weight")
+    targets = [k for k in unet_state if k.endswith(suffixes)]
     for key in targets:
         out_f, in_f = unet_state[key].shape
         name = "lora_unet_" + key[: -len(".weight")].replace(".", "_")
@@ -342,7 +343,7 @@ class RunResult:
 
 
 class ComfyHarness:
-    _instance: "ComfyHarness | None" = None
+    _instance: ComfyHarness | None = None
 
     def __init__(self, comfy_path: Path, pack_root: Path, workdir: Path):
         self.comfy_path = comfy_path
@@ -356,7 +357,7 @@ class ComfyHarness:
         self.pack_module = str(pack_root).replace(".", "_x_")
 
     @classmethod
-    def start(cls, comfy_path: Path, pack_root: Path, workdir: Path) -> "ComfyHarness":
+    def start(cls, comfy_path: Path, pack_root: Path, workdir: Path) -> ComfyHarness:
         if cls._instance is None:
             harness = cls(comfy_path, pack_root, workdir)
             harness._boot()
@@ -370,8 +371,8 @@ class ComfyHarness:
         args.cpu = True  # before comfy.model_management is imported
         # As main.py does, before nodes.py puts ComfyUI/comfy on sys.path (where comfy/utils.py would
         # then shadow ComfyUI's utils package and comfy_extras/nodes_images.py would fail to import).
-        import utils.extra_config  # noqa: F401
         import folder_paths
+        import utils.extra_config  # noqa: F401
 
         for sub in ("input", "output", "temp"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)

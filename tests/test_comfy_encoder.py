@@ -3,10 +3,9 @@
 import re
 from types import SimpleNamespace
 
+import flowanime_testkit as kit
 import pytest
 import torch
-
-import flowanime_testkit as kit
 
 COMMA = 267  # "," in CLIP's vocabulary
 NODE = "FlowAnimeCLIPTextEncodeBreak"

@@ -1,9 +1,8 @@
 """The empty-latent helper with the real ComfyUI models."""
 
+import flowanime_testkit as kit
 import pytest
 import torch
-
-import flowanime_testkit as kit
 
 NODE = "FlowAnimeEmptyLatentForModel"
 

@@ -2,10 +2,9 @@
 
 import math
 
+import flowanime_testkit as kit
 import pytest
 import torch
-
-import flowanime_testkit as kit
 
 PATCH, PATCH_DEFAULTS, FAMILIES, txt2img = kit.PATCH, kit.PATCH_DEFAULTS, kit.FAMILIES, kit.txt2img
 

@@ -1,8 +1,7 @@
 """The prompt normaliser node inside the real ComfyUI."""
 
-import torch
-
 import flowanime_testkit as kit
+import torch
 
 
 def test_normalizer_feeds_clip_text_encode_in_a_graph(comfyui):

@@ -1,10 +1,9 @@
 """The Runge-Kutta ODE samplers inside the real ComfyUI: KSampler entries, the SAMPLER node with
 SamplerCustomAdvanced, progress and previews, interrupts, faults, CFG 1."""
 
+import flowanime_testkit as kit
 import pytest
 import torch
-
-import flowanime_testkit as kit
 
 ODE_DEFAULTS = dict(method="dopri5", log10_rtol=-2.5, log10_atol=-3.5, max_model_calls=300, sigma_min=0.001)
 
@@ -66,7 +65,8 @@ def test_progress_and_latent_previews_are_reported(comfyui, sd3, monkeypatch):
     model, pos, neg, latent = sd3
     updates = []
     monkeypatch.setattr(latent_preview.args, "preview_method", LatentPreviewMethod.Latent2RGB)
-    monkeypatch.setattr(comfy.utils, "PROGRESS_BAR_HOOK", lambda value, total, preview, node_id=None: updates.append((value, total, preview)))
+    monkeypatch.setattr(comfy.utils, "PROGRESS_BAR_HOOK",
+                        lambda value, total, preview, node_id=None: updates.append((value, total, preview)))
     ksample(comfyui, model, pos, neg, latent, steps=10)
     assert updates, "no progress reported"
     values = [u[0] for u in updates]

@@ -3,9 +3,8 @@
 import importlib.util
 import json
 
-import pytest
-
 import flowanime_testkit as kit
+import pytest
 from conftest import PACK_ROOT
 
 WORKFLOW_FILES = sorted((PACK_ROOT / "example_workflows").glob("*.json"))
@@ -102,7 +101,7 @@ def test_widget_values_fit_the_declared_inputs(comfyui, stand_in_models, path):
 def _fresh_options(comfyui, node, name, options):
     if name == "control_after_generate":
         return options["options"]
-    for n, kind, opts, _ in kit.input_specs(comfyui.node_class(node["type"])):  # re-read: file lists change
+    for n, _kind, opts, _ in kit.input_specs(comfyui.node_class(node["type"])):  # re-read: file lists change
         if n == name:
             return opts["options"]
     return []

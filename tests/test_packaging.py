@@ -2,8 +2,8 @@
 
 import ast
 import re
-import tomllib
 
+import tomllib
 from conftest import PACK_ROOT
 
 
@@ -60,4 +60,5 @@ def test_entry_point_imports_no_comfyui_module_at_top_level():
                 names = [node.module or ""]
             else:
                 continue
-            assert not [n for n in names if n.split(".")[0] in {"comfy", "nodes", "folder_paths", "comfy_extras", "execution", "server"}], path
+            comfy_modules = {"comfy", "nodes", "folder_paths", "comfy_extras", "execution", "server"}
+            assert not [n for n in names if n.split(".")[0] in comfy_modules], path
