@@ -104,12 +104,14 @@ def run(sampler_fn, gmm, ms, noise, sigmas):
     return out, model.calls
 
 
-def benchmark(batch, quick=False, competitors=()):
+def benchmark(batch, quick=False, competitors=(), smoke=False):
     comfy_path = find_comfyui()
     if comfy_path is None:
         sys.exit("bench needs a ComfyUI checkout for its built-in samplers and schedules: set COMFYUI_PATH")
     comfy_samplers, ms = import_comfy(comfy_path)
-    gmm = GaussianMixture.latent_like(shape=(16, 32, 32), components=16, seed=0)
+    # --smoke: a small mixture and a few settings, to check the script end to end (tests run it)
+    shape, components = ((4, 8, 8), 4) if smoke else ((16, 32, 32), 16)
+    gmm = GaussianMixture.latent_like(shape=shape, components=components, seed=0)
     noise = gmm.sample_noise(batch, seed=1)
     t0 = time.perf_counter()
     reference = reference_solution(gmm, noise)
@@ -119,7 +121,10 @@ def benchmark(batch, quick=False, competitors=()):
     rows = []
     steps_list = BUILTIN_STEPS[::2] if quick else BUILTIN_STEPS
     schedulers = list(comfy_samplers.SCHEDULER_NAMES)  # every built-in gets its best of all of ComfyUI's
-    for name in BUILTINS:
+    builtins, our_tols, dpm_tols = BUILTINS, OUR_TOLS[::2] if quick else OUR_TOLS, DPM_ADAPTIVE_TOLS
+    if smoke:
+        steps_list, schedulers, builtins, our_tols, dpm_tols = [4, 8], ["simple", "karras"], BUILTINS[:3], [-1.0, -3.0], [(-2.0, -2.5)]
+    for name in builtins:
         fn = comfy_samplers.sampler_object(name).sampler_function
         for scheduler in schedulers:
             for steps in steps_list:
@@ -128,7 +133,7 @@ def benchmark(batch, quick=False, competitors=()):
                 rows.append(("ComfyUI", f"{name} / {scheduler}", f"{steps} steps", calls, rms_error(out, reference)))
     sigmas20 = comfy_samplers.calculate_sigmas(ms, "simple", 20)
     for scheduler in ("simple", "karras", "exponential"):  # dpm_adaptive stops at sigmas[-2]: karras and exponential put it at sigma_min
-        for rtol, atol in DPM_ADAPTIVE_TOLS:
+        for rtol, atol in dpm_tols:
             ks = comfy_samplers.ksampler("dpm_adaptive", {"rtol": 10**rtol, "atol": 10**atol})
             out, calls = run(ks.sampler_function, gmm, ms, noise, comfy_samplers.calculate_sigmas(ms, scheduler, 20))
             rows.append(("ComfyUI", f"dpm_adaptive / {scheduler}", f"rtol 1e{rtol:g} atol 1e{atol:g}", calls,
@@ -138,7 +143,7 @@ def benchmark(batch, quick=False, competitors=()):
         for form in ("data", "velocity"):
             if form == "velocity" and method not in ("dopri5", "bosh3"):
                 continue
-            for tol in OUR_TOLS[::2] if quick else OUR_TOLS:
+            for tol in our_tols:
                 cfg = SamplerConfig(method, tol, tol - 1, max_model_calls=5000, ode_form=form)
                 out, calls = run(make_sampler_function(cfg), gmm, ms, noise, sigmas20)
                 label = method if form == "data" else f"{method} (velocity form)"
@@ -294,11 +299,12 @@ def main():
     parser.add_argument("--out", type=Path, default=PACK_ROOT / "bench" / "out")
     parser.add_argument("--quick", action="store_true", help="fewer settings")
     parser.add_argument("--no-overhead", action="store_true")
+    parser.add_argument("--smoke", action="store_true", help="a small problem and a few settings: checks the script runs")
     parser.add_argument("--competitors", nargs="*", default=[], type=Path,
                         help="checkouts of ComfyUI-ODE / ComfyUI-RK-Sampler to run beside ours")
     args = parser.parse_args()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    rows, comfy_samplers, ms = benchmark(args.batch, args.quick, args.competitors)
+    rows, comfy_samplers, ms = benchmark(args.batch, args.quick, args.competitors, args.smoke)
     print_tables(rows)
     if not args.no_overhead:
         measure_overhead(comfy_samplers, ms)
