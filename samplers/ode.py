@@ -279,8 +279,10 @@ def solve_adaptive(
         if k1 is None:  # non-FSAL: the first stage at the new point
             k1 = f(t, y)
             denoised = f.last_denoised
-        # Stretch a step that would leave a sliver (< 1/4 of it) rather than pay a whole step for it.
-        last = h * 1.25 >= remaining
+        # Stretch a step that would leave a sliver (< 1/4 of it) rather than pay a whole step for it,
+        # but never right after a rejection: the shrunk step would be stretched back to the rejected
+        # one and fail the same way until the budget ran out.
+        last = (h if rejected_last else h * 1.25) >= remaining
         step = remaining if last else h
         if step <= 1e-12 * max(abs(t), abs(t_end)):
             raise StepSizeCollapsed(

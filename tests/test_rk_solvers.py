@@ -211,6 +211,20 @@ def test_a_step_that_shrinks_to_nothing_stops_with_a_clear_error():
         solve_adaptive(singular, torch.zeros(1, 4), 1.0, 1e-3, tableaux.BOSH3, AdaptiveSettings(max_model_calls=10**6))
 
 
+def test_a_rejected_last_step_is_retried_shorter_not_stretched_back():
+    """Regression: the sliver-stretching rule turned a rejected final step, shrunk by less than 1/1.25,
+    back into the same step, which failed again until the budget ran out (this case took all 5000
+    calls in the benchmark; it needs about 30)."""
+    gmm = GaussianMixture.latent_like(shape=(16, 32, 32), components=16, seed=0)
+    noise = gmm.sample_noise(4, seed=1)
+    ends = []
+    _, _, stats = solve_adaptive(lambda x, s: ends.append(s) or gmm.denoise(x, s), noise, 1.0, 1e-3, tableaux.DOPRI5,
+                                 AdaptiveSettings(rtol=1e-2, atol=1e-3, max_model_calls=500), form="velocity")
+    assert not stats.budget_exhausted and stats.rejected >= 1 and stats.model_calls < 60
+    attempt_ends = ends[6::6]  # dopri5: each attempt's last stage sits at its end point
+    assert all(a != b for a, b in zip(attempt_ends, attempt_ends[1:]))
+
+
 # --- fixed-step methods -----------------------------------------------------------------------------------
 
 
