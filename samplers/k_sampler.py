@@ -12,11 +12,13 @@ from dataclasses import dataclass
 import torch
 
 from . import tableaux
+from .multistep import solve_adams_pc
 from .ode import ODE_FORMS, AdaptiveSettings, StepInfo, solve_adaptive, solve_fixed
 
 log = logging.getLogger("FlowAnime")
 
-METHODS = tuple(tableaux.ADAPTIVE) + tuple(tableaux.FIXED)
+MULTISTEP = ("adams_pc",)  # adaptive, one model call per step (samplers/multistep.py)
+METHODS = tuple(tableaux.ADAPTIVE) + MULTISTEP + tuple(tableaux.FIXED)
 
 
 @dataclass(frozen=True)
@@ -29,8 +31,8 @@ class SamplerConfig:
     ode_form: str = "data"
 
     def __post_init__(self):
-        if self.method not in tableaux.ALL:
-            raise ValueError(f"FlowAnime: 'method' must be one of {sorted(tableaux.ALL)}, got {self.method!r}.")
+        if self.method not in METHODS:
+            raise ValueError(f"FlowAnime: 'method' must be one of {sorted(METHODS)}, got {self.method!r}.")
         if self.ode_form not in ODE_FORMS:
             raise ValueError(f"FlowAnime: 'ode_form' must be one of {ODE_FORMS}, got {self.ode_form!r}.")
         for name in ("log10_rtol", "log10_atol"):
@@ -44,7 +46,12 @@ class SamplerConfig:
 
     @property
     def tableau(self):
-        return tableaux.ALL[self.method]
+        """The Butcher tableau of a Runge-Kutta method; None for adams_pc."""
+        return tableaux.ALL.get(self.method)
+
+    @property
+    def adaptive(self) -> bool:
+        return self.method in MULTISTEP or self.tableau.adaptive
 
     @property
     def adaptive_settings(self):
@@ -93,7 +100,7 @@ def make_sampler_function(config: SamplerConfig, on_model_call: Callable[[], Non
 
         tableau = config.tableau
         try:
-            if not tableau.adaptive:
+            if not config.adaptive:
                 out, stats = solve_fixed(denoiser, x, sig, tableau, config.ode_form, on_step, on_model_call)
             else:
                 ends_at_zero = sig[-1] <= 0
@@ -101,10 +108,16 @@ def make_sampler_function(config: SamplerConfig, on_model_call: Callable[[], Non
                 sigma_end = max(config.sigma_min, floor) if ends_at_zero else sig[-1]
                 if sig[0] <= sigma_end:  # nothing to integrate: denoise once
                     return denoiser(x, sig[0]) if ends_at_zero else x
-                x_end, denoised, stats = solve_adaptive(
-                    denoiser, x, sig[0], sigma_end, tableau, config.adaptive_settings, config.ode_form,
-                    on_step, on_model_call, logger.warning,
-                )
+                if tableau is None:  # adams_pc: its own log-sigma form, ode_form does not apply
+                    x_end, denoised, stats = solve_adams_pc(
+                        denoiser, x, sig[0], sigma_end, config.adaptive_settings, on_step=on_step,
+                        on_model_call=on_model_call, log=logger.warning,
+                    )
+                else:
+                    x_end, denoised, stats = solve_adaptive(
+                        denoiser, x, sig[0], sigma_end, tableau, config.adaptive_settings, config.ode_form,
+                        on_step, on_model_call, logger.warning,
+                    )
                 # A schedule that ends at 0 gets the model's denoised prediction at sigma_end; a
                 # partial pass (ends above 0) gets the latent at its last sigma.
                 out = denoised if ends_at_zero and denoised is not None else x_end

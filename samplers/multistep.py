@@ -1,0 +1,205 @@
+"""Adaptive Adams predictor-corrector for the probability-flow ODE: one model call per step.
+
+In log time lambda = -log(sigma) the ODE dx/dsigma = (x - D)/sigma reads dx/dlambda = D - x, so over a
+step of length h
+
+    x(lambda + h) = e^-h x(lambda) + integral_0^h e^(s - h) D(lambda + s) ds.
+
+Adams methods replace D by the polynomial in lambda through its latest values and integrate the
+exponential weight exactly (DPM-Solver++ multistep and UniPC are this family on a fixed schedule).
+Each step:
+
+- predictor: the polynomial through the last k accepted D (order k; k = 1 is DDIM);
+- one model call at the predicted point;
+- corrector: the polynomial through those and the new D (order k + 1).
+
+The corrector's value is kept. The difference between the two estimates the predictor's local error,
+which drives the step size as in the Runge-Kutta solver (per-image RMS, max over the batch). The new
+D, taken at the predicted point as UniPC does, joins the history; a rejected step only costs its
+one call. Where Runge-Kutta pairs pay two to six calls per step for their error estimate, this pays
+one, which wins at loose and medium tolerances (bench/bench_samplers.py).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from .ode import (
+    AdaptiveSettings,
+    Denoiser,
+    ModelOutputNotFinite,
+    SolveStats,
+    StepInfo,
+    StepSizeCollapsed,
+    first_step,
+)
+
+MAX_ORDER = 2  # predictor order; the corrector is one higher. 3 was measured unstable on long steps.
+# Step-size controller: a step costs one call, and so does a rejection. Growth past 5x per step and
+# the Runge-Kutta safety factor 0.9 were measured (bench/gmm.py) to draw more rejections than they saved.
+SAFETY = 0.8
+MAX_FACTOR = 5.0
+_GAUSS_NODES, _GAUSS_WEIGHTS = np.polynomial.legendre.leggauss(12)
+
+
+class _LogSigmaTime:
+    """lambda = -log(sigma), for first_step."""
+
+    @staticmethod
+    def time(sigma):
+        return -math.log(sigma)
+
+
+def exponential_adams_weights(nodes: list[float], start: float, end: float) -> list[float]:
+    """w_j = integral_start^end e^(lambda - end) L_j(lambda) dlambda, L_j the Lagrange basis on `nodes`.
+
+    The integrand is entire, so 12-point Gauss-Legendre is exact to rounding for the step lengths the
+    controller allows (tested against the closed forms for one and two nodes)."""
+    half = (end - start) / 2
+    lam = half * _GAUSS_NODES + (start + end) / 2
+    quad = half * _GAUSS_WEIGHTS * np.exp(lam - end)
+    weights = []
+    for j, node in enumerate(nodes):
+        basis = np.ones_like(lam)
+        for m, other in enumerate(nodes):
+            if m != j:
+                basis *= (lam - other) / (node - other)
+        weights.append(float((basis * quad).sum()))
+    return weights
+
+
+def _combine(start: torch.Tensor, scale: float, weights: list[float], denoised: list[torch.Tensor],
+             out: torch.Tensor | None = None) -> torch.Tensor:
+    """scale * start + sum(w_j D_j), in elementwise passes (memory-bound, as in ode._combine)."""
+    out = torch.mul(start, scale, out=out)
+    for w, d in zip(weights, denoised):
+        out.add_(d, alpha=w)
+    return out
+
+
+class _ErrorNorm:
+    """ode.error_ratio (per-image RMS of err / (atol + rtol max(|x_old|, |x_new|)), max over the
+    batch) in fewer passes, with |x| of the accepted point kept for the next step and scratch
+    buffers reused: this runs on every model call, where a Runge-Kutta pair runs it once a step."""
+
+    def __init__(self, x: torch.Tensor, rtol: float, atol: float):
+        self.rtol, self.offset = rtol, atol / rtol
+        self.abs_old, self.abs_new, self.scale = x.abs(), torch.empty_like(x), torch.empty_like(x)
+        self.root_n = math.sqrt(x[0].numel())
+
+    def ratio(self, err: torch.Tensor, x_new: torch.Tensor) -> float:
+        """Consumes `err`."""
+        torch.abs(x_new, out=self.abs_new)
+        torch.maximum(self.abs_old, self.abs_new, out=self.scale).add_(self.offset)
+        norms = torch.linalg.vector_norm(err.div_(self.scale).flatten(1), dim=1)
+        return float(norms.max()) / (self.rtol * self.root_n)
+
+    def accept(self):
+        self.abs_old, self.abs_new = self.abs_new, self.abs_old
+
+
+def solve_adams_pc(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigma_start: float,
+    sigma_end: float,
+    settings: AdaptiveSettings | None = None,
+    max_order: int = MAX_ORDER,
+    on_step: Callable[[StepInfo], None] | None = None,
+    on_model_call: Callable[[], None] | None = None,
+    log: Callable[[str], None] | None = None,
+):
+    """Integrate from sigma_start down to sigma_end (> 0). Returns (x at sigma_end, denoised
+    prediction there, stats), as solve_adaptive does; the denoised prediction is the last model call.
+    Of `settings`, rtol, atol, max_model_calls and min_factor apply; SAFETY and MAX_FACTOR replace
+    the Runge-Kutta safety and growth limit."""
+    if not 0 < sigma_end < sigma_start:
+        raise ValueError(f"need 0 < sigma_end < sigma_start, got {sigma_end} and {sigma_start}")
+    settings = settings or AdaptiveSettings()
+    name = "adams_pc"
+    stats = SolveStats(name)
+    started = time.perf_counter()
+
+    def call(x_, lam_):
+        if on_model_call is not None:
+            on_model_call()  # ComfyUI's interrupt check
+        stats.model_calls += 1
+        return denoiser(x_, math.exp(-lam_))
+
+    lam, lam_end = -math.log(sigma_start), -math.log(sigma_end)
+    history_lam, history_d = [lam], [call(x, lam)]
+    norm = _ErrorNorm(x, settings.rtol, settings.atol)
+    err_buffer = torch.empty_like(x)
+    h = first_step(_LogSigmaTime, sigma_start, x, history_d[0], 1, settings.rtol)
+    span = sigma_start - sigma_end
+    rejected_last = False
+
+    while lam < lam_end:
+        remaining = lam_end - lam
+        if stats.model_calls + 1 > settings.max_model_calls:
+            break
+        last = (h if rejected_last else h * 1.25) >= remaining  # as in solve_adaptive
+        step = remaining if last else h
+        if step <= 1e-10:
+            raise StepSizeCollapsed(
+                f"FlowAnime {name}: the step size collapsed at sigma={math.exp(-lam):.4g} after {stats.model_calls} "
+                "model calls: the model's output changes too abruptly for the tolerances. Raise "
+                "'log10_rtol'/'log10_atol' (e.g. -2), or use a fixed-step method."
+            )
+        lam_new = lam_end if last else lam + step
+        k = min(max_order, len(history_lam))
+        nodes, known = history_lam[-k:], history_d[-k:]
+        w_pred = exponential_adams_weights(nodes, lam, lam_new)
+        w_corr = exponential_adams_weights([*nodes, lam_new], lam, lam_new)
+        x_pred = _combine(x, math.exp(-step), w_pred, known)
+        d_new = call(x_pred, lam_new)
+        # corrector - predictor: the e^-h x terms cancel, so the difference costs k + 1 terms
+        err = _combine(d_new, w_corr[-1], [c - p for c, p in zip(w_corr, w_pred)], known, out=err_buffer)
+        x_corr = torch.add(x_pred, err)  # new memory: the model and the callbacks may hold x_pred and x
+        ratio = norm.ratio(err, x_corr)
+        if not math.isfinite(ratio):
+            raise ModelOutputNotFinite(
+                f"FlowAnime {name}: the model returned NaN or inf at sigma~{math.exp(-lam_new):.4g} (call "
+                f"{stats.model_calls}). This comes from the model, not the solver: try the loader's weight_dtype at "
+                "fp16 -> bf16/fp32, a lower CFG, or lower LoRA strengths."
+            )
+        exponent = 1.0 / (k + 1)
+        if ratio <= 1.0:
+            stats.accepted += 1
+            lam, x = lam_new, x_corr
+            norm.accept()
+            history_lam.append(lam)
+            history_d.append(d_new)
+            del history_lam[:-max_order], history_d[:-max_order]  # keep what the next predictor uses
+            factor = MAX_FACTOR if ratio == 0 else SAFETY * ratio**-exponent
+            factor = min(1.0 if rejected_last else MAX_FACTOR, max(settings.min_factor, factor))
+            h = step * factor
+            rejected_last = False
+            if on_step is not None:
+                sigma = math.exp(-lam)
+                on_step(StepInfo(sigma, x, d_new, min(1.0, (sigma_start - sigma) / span), stats))
+        else:
+            stats.rejected += 1
+            rejected_last = True
+            h = step * max(settings.min_factor, SAFETY * ratio**-exponent)
+
+    denoised = history_d[-1]
+    if lam < lam_end:
+        # Budget spent: one DDIM step to the end on the last denoised prediction, as solve_adaptive does.
+        stats.budget_exhausted = True
+        x = _combine(x, math.exp(-(lam_end - lam)), [1.0 - math.exp(-(lam_end - lam))], [denoised])
+        denoised = None
+        if log is not None:
+            log(
+                f"FlowAnime {name}: the budget of {settings.max_model_calls} model calls ran out at "
+                f"sigma={math.exp(-lam):.4g}; the image was finished with one large step and may be soft. "
+                "Raise 'max_model_calls' or loosen 'log10_rtol'/'log10_atol'."
+            )
+    stats.final_sigma = sigma_end
+    stats.seconds = time.perf_counter() - started
+    return x, denoised, stats
