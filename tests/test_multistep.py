@@ -171,3 +171,17 @@ def test_as_a_comfyui_sampler_function_it_ends_on_the_denoised_prediction():
     sample = make_sampler_function(SamplerConfig("adams_pc", -4, -5))
     out = sample(Model(), noise.clone(), torch.tensor([1.0, 0.5, 0.0]), disable=True)
     assert rms_error(out, exact) < 1e-3
+
+
+def test_a_partial_pass_ends_on_the_latent_at_its_last_sigma():
+    gmm, noise, _ = single_gaussian()
+    mean, std = gmm.means[0].reshape(4, 8, 8), float(gmm.stds[0])
+    exact = torch.stack([single_gaussian_flow(mean, std, n, 0.4) for n in noise])
+
+    class Model:
+        def __call__(self, x, sigma, **kwargs):
+            return gmm.denoise(x, sigma)
+
+    out = make_sampler_function(SamplerConfig("adams_pc", -5, -6))(Model(), noise.clone(), torch.tensor([1.0, 0.6, 0.4]),
+                                                                   disable=True)
+    assert rms_error(out, exact) < 1e-4
