@@ -12,7 +12,7 @@ log = logging.getLogger("FlowAnime")
 # Entries in KSampler's own sampler list (names are saved in workflows: never rename).
 KSAMPLER_ENTRIES = {
     # Tuned on bench/bench_samplers.py: dopri5 at -2/-3 reaches ~7e-5 in ~43 calls, bosh3 at -2.5/-3.5 ~4e-4 in
-    # ~34, adams_pc at -2/-3 ~5e-4 in ~23.
+    # ~34, adams_pc at -2/-3 ~2.5e-4 in ~25.
     "flowanime_dopri5": SamplerConfig("dopri5", log10_rtol=-2.0, log10_atol=-3.0),
     "flowanime_bosh3": SamplerConfig("bosh3", log10_rtol=-2.5, log10_atol=-3.5),
     "flowanime_adams_pc": SamplerConfig("adams_pc", log10_rtol=-2.0, log10_atol=-3.0),

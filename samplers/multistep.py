@@ -9,7 +9,7 @@ Adams methods replace D by the polynomial in lambda through its latest values an
 exponential weight exactly (DPM-Solver++ multistep and UniPC are this family on a fixed schedule).
 Each step:
 
-- predictor: the polynomial through the last k accepted D (order k; k = 1 is DDIM);
+- predictor: the polynomial through the last k accepted D (order k, up to 3; k = 1 is DDIM);
 - one model call at the predicted point;
 - corrector: the polynomial through those and the new D (order k + 1).
 
@@ -39,7 +39,11 @@ from .ode import (
     first_step,
 )
 
-MAX_ORDER = 2  # predictor order; the corrector is one higher. 3 was measured unstable on long steps.
+# Predictor order (the corrector is one higher): 3 from rtol 1e-2 down, 2 above, where order 3 was
+# measured to cost more calls (bench/gmm.py, two mixtures). A cubic extrapolated over a step more
+# than twice the last one is unstable, so such steps drop to order 2.
+ORDER_3_BELOW_RTOL = 10**-1.75
+MAX_STEP_RATIO_FOR_ORDER_3 = 2.0
 # Step-size controller: a step costs one call, and so does a rejection. Growth past 5x per step and
 # the Runge-Kutta safety factor 0.9 were measured (bench/gmm.py, on two mixtures) to draw more
 # rejections than they saved; at 0.5 a solve typically has one rejection, and fewer calls.
@@ -110,7 +114,7 @@ def solve_adams_pc(
     sigma_start: float,
     sigma_end: float,
     settings: AdaptiveSettings | None = None,
-    max_order: int = MAX_ORDER,
+    max_order: int | None = None,
     on_step: Callable[[StepInfo], None] | None = None,
     on_model_call: Callable[[], None] | None = None,
     log: Callable[[str], None] | None = None,
@@ -122,6 +126,8 @@ def solve_adams_pc(
     if not 0 < sigma_end < sigma_start:
         raise ValueError(f"need 0 < sigma_end < sigma_start, got {sigma_end} and {sigma_start}")
     settings = settings or AdaptiveSettings()
+    if max_order is None:
+        max_order = 3 if settings.rtol < ORDER_3_BELOW_RTOL else 2
     name = "adams_pc"
     stats = SolveStats(name)
     started = time.perf_counter()
@@ -154,6 +160,8 @@ def solve_adams_pc(
             )
         lam_new = lam_end if last else lam + step
         k = min(max_order, len(history_lam))
+        if k == 3 and step > MAX_STEP_RATIO_FOR_ORDER_3 * (history_lam[-1] - history_lam[-2]):
+            k = 2
         nodes, known = history_lam[-k:], history_d[-k:]
         w_pred = exponential_adams_weights(nodes, lam, lam_new)
         w_corr = exponential_adams_weights([*nodes, lam_new], lam, lam_new)

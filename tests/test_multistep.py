@@ -40,9 +40,12 @@ def test_weights_match_the_closed_forms(h):
 
 def _solve_linear(steps, corrector: bool, order: int):
     """x' = D(lambda) - x with D = sin(lambda), on [0, 3] with fixed steps, Adams predictor of `order`
-    (corrected with the new node when asked). Exact: x = C e^-lambda + (sin - cos)/2."""
-    lam_grid = [3.0 * i / steps for i in range(steps + 1)]
-    x, nodes, values = 1.0, [0.0], [math.sin(0.0)]
+    (corrected with the new node when asked). Exact: x = C e^-lambda + (sin - cos)/2. The history
+    starts with exact values before 0, so every step runs at full order."""
+    h = 3.0 / steps
+    lam_grid = [h * i for i in range(steps + 1)]
+    nodes = [-h * i for i in range(order - 1, -1, -1)]
+    x, values = 1.0, [math.sin(n) for n in nodes]
     for a, b in zip(lam_grid, lam_grid[1:]):
         k = min(order, len(nodes))
         used_nodes, used = nodes[-k:], values[-k:]
@@ -57,7 +60,8 @@ def _solve_linear(steps, corrector: bool, order: int):
     return abs(x - exact)
 
 
-@pytest.mark.parametrize("corrector, order, expected", [(False, 1, 1), (False, 2, 2), (True, 1, 2), (True, 2, 3)])
+@pytest.mark.parametrize("corrector, order, expected",
+                         [(False, 1, 1), (False, 2, 2), (False, 3, 3), (True, 1, 2), (True, 2, 3), (True, 3, 4)])
 def test_predictor_and_corrector_converge_at_their_orders(corrector, order, expected):
     errors = [_solve_linear(n, corrector, order) for n in (40, 80, 160)]
     rates = [math.log2(e1 / e2) for e1, e2 in zip(errors, errors[1:])]
