@@ -1,12 +1,16 @@
-"""Unit tests of the Runge-Kutta core against analytic solutions (no ComfyUI needed)."""
+"""Unit tests of the solver cores against analytic solutions (no ComfyUI needed): the Runge-Kutta
+methods, and the contract every adaptive solver keeps (tolerance, batch, dtype, hooks, faults), run
+for dopri5 and for adams_pc (whose own tests are in test_multistep.py)."""
 
 import math
 
 import pytest
 import torch
+from solver_problems import single_gaussian
 
-from flowanime.bench.gmm import GaussianMixture, reference_solution, rms_error, single_gaussian_flow
+from flowanime.bench.gmm import GaussianMixture, reference_solution, rms_error
 from flowanime.samplers import tableaux
+from flowanime.samplers.multistep import solve_adams_pc
 from flowanime.samplers.ode import (
     FIRST_STEP_SCALE,
     FORMS,
@@ -57,13 +61,13 @@ def test_fsal_flags():
 # --- the flow ODE with a known solution ------------------------------------------------------------
 
 
-def single_gaussian(batch=3, seed=0):
-    gen = torch.Generator().manual_seed(seed)
-    mean = torch.randn((4, 8, 8), generator=gen) * 0.7
-    noise = torch.randn((batch, 4, 8, 8), generator=gen)
-    std = 0.05
-    exact = torch.stack([single_gaussian_flow(mean, std, n, 0.0) for n in noise])
-    return GaussianMixture.single(mean, std), noise, exact
+# Every adaptive solver as f(denoiser, x, sigma_start, sigma_end, settings=None, **hooks).
+ADAPTIVE_SOLVERS = {
+    "dopri5": lambda d, x, s0, s1, settings=None, **kw: solve_adaptive(d, x, s0, s1, tableaux.DOPRI5,
+                                                                        settings or AdaptiveSettings(), **kw),
+    "adams_pc": solve_adams_pc,
+}
+solvers = pytest.mark.parametrize("solver", sorted(ADAPTIVE_SOLVERS))
 
 
 @pytest.mark.parametrize("form", ["data", "velocity"])
@@ -89,40 +93,48 @@ def test_tighter_tolerance_gives_a_smaller_error(form):
     assert errors[0] > errors[1] > errors[2]
 
 
-def test_mixture_flow_is_solved_to_the_reference_in_a_batch_and_alone():
+# --- the contract of every adaptive solver -------------------------------------------------------------
+
+
+@solvers
+def test_meets_its_tolerance_and_tighter_tolerance_gives_a_smaller_error(solver):
+    gmm, noise, exact = single_gaussian()
+    errors = []
+    for log_tol in (-2, -4, -6):
+        rtol, atol = 10**log_tol, 10 ** (log_tol - 1)
+        _, d, stats = ADAPTIVE_SOLVERS[solver](gmm.denoise, noise.double(), 1.0, 1e-4,
+                                               AdaptiveSettings(rtol=rtol, atol=atol, max_model_calls=20000))
+        errors.append(rms_error(d, exact))
+        assert errors[-1] < 10 * (atol + rtol * float(exact.abs().max())) and not stats.budget_exhausted
+    assert errors[0] > errors[1] > errors[2]
+
+
+@solvers
+def test_mixture_flow_is_solved_to_the_reference_in_a_batch_and_alone(solver):
+    solve = ADAPTIVE_SOLVERS[solver]
     gmm = GaussianMixture.latent_like(shape=(4, 16, 16), components=8, seed=3, dtype=torch.float64)
     noise = gmm.sample_noise(3, seed=5, dtype=torch.float64)
     reference = reference_solution(gmm, noise)
     settings = AdaptiveSettings(rtol=1e-5, atol=1e-6, max_model_calls=5000)
-    _, batched, stats = solve_adaptive(gmm.denoise, noise, 1.0, 1e-4, tableaux.DOPRI5, settings)
+    _, batched, stats = solve(gmm.denoise, noise, 1.0, 1e-4, settings)
     assert rms_error(batched, reference) < 1e-3, stats.summary()
     for i in range(3):
-        _, alone, _ = solve_adaptive(gmm.denoise, noise[i : i + 1], 1.0, 1e-4, tableaux.DOPRI5, settings)
+        _, alone, _ = solve(gmm.denoise, noise[i : i + 1], 1.0, 1e-4, settings)
         assert rms_error(alone, reference[i : i + 1]) < 1e-3
 
 
-def test_a_batch_is_one_solve_every_call_sees_the_whole_batch():
+@solvers
+def test_a_batch_is_one_solve_in_the_latent_dtype_every_call_sees_the_whole_batch(solver):
     gmm, noise, _ = single_gaussian(batch=5)
     seen = []
 
     def denoiser(x, sigma):
-        seen.append(x.shape[0])
+        seen.append((x.shape[0], x.dtype, x.device))
         return gmm.denoise(x, sigma)
 
-    _, _, stats = solve_adaptive(denoiser, noise, 1.0, 1e-3, tableaux.BOSH3)
-    assert len(seen) == stats.model_calls and set(seen) == {5}
-
-
-def test_state_stays_in_the_latent_dtype_and_device():
-    gmm, noise, _ = single_gaussian()
-    dtypes = []
-
-    def denoiser(x, sigma):
-        dtypes.append((x.dtype, x.device))
-        return gmm.denoise(x, sigma)
-
-    x, d, _ = solve_adaptive(denoiser, noise.float(), 1.0, 1e-3, tableaux.DOPRI5)
-    assert set(dtypes) == {(torch.float32, noise.device)} and x.dtype == d.dtype == torch.float32
+    x, d, stats = ADAPTIVE_SOLVERS[solver](denoiser, noise.float(), 1.0, 1e-3)
+    assert len(seen) == stats.model_calls and set(seen) == {(5, torch.float32, noise.device)}
+    assert x.dtype == d.dtype == torch.float32
 
 
 def test_fsal_method_finishes_with_the_denoised_prediction_at_no_extra_call():
@@ -162,53 +174,64 @@ def test_tighter_tolerance_starts_with_a_smaller_step():
     assert second[1e-4] > second[1e-2]  # closer to sigma=1
 
 
-def test_hook_runs_on_every_model_call_and_can_interrupt():
+@solvers
+def test_hook_runs_on_every_model_call_and_can_interrupt(solver):
     gmm, noise, _ = single_gaussian()
     count = [0]
 
     def hook():
         count[0] += 1
-        if count[0] == 7:
+        if count[0] == 5:
             raise KeyboardInterrupt("interrupted")
 
     with pytest.raises(KeyboardInterrupt):
-        solve_adaptive(gmm.denoise, noise, 1.0, 1e-3, tableaux.DOPRI5, on_model_call=hook)
-    assert count[0] == 7
+        ADAPTIVE_SOLVERS[solver](gmm.denoise, noise, 1.0, 1e-3, on_model_call=hook)
+    assert count[0] == 5
 
 
 # --- faults ---------------------------------------------------------------------------------------------
 
 
-def test_nan_from_the_model_gets_a_clear_error():
-    gmm, noise, _ = single_gaussian()
-
+def broken_below_half(gmm):
     def broken(x, sigma):
         out = gmm.denoise(x, sigma)
         return out * float("nan") if sigma < 0.5 else out
 
-    with pytest.raises(ModelOutputNotFinite, match="weight_dtype"):
-        solve_adaptive(broken, noise, 1.0, 1e-3, tableaux.DOPRI5)
-    with pytest.raises(ModelOutputNotFinite, match="weight_dtype"):
-        solve_fixed(broken, noise, [1.0, 0.75, 0.5, 0.25, 0.0], tableaux.HEUN)
+    return broken
 
 
-def test_spent_budget_completes_the_image_with_a_warning():
+@solvers
+def test_nan_from_the_model_gets_a_clear_error(solver):
+    gmm, noise, _ = single_gaussian()
+    with pytest.raises(ModelOutputNotFinite, match="weight_dtype"):
+        ADAPTIVE_SOLVERS[solver](broken_below_half(gmm), noise, 1.0, 1e-3)
+
+
+def test_nan_from_the_model_gets_a_clear_error_with_a_fixed_step_method():
+    gmm, noise, _ = single_gaussian()
+    with pytest.raises(ModelOutputNotFinite, match="weight_dtype"):
+        solve_fixed(broken_below_half(gmm), noise, [1.0, 0.75, 0.5, 0.25, 0.0], tableaux.HEUN)
+
+
+@solvers
+def test_spent_budget_completes_the_image_with_a_warning(solver):
     gmm, noise, exact = single_gaussian()
     messages = []
     settings = AdaptiveSettings(rtol=1e-7, atol=1e-8, max_model_calls=40)
-    x, _, stats = solve_adaptive(gmm.denoise, noise, 1.0, 1e-3, tableaux.DOPRI5, settings, log=messages.append)
-    assert stats.budget_exhausted and stats.model_calls <= 40
+    x, denoised, stats = ADAPTIVE_SOLVERS[solver](gmm.denoise, noise, 1.0, 1e-3, settings, log=messages.append)
+    assert stats.budget_exhausted and stats.model_calls <= 40 and denoised is None
     assert torch.isfinite(x).all()
     assert rms_error(x, exact) < 0.5  # a soft image, not noise
     assert messages and "max_model_calls" in messages[0]
 
 
-def test_a_step_that_shrinks_to_nothing_stops_with_a_clear_error():
+@solvers
+def test_a_step_that_shrinks_to_nothing_stops_with_a_clear_error(solver):
     def singular(x, sigma):  # blows up at sigma = 0.5: no step is small enough to cross it
         return torch.full_like(x, 1.0 / abs(sigma - 0.5) ** 3)
 
     with pytest.raises(StepSizeCollapsed, match="log10_rtol"):
-        solve_adaptive(singular, torch.zeros(1, 4), 1.0, 1e-3, tableaux.BOSH3, AdaptiveSettings(max_model_calls=10**6))
+        ADAPTIVE_SOLVERS[solver](singular, torch.zeros(1, 4), 1.0, 1e-3, AdaptiveSettings(max_model_calls=10**6))
 
 
 def test_a_rejected_last_step_is_retried_shorter_not_stretched_back():
