@@ -50,7 +50,7 @@ class SamplerRungeKuttaODE:
                     "default": "dopri5",
                     "tooltip": "Adaptive (choose their own steps): dopri5 (5th order, 6 calls/step), bosh3 (3rd, 3 "
                                "calls/step), heun_euler and fehlberg2 (2nd, cheap), adams_pc (multistep predictor-"
-                               "corrector, 1 call/step: fewest calls at draft and medium quality). Fixed-step (follow "
+                               "corrector, 1 call/step: the fewest calls at most accuracies). Fixed-step (follow "
                                "the scheduler's sigmas): euler (= DDIM here), heun, midpoint, ralston3, rk4.",
                 }),
                 "log10_rtol": ("FLOAT", {

@@ -126,6 +126,8 @@ def solve_adams_pc(
     if not 0 < sigma_end < sigma_start:
         raise ValueError(f"need 0 < sigma_end < sigma_start, got {sigma_end} and {sigma_start}")
     settings = settings or AdaptiveSettings()
+    if not settings.rtol > 0:
+        raise ValueError(f"adams_pc needs rtol > 0, got {settings.rtol}")  # the node's range ensures it
     if max_order is None:
         max_order = 3 if settings.rtol < ORDER_3_BELOW_RTOL else 2
     name = "adams_pc"
