@@ -103,9 +103,10 @@ class TimedModel(CountingModel):
         return out
 
 
-def run(sampler_fn, gmm, ms, noise, sigmas):
+def run(sampler_fn, gmm, ms, noise, sigmas, **options):
+    """options: what KSAMPLER.sample passes on as **extra_options (dpm_adaptive's rtol and atol)."""
     model = CountingModel(gmm, ms)
-    out = sampler_fn(model, noise.clone(), sigmas, extra_args={}, callback=None, disable=True)
+    out = sampler_fn(model, noise.clone(), sigmas, extra_args={}, callback=None, disable=True, **options)
     return out, model.calls
 
 
@@ -140,7 +141,8 @@ def benchmark(batch, quick=False, competitors=(), smoke=False):
     for scheduler in ("simple", "karras", "exponential"):  # dpm_adaptive stops at sigmas[-2]: karras and exponential put it at sigma_min
         for rtol, atol in dpm_tols:
             ks = comfy_samplers.ksampler("dpm_adaptive", {"rtol": 10**rtol, "atol": 10**atol})
-            out, calls = run(ks.sampler_function, gmm, ms, noise, comfy_samplers.calculate_sigmas(ms, scheduler, 20))
+            out, calls = run(ks.sampler_function, gmm, ms, noise, comfy_samplers.calculate_sigmas(ms, scheduler, 20),
+                             **ks.extra_options)
             rows.append(("ComfyUI", f"dpm_adaptive / {scheduler}", f"rtol 1e{rtol:g} atol 1e{atol:g}", calls,
                          rms_error(out, reference)))
 
