@@ -46,7 +46,7 @@ def make_sampler_function(config):
 # finely: step counts one apart up to 24 (about 4-30 % apart), tolerances a quarter decade apart
 # (each about 10-30 % more calls than the last).
 BUILTIN_STEPS = [*range(3, 25), 28, 32, 40, 48, 64, 96, 128]
-QUARTER_DECADES = [-0.25 * i for i in range(0, 17)]  # 0 .. -4
+QUARTER_DECADES = [0.0 - 0.25 * i for i in range(0, 17)]  # 0 .. -4 (0.0 - : no "-0" label)
 BUILTINS = ["euler", "heun", "dpmpp_2m", "uni_pc", "deis", "ipndm", "res_multistep", "lms", "gradient_estimation"]
 DPM_ADAPTIVE_TOLS = [(t, t - 0.5) for t in QUARTER_DECADES if t <= -1.0]  # log10 rtol, atol
 OUR_TOLS = [*QUARTER_DECADES, -4.5, -5.0]  # log10 rtol; atol one decade lower
