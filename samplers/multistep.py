@@ -32,11 +32,13 @@ import torch
 from .ode import (
     AdaptiveSettings,
     Denoiser,
-    ModelOutputNotFinite,
     SolveStats,
+    StepControl,
     StepInfo,
-    StepSizeCollapsed,
+    budget_spent_message,
     first_step,
+    model_output_not_finite,
+    step_collapsed,
 )
 
 # Predictor order (the corrector is one higher): 3 from rtol 1e-2 down, 2 above, where order 3 was
@@ -145,22 +147,17 @@ def solve_adams_pc(
     history_lam, history_d = [lam], [call(x, lam)]
     norm = _ErrorNorm(x, settings.rtol, settings.atol)
     err_buffer = torch.empty_like(x)
-    h = first_step(_LogSigmaTime, sigma_start, x, history_d[0], 1, settings.rtol)
+    control = StepControl(first_step(_LogSigmaTime, sigma_start, x, history_d[0], 1, settings.rtol),
+                          SAFETY, settings.min_factor, MAX_FACTOR)
     span = sigma_start - sigma_end
-    rejected_last = False
 
     while lam < lam_end:
         remaining = lam_end - lam
         if stats.model_calls + 1 > settings.max_model_calls:
             break
-        last = (h if rejected_last else h * 1.25) >= remaining  # as in solve_adaptive
-        step = remaining if last else h
+        step, last = control.propose(remaining)
         if step <= 1e-10:
-            raise StepSizeCollapsed(
-                f"FlowAnime {name}: the step size collapsed at sigma={math.exp(-lam):.4g} after {stats.model_calls} "
-                "model calls: the model's output changes too abruptly for the tolerances. Raise "
-                "'log10_rtol'/'log10_atol' (e.g. -2), or use a fixed-step method."
-            )
+            raise step_collapsed(name, math.exp(-lam), stats.model_calls)
         lam_new = lam_end if last else lam + step
         k = min(max_order, len(history_lam))
         if k == 3 and step > MAX_STEP_RATIO_FOR_ORDER_3 * (history_lam[-1] - history_lam[-2]):
@@ -175,11 +172,7 @@ def solve_adams_pc(
         x_corr = torch.add(x_pred, err)  # new memory: the model and the callbacks may hold x_pred and x
         ratio = norm.ratio(err, x_corr)
         if not math.isfinite(ratio):
-            raise ModelOutputNotFinite(
-                f"FlowAnime {name}: the model returned NaN or inf at sigma~{math.exp(-lam_new):.4g} (call "
-                f"{stats.model_calls}). This comes from the model, not the solver: try the loader's weight_dtype at "
-                "fp16 -> bf16/fp32, a lower CFG, or lower LoRA strengths."
-            )
+            raise model_output_not_finite(name, math.exp(-lam_new), f"call {stats.model_calls}")
         exponent = 1.0 / (k + 1)
         if ratio <= 1.0:
             stats.accepted += 1
@@ -188,17 +181,13 @@ def solve_adams_pc(
             history_lam.append(lam)
             history_d.append(d_new)
             del history_lam[:-max_order], history_d[:-max_order]  # keep what the next predictor uses
-            factor = MAX_FACTOR if ratio == 0 else SAFETY * ratio**-exponent
-            factor = min(1.0 if rejected_last else MAX_FACTOR, max(settings.min_factor, factor))
-            h = step * factor
-            rejected_last = False
+            control.accept(step, ratio, exponent)
             if on_step is not None:
                 sigma = math.exp(-lam)
                 on_step(StepInfo(sigma, x, d_new, min(1.0, (sigma_start - sigma) / span), stats))
         else:
             stats.rejected += 1
-            rejected_last = True
-            h = step * max(settings.min_factor, SAFETY * ratio**-exponent)
+            control.reject(step, ratio, exponent)
 
     denoised = history_d[-1]
     if lam < lam_end:
@@ -207,11 +196,7 @@ def solve_adams_pc(
         x = _combine(x, math.exp(-(lam_end - lam)), [1.0 - math.exp(-(lam_end - lam))], [denoised])
         denoised = None
         if log is not None:
-            log(
-                f"FlowAnime {name}: the budget of {settings.max_model_calls} model calls ran out at "
-                f"sigma={math.exp(-lam):.4g}; the image was finished with one large step and may be soft. "
-                "Raise 'max_model_calls' or loosen 'log10_rtol'/'log10_atol'."
-            )
+            log(budget_spent_message(name, settings.max_model_calls, math.exp(-lam)))
     stats.final_sigma = sigma_end
     stats.seconds = time.perf_counter() - started
     return x, denoised, stats

@@ -229,6 +229,56 @@ class AdaptiveSettings:
     max_factor: float = 30.0  # measured on bench/gmm.py: 10 made loose solves climb out of small steps
 
 
+class StepControl:
+    """The step-size controller both adaptive solvers share: an I-controller (factor safety *
+    ratio^-exponent, clamped), Hairer's no-growth rule after a rejection, and the last step
+    stretched to the end rather than leaving a sliver."""
+
+    def __init__(self, h: float, safety: float, min_factor: float, max_factor: float):
+        self.h, self.safety, self.min_factor, self.max_factor = h, safety, min_factor, max_factor
+        self.rejected_last = False
+
+    def propose(self, remaining: float) -> tuple[float, bool]:
+        """(step, whether it is the last). A step that would leave a sliver (< 1/4 of it) is
+        stretched to the end, but never right after a rejection: the shrunk step would be stretched
+        back to the rejected one and fail the same way until the budget ran out."""
+        last = (self.h if self.rejected_last else self.h * 1.25) >= remaining
+        return (remaining if last else self.h), last
+
+    def accept(self, step: float, ratio: float, exponent: float):
+        factor = self.max_factor if ratio == 0 else self.safety * ratio**-exponent
+        self.h = step * min(1.0 if self.rejected_last else self.max_factor, max(self.min_factor, factor))
+        self.rejected_last = False
+
+    def reject(self, step: float, ratio: float, exponent: float):
+        self.h = step * max(self.min_factor, self.safety * ratio**-exponent)
+        self.rejected_last = True
+
+
+def step_collapsed(name: str, sigma: float, calls: int) -> StepSizeCollapsed:
+    return StepSizeCollapsed(
+        f"FlowAnime {name}: the step size collapsed at sigma={sigma:.4g} after {calls} model calls: the model's "
+        "output changes too abruptly for the tolerances. Raise 'log10_rtol'/'log10_atol' (e.g. -2), or use a "
+        "fixed-step method."
+    )
+
+
+def model_output_not_finite(name: str, sigma: float, where: str) -> ModelOutputNotFinite:
+    return ModelOutputNotFinite(
+        f"FlowAnime {name}: the model returned NaN or inf at sigma~{sigma:.4g} ({where}). This comes from the "
+        "model, not the solver: try the loader's weight_dtype at fp16 -> bf16/fp32, a lower CFG, or lower LoRA "
+        "strengths."
+    )
+
+
+def budget_spent_message(name: str, budget: int, sigma: float) -> str:
+    return (
+        f"FlowAnime {name}: the budget of {budget} model calls ran out at sigma={sigma:.4g}; the image was "
+        "finished with one large step and may be soft. Raise 'max_model_calls' or loosen "
+        "'log10_rtol'/'log10_atol'."
+    )
+
+
 def solve_adaptive(
     denoiser: Denoiser,
     x: torch.Tensor,
@@ -262,7 +312,8 @@ def solve_adaptive(
     y = ode_form.state(x, sigma_start)
     k1 = f(t, y)
     denoised = f.last_denoised
-    h = first_step(ode_form, sigma_start, x, denoised, tableau.error_order, rtol)
+    control = StepControl(first_step(ode_form, sigma_start, x, denoised, tableau.error_order, rtol),
+                          settings.safety, settings.min_factor, settings.max_factor)
     exponent = 1.0 / (tableau.error_order + 1)
     calls_per_step = tableau.stages - 1 if tableau.fsal else tableau.stages
     x_cur = x
@@ -270,7 +321,6 @@ def solve_adaptive(
 
     # Non-FSAL methods keep one call in hand for the denoised prediction at the end.
     reserve = 0 if tableau.fsal else 1
-    rejected_last = False
 
     while direction * (t_end - t) > 0:
         remaining = direction * (t_end - t)
@@ -279,28 +329,17 @@ def solve_adaptive(
         if k1 is None:  # non-FSAL: the first stage at the new point
             k1 = f(t, y)
             denoised = f.last_denoised
-        # Stretch a step that would leave a sliver (< 1/4 of it) rather than pay a whole step for it,
-        # but never right after a rejection: the shrunk step would be stretched back to the rejected
-        # one and fail the same way until the budget ran out.
-        last = (h if rejected_last else h * 1.25) >= remaining
-        step = remaining if last else h
+        step, last = control.propose(remaining)
         if step <= 1e-12 * max(abs(t), abs(t_end)):
-            raise StepSizeCollapsed(
-                f"FlowAnime {tableau.name}: the step size collapsed at sigma={ode_form.sigma(t):.4g} after "
-                f"{stats.model_calls} model calls: the model's output changes too abruptly for the tolerances. "
-                "Raise 'log10_rtol'/'log10_atol' (e.g. -2), or use a fixed-step method."
-            )
+            raise step_collapsed(tableau.name, ode_form.sigma(t), stats.model_calls)
         t_new = t_end if last else t + direction * step
         y_new, err, ks = rk_step(f, t, y, direction * step, coeffs, k1)
         x_new = ode_form.x(y_new, t_new)
         ratio = error_ratio(ode_form.x(err, t_new), x_cur, x_new, rtol, atol)
         if not math.isfinite(ratio):
             bad = [i for i, k in enumerate(ks) if not bool(torch.isfinite(k).all())]
-            raise ModelOutputNotFinite(
-                f"FlowAnime {tableau.name}: the model returned NaN or inf at sigma~{ode_form.sigma(t):.4g} "
-                f"(stage {bad[0] if bad else '?'}, call {stats.model_calls}). This comes from the model, not the "
-                "solver: try the loader's weight_dtype at fp16 -> bf16/fp32, a lower CFG, or lower LoRA strengths."
-            )
+            raise model_output_not_finite(tableau.name, ode_form.sigma(t),
+                                          f"stage {bad[0] if bad else '?'}, call {stats.model_calls}")
         if ratio <= 1.0:
             stats.accepted += 1
             t, y, x_cur = t_new, y_new, x_new
@@ -308,19 +347,14 @@ def solve_adaptive(
                 k1, denoised = ks[-1], f.last_denoised
             else:
                 k1 = None
-            factor = settings.max_factor if ratio == 0 else settings.safety * ratio ** -exponent
-            # Hairer's rule: no growth on the step right after a rejection.
-            factor = min(1.0 if rejected_last else settings.max_factor, max(settings.min_factor, factor))
-            h = step * factor if not last else h
-            rejected_last = False
+            control.accept(step, ratio, exponent)
             if on_step is not None:
                 sigma = ode_form.sigma(t)
                 preview = denoised if tableau.fsal else f.last_denoised
                 on_step(StepInfo(sigma, x_cur, preview, min(1.0, (sigma_start - sigma) / span), stats))
         else:
             stats.rejected += 1
-            rejected_last = True
-            h = step * max(settings.min_factor, settings.safety * ratio ** -exponent)
+            control.reject(step, ratio, exponent)
 
     if direction * (t_end - t) > 0:
         # Budget spent: finish with one first-order step to the end on the last derivative (DDIM
@@ -332,11 +366,7 @@ def solve_adaptive(
         x_cur = ode_form.x(y, t_end)
         denoised = None
         if log is not None:
-            log(
-                f"FlowAnime {tableau.name}: the budget of {settings.max_model_calls} model calls ran out at "
-                f"sigma={ode_form.sigma(t):.4g}; the image was finished with one large step and may be soft. "
-                "Raise 'max_model_calls' or loosen 'log10_rtol'/'log10_atol'."
-            )
+            log(budget_spent_message(tableau.name, settings.max_model_calls, ode_form.sigma(t)))
     elif not tableau.fsal:
         denoised = None
     if denoised is None and not stats.budget_exhausted:
