@@ -4,6 +4,7 @@ ComfyUI imports this file from custom_nodes/. Keep it light: node modules import
 heavy libraries only inside their functions.
 """
 
+from .comfy_adapter.models import install_load_check
 from .nodes.latent_nodes import EmptyLatentForModel
 from .nodes.model_sampling_nodes import ModelSamplingRectifiedFlow
 from .nodes.prompt_nodes import BooruPromptNormalizer, CLIPTextEncodeBreak
@@ -28,5 +29,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
 
 # flowanime_dopri5 / flowanime_bosh3 in KSampler's own sampler list.
 register_ksampler_entries()
+# On a ComfyUI without Anima support, notice Anima checkpoints it loads as Cosmos-Predict2.
+install_load_check()
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]

@@ -55,7 +55,7 @@ def main():
     import comfy.sd1_clip
     import utils.extra_config  # noqa: F401  (as main.py, before nodes.py shadows utils)
 
-    from flowanime.prompt.encoder import tokenize
+    from flowanime.comfy_adapter.clip import tokenize
 
     clip = comfy.sd.CLIP(SimpleNamespace(params={}, clip=comfy.sd1_clip.SD1ClipModel, tokenizer=comfy.sd1_clip.SD1Tokenizer))
     with torch.no_grad():

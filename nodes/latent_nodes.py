@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from ..comfy_adapter.latent import empty_latent, latent_spec
 from ..resolution.presets import PRESETS, resolve_size, rule_for
-
-DOWNSCALE = 8  # every image family this pack targets uses an 8x VAE
 
 
 class EmptyLatentForModel:
@@ -32,14 +31,6 @@ class EmptyLatentForModel:
     )
 
     def generate(self, model, preset, width, height, batch_size):
-        import comfy.model_management
-        import torch
-
-        fmt = model.model.latent_format
-        channels = fmt.latent_channels
-        rule = rule_for(type(model.model.model_config).__name__, channels)
-        width, height = resolve_size(preset, width, height, rule)
-        spatial = [height // DOWNSCALE, width // DOWNSCALE]
-        shape = [batch_size, channels] + ([1] if getattr(fmt, "latent_dimensions", 2) == 3 else []) + spatial
-        latent = torch.zeros(shape, device=comfy.model_management.intermediate_device())
-        return ({"samples": latent}, width, height)
+        spec = latent_spec(model)
+        width, height = resolve_size(preset, width, height, rule_for(spec.family, spec.channels, spec.downscale))
+        return (empty_latent(spec, width, height, batch_size), width, height)

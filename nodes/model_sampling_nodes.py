@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from ..model_sampling.comfy_adapter import patch_rectified_flow
+from ..comfy_adapter.model_sampling import patch_rectified_flow
 from ..model_sampling.flow import (
     RESOLUTION_SHIFT_MODES,
     TIMESTEP_CONVENTIONS,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from ..comfy_adapter.clip import tokenize
 from ..prompt.booru import NormalizeOptions, normalize
 from ..prompt.chunking import DEFAULT_BACKTRACK
-from ..prompt.encoder import tokenize
 
 
 class BooruPromptNormalizer:

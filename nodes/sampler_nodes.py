@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from ..samplers.k_sampler import METHODS, SamplerConfig, make_sampler_function
+from ..comfy_adapter import samplers as comfy_samplers
+from ..comfy_adapter.samplers import comfy_sampler_function  # noqa: F401  (bench/ builds its samplers with it)
+from ..samplers.k_sampler import METHODS, SamplerConfig
 from ..samplers.ode import ODE_FORMS
 
 log = logging.getLogger("FlowAnime")
@@ -17,26 +19,6 @@ KSAMPLER_ENTRIES = {
     "flowanime_bosh3": SamplerConfig("bosh3", log10_rtol=-2.5, log10_atol=-3.5),
     "flowanime_adams_pc": SamplerConfig("adams_pc", log10_rtol=-2.0, log10_atol=-3.0),
 }
-
-
-def _interrupt_check():
-    import comfy.model_management
-
-    return comfy.model_management.throw_exception_if_processing_interrupted
-
-
-def _sigma_floor(model_sampling) -> float:
-    """Flow (CONST) models are trained on continuous time: stop at sigma_min. Models with a discrete
-    noise table (eps, v) stop no lower than the smallest sigma they were trained on."""
-    import comfy.model_sampling
-
-    if model_sampling is None or isinstance(model_sampling, comfy.model_sampling.CONST):
-        return 0.0
-    return float(model_sampling.sigma_min)
-
-
-def comfy_sampler_function(config: SamplerConfig):
-    return make_sampler_function(config, on_model_call=_interrupt_check(), sigma_floor=_sigma_floor)
 
 
 class SamplerRungeKuttaODE:
@@ -92,27 +74,11 @@ class SamplerRungeKuttaODE:
     )
 
     def get_sampler(self, method, log10_rtol, log10_atol, max_model_calls, sigma_min, ode_form="data"):
-        import comfy.samplers
-
         config = SamplerConfig(method, log10_rtol, log10_atol, max_model_calls, sigma_min, ode_form)
-        return (comfy.samplers.KSAMPLER(comfy_sampler_function(config)),)
+        return (comfy_samplers.make_comfy_sampler(config),)
 
 
 def register_ksampler_entries() -> bool:
-    """Add our entries to KSampler's sampler list (and KSamplerSelect's, which is the same list).
-
-    KSampler resolves a name through comfy.k_diffusion.sampling.sample_<name>, so each entry is put
-    there. Returns False when ComfyUI is not importable (the pack imported outside ComfyUI).
-    """
-    try:
-        import comfy.k_diffusion.sampling as k_sampling
-        import comfy.samplers
-    except ImportError:
-        return False
-    for name, config in KSAMPLER_ENTRIES.items():
-        setattr(k_sampling, f"sample_{name}", comfy_sampler_function(config))
-        lists = [comfy.samplers.KSAMPLER_NAMES, comfy.samplers.SAMPLER_NAMES, comfy.samplers.KSampler.SAMPLERS]
-        for names in {id(lst): lst for lst in lists}.values():
-            if name not in names:
-                names.append(name)
-    return True
+    """Our entries in KSampler's own sampler list (comfy_adapter/samplers.py does the registering).
+    Returns False when ComfyUI is not importable (the pack imported outside ComfyUI)."""
+    return comfy_samplers.register_ksampler_entries(KSAMPLER_ENTRIES)

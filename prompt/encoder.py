@@ -1,7 +1,8 @@
 """BREAK/chunk-aware tokenization on top of ComfyUI's own tokenizers.
 
-Duck-typed on the CLIP object ComfyUI hands a node (no ComfyUI import): its tokenizer parses
-weights, escapes and embeddings exactly as CLIPTextEncode does; only the chunking is ours.
+No ComfyUI here: the tokenizers come through comfy_adapter/clip.py (ClipTokenizers), whose
+ComfyUI tokenizer parses weights, escapes and embeddings exactly as CLIPTextEncode does; only the
+chunking is ours.
 
 - CLIP-style encoders (75-token chunks: CLIP-L, CLIP-G): each BREAK segment starts a new chunk, and
   A1111's comma backtracking keeps tags whole at chunk boundaries. SDXL's L and G sides tokenize
@@ -13,7 +14,6 @@ weights, escapes and embeddings exactly as CLIPTextEncode does; only the chunkin
 
 from __future__ import annotations
 
-import copy
 import re
 from dataclasses import dataclass
 
@@ -31,45 +31,6 @@ class EncodedTokens:
     split_tags: list[str]
 
 
-def _sub_tokenizers(tokenizer, keys):
-    """Map each output key ("l", "g", "t5xxl", ...) to the sub-tokenizer that produces it."""
-    found = {}
-    for key in keys:
-        for attr in (f"clip_{key}", key, getattr(tokenizer, "clip", None)):
-            sub = getattr(tokenizer, attr, None) if attr else None
-            if sub is not None and hasattr(sub, "tokenize_with_weights"):
-                found[key] = sub
-                break
-    return found
-
-
-def _is_clip_chunked(sub) -> bool:
-    """A CLIP-style sub-tokenizer: pads every chunk to 77 positions (75 tokens + start + end)."""
-    return sub is not None and bool(getattr(sub, "pad_to_max_length", False)) \
-        and getattr(sub, "max_length", 0) == CHUNK_LENGTH + 2
-
-
-def _token_stream(sub, text: str) -> list:
-    """(token, weight) pairs for text, parsed by ComfyUI's tokenizer but not chunked or padded."""
-    flat = copy.copy(sub)
-    flat.max_length = 10**12
-    flat.pad_to_max_length = False
-    flat.min_length = None
-    flat.min_padding = None
-    batch = flat.tokenize_with_weights(text, False)[0]
-    if sub.start_token is not None:
-        batch = batch[1:]
-    if sub.end_token is not None:
-        batch = batch[:-1]
-    return batch
-
-
-def _comma_token(sub):
-    ids = sub.tokenizer(",")["input_ids"]
-    ids = ids[sub.tokens_start : len(ids) - 1 if sub.end_token is not None else len(ids)]
-    return ids[0] if len(ids) == 1 else None
-
-
 def without_break(segments: list[str]) -> str:
     """The prompt for sequence encoders: segments joined where the BREAKs stood."""
     out = ""
@@ -83,27 +44,28 @@ def without_break(segments: list[str]) -> str:
 
 
 def _decode(sub, tokens) -> str:
-    inv = getattr(sub, "inv_vocab", {})
-    words = [inv.get(t, "?") if isinstance(t, int) else "<embedding>" for t in tokens]
-    return "".join(w.replace("</w>", " ") for w in words).strip()
+    return sub.decode(tokens)
 
 
-def tokenize(clip, text: str, comma_backtrack: int = DEFAULT_BACKTRACK) -> EncodedTokens:
+def tokenize(tokenizers, text: str, comma_backtrack: int = DEFAULT_BACKTRACK) -> EncodedTokens:
+    """tokenizers: .tokenize(text) gives ComfyUI's own tokens ({encoder key: chunks}); .chunked(key)
+    gives the key's CLIP-style tokenizer (start/end/pad/comma tokens, token_stream, decode), or None
+    for a sequence encoder. comfy_adapter.clip.ClipTokenizers provides both for a ComfyUI CLIP."""
     text = _CONTROL.sub(" ", text)  # control characters mean nothing to any encoder; tabs/newlines stay
     segments = [",".join(items) for items in split_break(text)]
     has_break = len(segments) > 1
-    plain = clip.tokenize(without_break(segments) if has_break else text)  # ComfyUI's own, for sequence encoders
-    subs = _sub_tokenizers(clip.tokenizer, plain.keys())
+    plain = tokenizers.tokenize(without_break(segments) if has_break else text)  # ComfyUI's own, for sequence encoders
+    subs = {key: tokenizers.chunked(key) for key in plain}
     tokens, lines, count, split = {}, [], 0, []
     for key, default in plain.items():
         sub = subs.get(key)
-        if not _is_clip_chunked(sub):
+        if sub is None:
             tokens[key] = default
             length = sum(len(c) for c in default)
             lines.append(f"{key}: one sequence of {length} tokens" + (" (BREAK removed)" if has_break else ""))
             continue
-        comma = _comma_token(sub)
-        streams = [_token_stream(sub, seg) for seg in segments]
+        comma = sub.comma_token
+        streams = [sub.token_stream(seg) for seg in segments]
         plan = chunk_segments(streams, lambda t, c=comma: c is not None and isinstance(t, int) and t == c, comma_backtrack)
         tokens[key] = [layout(chunk, sub.start_token, sub.end_token, sub.pad_token) for chunk in plan.chunks]
         if not lines or not lines[-1].startswith("clip chunks"):
@@ -122,7 +84,7 @@ def tokenize(clip, text: str, comma_backtrack: int = DEFAULT_BACKTRACK) -> Encod
 
 def _even_out_chunks(tokens: dict, subs: dict):
     """SDXL cuts L and G to the shorter one: make sure no chunked side is shorter."""
-    chunked = [k for k in tokens if _is_clip_chunked(subs.get(k))]
+    chunked = [k for k in tokens if subs.get(k) is not None]
     if not chunked:
         return
     most = max(len(tokens[k]) for k in chunked)

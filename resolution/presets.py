@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 # Combo values are saved in workflows: never rename one, only add.
@@ -38,11 +39,31 @@ PATCHED_DIT = FamilyRule("DiT", 16, "a 2x2-patch DiT over an 8x VAE needs multip
 DEFAULT = FamilyRule("this model", 8, "the VAE downsamples by 8")
 
 
-def rule_for(model_config_name: str, latent_channels: int) -> FamilyRule:
-    for prefix, rule in RULES.items():
-        if model_config_name.startswith(prefix):
-            return rule
-    return PATCHED_DIT if latent_channels == 16 else DEFAULT
+def rule_for(model_config_name: str, latent_channels: int, downscale: int = 8) -> FamilyRule:
+    """The side multiple for a family whose VAE downsamples by `downscale` (8 for every family above;
+    16 or 32 for some newer latent formats): at least the downscale, so the latent is never cut."""
+    rule = next((r for prefix, r in RULES.items() if model_config_name.startswith(prefix)), None)
+    if rule is None:
+        rule = PATCHED_DIT if latent_channels == 16 and downscale == 8 else DEFAULT
+    multiple = math.lcm(rule.multiple, downscale)
+    if multiple == rule.multiple:
+        return rule
+    return FamilyRule(rule.name, multiple, f"its VAE downsamples by {downscale}")
+
+
+@dataclass(frozen=True)
+class LatentSpec:
+    """What an empty latent for a model looks like: channels, 2 (image) or 3 (video-style, one frame)
+    latent dimensions, and the VAE's spatial downscale."""
+
+    family: str
+    channels: int
+    dimensions: int = 2
+    downscale: int = 8
+
+    def shape(self, batch_size: int, width: int, height: int) -> list[int]:
+        spatial = [height // self.downscale, width // self.downscale]
+        return [batch_size, self.channels] + ([1] if self.dimensions == 3 else []) + spatial
 
 
 def resolve_size(preset: str, width: int, height: int, rule: FamilyRule) -> tuple[int, int]:

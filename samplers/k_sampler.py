@@ -1,6 +1,6 @@
 """Our solvers as a k-diffusion sampler function, the callable ComfyUI's KSAMPLER runs:
 fn(model, x, sigmas, extra_args, callback, disable) -> latent. No ComfyUI import: the interrupt
-check and the logger are passed in by the node layer."""
+check, the sigma floor and the logger are passed in by comfy_adapter/samplers.py."""
 
 from __future__ import annotations
 
@@ -58,23 +58,14 @@ class SamplerConfig:
         return AdaptiveSettings(rtol=10**self.log10_rtol, atol=10**self.log10_atol, max_model_calls=self.max_model_calls)
 
 
-def model_sampling_of(model):
-    """The model_sampling object behind the denoiser KSAMPLER passes (it wraps BaseModel twice)."""
-    try:
-        return model.inner_model.inner_model.model_sampling
-    except AttributeError:
-        return None
-
-
-def trained_sigma_floor(model_sampling) -> float:
-    """The smallest sigma the model was trained on, for models with a discrete noise table (eps, v).
-    The node layer replaces this with a check that lets flow models, trained on continuous time,
-    go down to sigma_min."""
-    return float(getattr(model_sampling, "sigma_min", 0.0)) if model_sampling is not None else 0.0
+def no_sigma_floor(model) -> float:
+    """Without ComfyUI, an adaptive solve may go down to sigma_min. comfy_adapter/samplers.py passes
+    a floor read from the model KSAMPLER hands over (its smallest trained sigma for eps/v models)."""
+    return 0.0
 
 
 def make_sampler_function(config: SamplerConfig, on_model_call: Callable[[], None] | None = None,
-                          logger: logging.Logger = log, sigma_floor: Callable[[object], float] = trained_sigma_floor):
+                          logger: logging.Logger = log, sigma_floor: Callable[[object], float] = no_sigma_floor):
     @torch.no_grad()  # like ComfyUI's own samplers: stages must not keep autograd graphs
     def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
         extra_args = {} if extra_args is None else extra_args
@@ -104,7 +95,7 @@ def make_sampler_function(config: SamplerConfig, on_model_call: Callable[[], Non
                 out, stats = solve_fixed(denoiser, x, sig, tableau, config.ode_form, on_step, on_model_call)
             else:
                 ends_at_zero = sig[-1] <= 0
-                floor = sigma_floor(model_sampling_of(model))
+                floor = sigma_floor(model)
                 sigma_end = max(config.sigma_min, floor) if ends_at_zero else sig[-1]
                 if sig[0] <= sigma_end:  # nothing to integrate: denoise once
                     return denoiser(x, sig[0]) if ends_at_zero else x

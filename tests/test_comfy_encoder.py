@@ -46,7 +46,7 @@ def clip_text_encode(comfyui, clip, text):
 
 
 def tokenize(comfyui, clip, text, backtrack=20):
-    return comfyui.pack_submodule("prompt.encoder").tokenize(clip, text, backtrack)
+    return comfyui.pack_submodule("comfy_adapter.clip").tokenize(clip, text, backtrack)
 
 
 WIDTH = {"sd15": 768, "sdxl": 2048, "sd3": 4096}

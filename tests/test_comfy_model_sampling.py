@@ -181,7 +181,7 @@ def test_family_multiplier_comes_from_comfyuis_model_config(comfyui):
     import comfy.model_base
     import comfy.supported_models
 
-    adapter = comfyui.pack_submodule("model_sampling.comfy_adapter")
+    adapter = comfyui.pack_submodule("comfy_adapter.model_sampling")
     aura = SimpleNamespace(model=SimpleNamespace(model_config=comfy.supported_models.AuraFlow, model_type=comfy.model_base.ModelType.FLOW))
     assert adapter.family_multiplier(aura) == comfy.supported_models.AuraFlow.sampling_settings["multiplier"] == 1.0
     assert adapter.family_multiplier(load_unet(comfyui, kit.SD3_MMDIT)) == 1000.0

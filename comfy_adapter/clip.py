@@ -1,0 +1,83 @@
+"""The CLIP object's tokenizers, as the BREAK encoder (prompt/encoder.py) needs them.
+
+ComfyUI's CLIP keeps one sub-tokenizer per text encoder (clip_l, clip_g, t5xxl, qwen...), each an
+SDTokenizer or a sequence tokenizer. The encoder core sees them only through ChunkTokenizer below:
+the chunk settings, special tokens, a flat (unchunked, unpadded) parse and the vocabulary. Copying a
+tokenizer and changing its private chunking settings happens here and nowhere else.
+
+Checked against newer ComfyUI: comfy/sd1_clip.py@443393b (SDTokenizer gains pad_left,
+disable_weights and min_length options; tokenize_with_weights returns the same list of chunks of
+(token, weight) pairs).
+"""
+
+from __future__ import annotations
+
+import copy
+
+from ..prompt.chunking import CHUNK_LENGTH, DEFAULT_BACKTRACK
+from ..prompt.encoder import EncodedTokens
+from ..prompt.encoder import tokenize as tokenize_with_tokenizers
+
+
+class ChunkTokenizer:
+    """A CLIP-style sub-tokenizer (75-token chunks padded to 77) seen as the encoder core needs it."""
+
+    def __init__(self, sub):
+        self._sub = sub
+        self.start_token = sub.start_token
+        self.end_token = sub.end_token
+        self.pad_token = sub.pad_token
+        self.comma_token = self._single_token(",")
+
+    @staticmethod
+    def accepts(sub) -> bool:
+        return sub is not None and hasattr(sub, "tokenize_with_weights") \
+            and bool(getattr(sub, "pad_to_max_length", False)) and getattr(sub, "max_length", 0) == CHUNK_LENGTH + 2
+
+    def _single_token(self, text):
+        ids = self._sub.tokenizer(text)["input_ids"]
+        ids = ids[self._sub.tokens_start: len(ids) - 1 if self._sub.end_token is not None else len(ids)]
+        return ids[0] if len(ids) == 1 else None
+
+    def token_stream(self, text: str) -> list:
+        """(token, weight) pairs for text, parsed by ComfyUI's tokenizer but not chunked or padded."""
+        flat = copy.copy(self._sub)
+        flat.max_length = 10**12
+        flat.pad_to_max_length = False
+        flat.min_length = None
+        flat.min_padding = None
+        batch = flat.tokenize_with_weights(text, False)[0]
+        if self.start_token is not None:
+            batch = batch[1:]
+        if self.end_token is not None:
+            batch = batch[:-1]
+        return batch
+
+    def decode(self, tokens) -> str:
+        inv = getattr(self._sub, "inv_vocab", {})
+        words = [inv.get(t, "?") if isinstance(t, int) else "<embedding>" for t in tokens]
+        return "".join(w.replace("</w>", " ") for w in words).strip()
+
+
+class ClipTokenizers:
+    """A ComfyUI CLIP's tokenizers: its own tokenize(), and a ChunkTokenizer for each CLIP-style key."""
+
+    def __init__(self, clip):
+        self._clip = clip
+
+    def tokenize(self, text: str) -> dict:
+        return self._clip.tokenize(text)
+
+    def chunked(self, key: str) -> ChunkTokenizer | None:
+        """The ChunkTokenizer for an output key ("l", "g", ...); None for sequence encoders (T5, LLMs)."""
+        tokenizer = self._clip.tokenizer
+        for attr in (f"clip_{key}", key, getattr(tokenizer, "clip", None)):
+            sub = getattr(tokenizer, attr, None) if attr else None
+            if sub is not None and hasattr(sub, "tokenize_with_weights"):
+                return ChunkTokenizer(sub) if ChunkTokenizer.accepts(sub) else None
+        return None
+
+
+def tokenize(clip, text: str, comma_backtrack: int = DEFAULT_BACKTRACK) -> EncodedTokens:
+    """BREAK/chunk-aware tokens for a ComfyUI CLIP (what CLIP Text Encode with BREAK encodes)."""
+    return tokenize_with_tokenizers(ClipTokenizers(clip), text, comma_backtrack)

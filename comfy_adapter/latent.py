@@ -1,0 +1,65 @@
+"""The model's latent format and ComfyUI's empty-latent conventions.
+
+Checked against newer ComfyUI: comfy/latent_formats.py@75399d7 (LatentFormat.spacial_downscale_ratio,
+8 by default, 16 for Flux2, 32 for LTXV), nodes.py@02217e3 (EmptyLatentImage returns
+{"samples": ..., "downscale_ratio_spacial": 8}), and comfy/sample.py's fix_empty_latent_channels as
+comfy_extras/nodes_custom_sampler.py@4be318a calls it (an all-zero latent tagged with a ratio other
+than the model's is resized to the model's ratio before sampling). 0.3.64's latent formats carry no
+ratio (8 then) and its samplers ignore the tag.
+"""
+
+from __future__ import annotations
+
+from ..resolution.presets import LatentSpec
+from .models import require_supported_model
+
+DEFAULT_DOWNSCALE = 8  # LatentFormat's default, and every format of ComfyUI 0.3.64
+DOWNSCALE_TAG = "downscale_ratio_spacial"  # ComfyUI's spelling
+
+
+def latent_format(model_patcher):
+    """The latent format the model samples in, through its object patches (as ComfyUI's samplers read it)."""
+    get = getattr(model_patcher, "get_model_object", None)
+    if get is not None:
+        try:
+            return get("latent_format")
+        except AttributeError:
+            pass
+    return model_patcher.model.latent_format
+
+
+def spatial_downscale_ratio(model_patcher) -> int:
+    ratio = getattr(latent_format(model_patcher), "spacial_downscale_ratio", DEFAULT_DOWNSCALE)
+    if not isinstance(ratio, int) or isinstance(ratio, bool) or ratio <= 0:
+        raise ValueError(f"FlowAnime: the model's latent format declares a spatial downscale of {ratio!r}; "
+                         "this node needs a positive whole number. Use ComfyUI's own empty-latent node for this model.")
+    return ratio
+
+
+def latent_spec(model_patcher) -> LatentSpec:
+    """Channels, layout, downscale and family of the connected model's latents."""
+    require_supported_model(model_patcher)
+    fmt = latent_format(model_patcher)
+    return LatentSpec(
+        family=type(model_patcher.model.model_config).__name__,
+        channels=int(fmt.latent_channels),
+        dimensions=int(getattr(fmt, "latent_dimensions", 2)),
+        downscale=spatial_downscale_ratio(model_patcher),
+    )
+
+
+def empty_latent(spec: LatentSpec, width: int, height: int, batch_size: int) -> dict:
+    """A zero latent for width x height pixels, tagged with its downscale as ComfyUI's empty latents are."""
+    import comfy.model_management as mm
+    import torch
+
+    dtype = mm.intermediate_dtype() if hasattr(mm, "intermediate_dtype") else None  # newer ComfyUI
+    samples = torch.zeros(spec.shape(batch_size, width, height), device=mm.intermediate_device(), dtype=dtype)
+    return {"samples": samples, DOWNSCALE_TAG: spec.downscale}
+
+
+def latent_pixel_size(latent: dict, model_patcher) -> tuple[int, int]:
+    """The pixel size a latent stands for: its own tag if it has one, else the model's downscale."""
+    samples = latent["samples"]
+    down = latent.get(DOWNSCALE_TAG) or spatial_downscale_ratio(model_patcher)
+    return samples.shape[-1] * down, samples.shape[-2] * down

@@ -1,0 +1,94 @@
+"""Our solvers inside ComfyUI's sampling: KSampler's sampler lists, KSAMPLER, the denoiser it passes.
+
+Checked against newer ComfyUI: comfy/samplers.py@311c014 (KSAMPLER_NAMES; SAMPLER_NAMES =
+KSAMPLER_NAMES + [...], a separate list; KSampler.SAMPLERS = SAMPLER_NAMES; ksampler(name) resolves
+comfy.k_diffusion.sampling.sample_<name>; KSAMPLER.sample wraps the CFG guider in KSamplerX0Inpaint,
+so the sampler function's model is KSamplerX0Inpaint -> .inner_model (guider) -> .inner_model
+(BaseModel), and always passes a callback that reads x["x"], x["denoised"] and fn.__name__),
+comfy_extras/nodes_custom_sampler.py@4be318a (the V3 KSamplerSelect reads
+comfy.samplers.SAMPLER_NAMES each time its schema is built; sampler_object -> ksampler(name)),
+nodes.py@02217e3 (KSampler, KSamplerAdvanced list comfy.samplers.KSampler.SAMPLERS) and
+execution.py@04e2a91 (validate_inputs checks a combo value against the options INPUT_TYPES gives).
+"""
+
+from __future__ import annotations
+
+import functools
+
+from ..samplers.k_sampler import SamplerConfig, make_sampler_function
+from .models import require_supported_config
+
+
+def interrupt_check():
+    import comfy.model_management
+
+    return comfy.model_management.throw_exception_if_processing_interrupted
+
+
+def base_model_of(k_model):
+    """The BaseModel behind the denoiser KSAMPLER passes (KSamplerX0Inpaint -> guider -> BaseModel)."""
+    try:
+        return k_model.inner_model.inner_model
+    except AttributeError:
+        return None
+
+
+def model_sampling_of(k_model):
+    return getattr(base_model_of(k_model), "model_sampling", None)
+
+
+def sigma_floor(k_model) -> float:
+    """Flow (CONST) models are trained on continuous time: stop at sigma_min. Models with a discrete
+    noise table (eps, v) stop no lower than the smallest sigma they were trained on."""
+    import comfy.model_sampling
+
+    model_sampling = model_sampling_of(k_model)
+    if model_sampling is None or isinstance(model_sampling, comfy.model_sampling.CONST):
+        return 0.0
+    return float(model_sampling.sigma_min)
+
+
+def comfy_sampler_function(config: SamplerConfig):
+    """The sampler function ComfyUI's KSAMPLER runs: fn(model, x, sigmas, extra_args, callback, disable)."""
+    solve = make_sampler_function(config, on_model_call=interrupt_check(), sigma_floor=sigma_floor)
+
+    @functools.wraps(solve)
+    def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
+        require_supported_config(getattr(base_model_of(model), "model_config", None))
+        return solve(model, x, sigmas, extra_args, callback, disable)
+
+    return sample
+
+
+def make_comfy_sampler(config: SamplerConfig):
+    """A SAMPLER for SamplerCustom / SamplerCustomAdvanced."""
+    import comfy.samplers
+
+    return comfy.samplers.KSAMPLER(comfy_sampler_function(config))
+
+
+def sampler_name_lists() -> list[list]:
+    """Every list of sampler names a ComfyUI node offers, each list once (some are the same object)."""
+    import comfy.samplers
+
+    lists = [comfy.samplers.KSAMPLER_NAMES, comfy.samplers.SAMPLER_NAMES, comfy.samplers.KSampler.SAMPLERS]
+    return list({id(names): names for names in lists}.values())
+
+
+def register_ksampler_entries(entries: dict[str, SamplerConfig]) -> bool:
+    """Add entries to KSampler's sampler list (and KSamplerSelect's, which reads the same list).
+
+    KSampler resolves a name through comfy.k_diffusion.sampling.sample_<name>, so each entry is put
+    there. Returns False when ComfyUI is not importable (the pack imported outside ComfyUI).
+    """
+    try:
+        import comfy.k_diffusion.sampling as k_sampling
+        import comfy.samplers  # noqa: F401
+    except ImportError:
+        return False
+    for name, config in entries.items():
+        setattr(k_sampling, f"sample_{name}", comfy_sampler_function(config))
+        for names in sampler_name_lists():
+            if name not in names:
+                names.append(name)
+    return True
