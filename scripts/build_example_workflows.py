@@ -76,6 +76,7 @@ class UIGraph:
             is_ours = class_type.startswith(kit.NODE_PREFIX)
             node["properties"].update({"cnr_id": "flowanime" if is_ours else "comfy-core",
                                        "ver": PACK_VERSION if is_ours else COMFY_VERSION})
+            optional, trailing_defaults = kit.optional_inputs(cls), 0
             for name, kind, options, is_widget in kit.input_specs(cls):
                 if not is_widget or name in links:
                     entry = {"name": name, "type": kind, "link": None}
@@ -83,10 +84,17 @@ class UIGraph:
                         entry["widget"] = {"name": name}
                     node["inputs"].append(entry)
                 if is_widget:
-                    value = widgets.pop(name) if name in widgets else self._default(kind, options)
+                    given = name in widgets or name in links
+                    value = widgets.pop(name) if name in widgets else kit.widget_default(kind, options)
                     node["widgets_values"].append(value)
                     if kit.has_control_widget(name, kind, options):
                         node["widgets_values"].append("fixed")
+                        given = True
+                    trailing_defaults = 0 if given or name not in optional else trailing_defaults + 1
+            # Optional widgets left at their default are not written: the editor fills them in, so the
+            # file is the same whether the ComfyUI it is built on has them or not (CLIPLoader's and,
+            # in newer ComfyUI, TripleCLIPLoader's `device`).
+            del node["widgets_values"][len(node["widgets_values"]) - trailing_defaults:]
             returns = list(cls.RETURN_TYPES)
             names = list(getattr(cls, "RETURN_NAMES", None) or returns)
             node["outputs"] = [{"name": n, "type": t, "links": []} for n, t in zip(names, returns)]
@@ -99,14 +107,6 @@ class UIGraph:
             raise KeyError(f"{class_type} has no widgets {sorted(widgets)}")
         self.nodes.append(node)
         return node
-
-    @staticmethod
-    def _default(kind, options):
-        if "default" in options:
-            return options["default"]
-        if kind == "COMBO":
-            return options["options"][0] if options["options"] else ""
-        return {"INT": 0, "FLOAT": 0.0, "STRING": "", "BOOLEAN": False}[kind]
 
     def finish(self):
         for link in self.links:  # input slot names -> indices, as the editor stores them

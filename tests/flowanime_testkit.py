@@ -9,6 +9,7 @@ random weights and saved to a temporary models folder.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import math
 import os
@@ -342,6 +343,21 @@ class RunResult:
         return None
 
 
+def make_executor(executor_class, server):
+    """A non-caching PromptExecutor, built for the signature this ComfyUI has.
+
+    0.3.64: PromptExecutor(server, cache_type=False, cache_size=None). Newer (execution.py@04e2a91):
+    PromptExecutor(server, cache_type=False, cache_args=None, asset_manager=None), and every run
+    reads cache_args["ram"] and cache_args["ram_inactive"] (GiB of headroom; 0 asks for none).
+    asset_manager None gives its own default. Decided by the signature, not the version string.
+    """
+    params = inspect.signature(executor_class).parameters
+    kwargs = {"cache_type": False}
+    if "cache_args" in params:
+        kwargs["cache_args"] = {"ram": 0, "ram_inactive": 0}
+    return executor_class(server, **kwargs)
+
+
 class ComfyHarness:
     _instance: ComfyHarness | None = None
 
@@ -412,7 +428,7 @@ class ComfyHarness:
         return self.nodes.NODE_CLASS_MAPPINGS[class_type]
 
     def pack_submodule(self, dotted: str):
-        """A module of this pack as ComfyUI loaded it (e.g. "model_sampling.comfy_adapter")."""
+        """A module of this pack as ComfyUI loaded it (e.g. "comfy_adapter.model_sampling")."""
         return sys.modules[f"{self.pack_module}.{dotted}"]
 
     def our_node_ids(self) -> list[str]:
@@ -433,7 +449,7 @@ class ComfyHarness:
         if not valid:
             raise GraphInvalid(f"ComfyUI rejected the graph: {error} {node_errors}")
         server = _HeadlessServer()
-        executor = execution.PromptExecutor(server, cache_type=False)
+        executor = make_executor(execution.PromptExecutor, server)
         executor.execute(prompt, str(uuid.uuid4()), {}, outputs)
         result = RunResult(executor.success, executor.history_result.get("outputs", {}), server.messages + executor.status_messages)
         if expect_success and not result.success:
@@ -476,6 +492,19 @@ def input_specs(node_cls) -> list[tuple[str, str, dict, bool]]:
     return out
 
 
+def optional_inputs(node_cls) -> set[str]:
+    return set(node_cls.INPUT_TYPES().get("optional", {}))
+
+
+def widget_default(kind: str, options: dict):
+    """The value the graph editor gives a widget the saved workflow has no value for."""
+    if "default" in options:
+        return options["default"]
+    if kind == "COMBO":
+        return options["options"][0] if options["options"] else ""
+    return {"INT": 0, "FLOAT": 0.0, "STRING": "", "BOOLEAN": False}[kind]
+
+
 def has_control_widget(name: str, kind: str, options: dict) -> bool:
     """The graph editor adds a 'control after generate' value after seed-like INT widgets."""
     return kind == "INT" and (options.get("control_after_generate") or name in ("seed", "noise_seed"))
@@ -483,27 +512,38 @@ def has_control_widget(name: str, kind: str, options: dict) -> bool:
 
 def ui_to_api(workflow: dict, node_classes: dict) -> dict:
     """Convert a UI-format workflow to the API format, as the graph editor does on Queue: linked
-    inputs from the links table, widget values matched to the node's widget inputs in order."""
+    inputs from the links table, widget values matched to the node's widget inputs in order.
+
+    Like the editor, it tolerates a workflow saved on another ComfyUI version: an optional widget the
+    file has no value for (a ComfyUI that added it, e.g. TripleCLIPLoader's `device`) gets its
+    default, and values past a core node's last widget (saved where the node had more) are ignored.
+    A missing required widget, or a leftover value on one of our nodes (whose inputs we control),
+    is an error.
+    """
     links = {link[0]: link for link in workflow["links"]}
     api = {}
     for node in workflow["nodes"]:
         if node["type"] in FRONTEND_ONLY_NODES or node.get("mode", 0) in (2, 4):
             continue
         cls = node_classes[node["type"]]
+        optional = optional_inputs(cls)
         linked = {i["name"]: links[i["link"]] for i in node.get("inputs", []) if i.get("link") is not None}
         values = list(node.get("widgets_values", []))
         inputs = {}
         for name, kind, options, is_widget in input_specs(cls):
             if is_widget:
-                if not values:
+                if values:
+                    inputs[name] = values.pop(0)
+                    if has_control_widget(name, kind, options) and values:
+                        values.pop(0)
+                elif name in optional:
+                    inputs[name] = widget_default(kind, options)
+                else:
                     raise AssertionError(f"node {node['id']} ({node['type']}): no widget value left for '{name}'")
-                inputs[name] = values.pop(0)
-                if has_control_widget(name, kind, options):
-                    values.pop(0)
             if name in linked:
                 link = linked[name]
                 inputs[name] = [str(link[1]), link[2]]
-        if values:
+        if values and node["type"].startswith(NODE_PREFIX):
             raise AssertionError(f"node {node['id']} ({node['type']}): {len(values)} widget values left over: {values}")
         api[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
     return api
