@@ -2,9 +2,19 @@
 
 import ast
 import re
+import sys
 
-import tomllib
+import pytest
 from conftest import PACK_ROOT
+
+try:
+    import tomllib  # Python 3.11+
+except ModuleNotFoundError:  # on the 3.10 floor: the tomli backport where it is installed
+    tomllib = pytest.importorskip("tomli")
+
+# ComfyUI's Python floor: pyproject.toml of ComfyUI 0.38.1 (Comfy-Org/ComfyUI@20ca544) says >=3.10;
+# 0.3.64 said >=3.9. The pack supports both, and the floor is the higher one.
+NEWER_COMFYUI_PYTHON_FLOOR = (3, 10)
 
 
 def load_pyproject():
@@ -62,3 +72,39 @@ def test_entry_point_imports_no_comfyui_module_at_top_level():
                 continue
             comfy_modules = {"comfy", "nodes", "folder_paths", "comfy_extras", "execution", "server"}
             assert not [n for n in names if n.split(".")[0] in comfy_modules], path
+
+
+def python_floor() -> tuple[int, int]:
+    spec = load_pyproject()["project"]["requires-python"]
+    match = re.fullmatch(r">=\s*3\.(\d+)", spec)
+    assert match, f"requires-python should be a plain floor, got {spec!r}"
+    return 3, int(match.group(1))
+
+
+def test_one_python_floor_for_pyproject_ruff_and_comfyui():
+    floor = python_floor()
+    assert load_pyproject()["tool"]["ruff"]["target-version"] == f"py3{floor[1]}"
+    assert floor == NEWER_COMFYUI_PYTHON_FLOOR
+    import flowanime_testkit as kit
+
+    comfy = kit.find_comfyui()
+    if comfy is not None:  # the checkout's own floor is never above ours
+        spec = tomllib.loads((comfy / "pyproject.toml").read_text())["project"]["requires-python"]
+        assert tuple(int(p) for p in re.findall(r"\d+", spec)[:2]) <= floor, spec
+
+
+def test_every_module_parses_at_the_python_floor():
+    """Syntax newer than the floor (except*, PEP 695 generics, ...) fails here even on a newer Python."""
+    floor = python_floor()
+    assert sys.version_info[:2] >= floor, "the test environment runs below the pack's own floor"
+    for path in PACK_ROOT.rglob("*.py"):
+        if {".git", "node_modules"} & set(path.parts):
+            continue
+        ast.parse(path.read_text(), filename=str(path), feature_version=floor)
+
+
+def test_licence_is_gpl3_or_later_text_and_metadata():
+    assert load_pyproject()["project"]["license"] == {"text": "GPL-3.0-or-later"}
+    text = (PACK_ROOT / "LICENSE").read_text()
+    assert text.lstrip().startswith("GNU GENERAL PUBLIC LICENSE") and "Version 3, 29 June 2007" in text
+    assert "(at your option) any later version" in text and "END OF TERMS AND CONDITIONS" in text
