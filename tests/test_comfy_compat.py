@@ -384,3 +384,28 @@ def test_ksampler_select_validates_and_samples_with_our_entry(comfyui):
     save = g.node("SaveLatent", samples=samples, filename_prefix="latents/select")
     out = comfyui.saved_latent(comfyui.run(g.finalize()), save.id)
     assert out.shape == (1, 16, 8, 8) and torch.isfinite(out).all()
+
+
+def test_a_v3_sampler_select_lists_and_resolves_our_entries(comfyui):
+    """Newer ComfyUI's KSamplerSelect is a V3 node (nodes_custom_sampler.py@4be318a): its schema's
+    io.Combo takes comfy.samplers.SAMPLER_NAMES, and execute() calls sampler_object(name). The same
+    schema on 0.3.64's V3 API (which builds the schema on every INPUT_TYPES call)."""
+    import comfy.samplers
+    from comfy_api.latest import io
+
+    class KSamplerSelectV3(io.ComfyNode):
+        @classmethod
+        def define_schema(cls):
+            return io.Schema(node_id="FlowAnimeTestKSamplerSelectV3", category="sampling/custom_sampling/samplers",
+                             inputs=[io.Combo.Input("sampler_name", options=comfy.samplers.SAMPLER_NAMES)],
+                             outputs=[io.Sampler.Output()])
+
+        @classmethod
+        def execute(cls, sampler_name):
+            return io.NodeOutput(comfy.samplers.sampler_object(sampler_name))
+
+    kind, options = KSamplerSelectV3.INPUT_TYPES()["required"]["sampler_name"]
+    assert set(OUR_SAMPLERS) <= set(kind if isinstance(kind, list) else options["options"])
+    for name in OUR_SAMPLERS:
+        sampler = comfy.samplers.sampler_object(name)
+        assert sampler.sampler_function.flowanime_config.method == name.removeprefix("flowanime_")
