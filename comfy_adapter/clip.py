@@ -5,9 +5,10 @@ SDTokenizer or a sequence tokenizer. The encoder core sees them only through Chu
 the chunk settings, special tokens, a flat (unchunked, unpadded) parse and the vocabulary. Copying a
 tokenizer and changing its private chunking settings happens here and nowhere else.
 
-Checked against newer ComfyUI: comfy/sd1_clip.py@443393b (SDTokenizer gains pad_left,
-disable_weights and min_length options; tokenize_with_weights returns the same list of chunks of
-(token, weight) pairs).
+Checked against newer ComfyUI: comfy/sd1_clip.py@443393b (SDTokenizer keeps start_token,
+end_token, pad_token, tokens_start, max_length, pad_to_max_length, min_length, min_padding,
+inv_vocab; tokenize_with_weights reads min_length/min_padding from tokenizer_options first, which
+we do not pass, and gains pad_left/disable_weights; it returns the same chunks of (token, weight)).
 """
 
 from __future__ import annotations
