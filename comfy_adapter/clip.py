@@ -82,3 +82,8 @@ class ClipTokenizers:
 def tokenize(clip, text: str, comma_backtrack: int = DEFAULT_BACKTRACK) -> EncodedTokens:
     """BREAK/chunk-aware tokens for a ComfyUI CLIP (what CLIP Text Encode with BREAK encodes)."""
     return tokenize_with_tokenizers(ClipTokenizers(clip), text, comma_backtrack)
+
+
+def encode(clip, tokens: dict):
+    """CONDITIONING for tokens, as CLIPTextEncode encodes them (ComfyUI joins the encoders' parts)."""
+    return clip.encode_from_tokens_scheduled(tokens)

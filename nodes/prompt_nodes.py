@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..comfy_adapter.clip import tokenize
+from ..comfy_adapter.clip import encode, tokenize
 from ..prompt.booru import NormalizeOptions, normalize
 from ..prompt.chunking import DEFAULT_BACKTRACK
 
@@ -76,5 +76,5 @@ class CLIPTextEncodeBreak:
         if clip is None:
             raise RuntimeError("FlowAnime: the clip input is empty: connect a CLIP from a checkpoint or CLIP loader.")
         encoded = tokenize(clip, text, comma_backtrack)
-        conditioning = clip.encode_from_tokens_scheduled(encoded.tokens)
+        conditioning = encode(clip, encoded.tokens)
         return {"ui": {"text": [encoded.report]}, "result": (conditioning, encoded.report)}

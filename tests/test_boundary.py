@@ -85,8 +85,8 @@ def test_cores_import_no_comfyui_module_anywhere(path):
     assert comfy_imports(path) == []
 
 
-@pytest.mark.parametrize("path", pack_modules(*CORE_PATHS), ids=lambda p: str(p.relative_to(PACK_ROOT)))
-def test_cores_reach_into_no_comfyui_object(path):
+@pytest.mark.parametrize("path", pack_modules(*CORE_PATHS, "nodes"), ids=lambda p: str(p.relative_to(PACK_ROOT)))
+def test_cores_and_nodes_reach_into_no_comfyui_object(path):
     assert reaches_into_comfy_objects(path) == []
 
 
