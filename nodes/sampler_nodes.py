@@ -35,8 +35,29 @@ def _sigma_floor(model_sampling) -> float:
     return float(model_sampling.sigma_min)
 
 
+def _conditioning_of(model) -> dict:
+    """The conditioning tensors ComfyUI's guider will feed the model ({"positive": [...], ...}), read
+    duck-typed from the guider behind KSAMPLER's wrapper (its processed `conds`), for the input check."""
+    import torch
+
+    conds = getattr(getattr(model, "inner_model", None), "conds", None)
+    if not isinstance(conds, dict):
+        return {}
+    found = {}
+    for name, entries in conds.items():
+        tensors = []
+        for entry in entries or ():
+            if not isinstance(entry, dict):
+                continue
+            tensors += [getattr(v, "cond", None) for v in (entry.get("model_conds") or {}).values()]
+            tensors += [entry.get("cross_attn"), entry.get("pooled_output")]
+        found[name] = [t for t in tensors if torch.is_tensor(t)]
+    return found
+
+
 def comfy_sampler_function(config: SamplerConfig):
-    return make_sampler_function(config, on_model_call=_interrupt_check(), sigma_floor=_sigma_floor)
+    return make_sampler_function(config, on_model_call=_interrupt_check(), sigma_floor=_sigma_floor,
+                                 conditioning_of=_conditioning_of)
 
 
 class SamplerRungeKuttaODE:
