@@ -22,9 +22,9 @@ MAX_PROMPT_CHARS = 100_000
 # Weight 1.1^32 = 21: far past any useful emphasis. ComfyUI's own weight parser recurses once per
 # level and fails (RecursionError) near 1000; each level costs the normaliser a pass over its text.
 MAX_PAREN_DEPTH = 32
-# CLIP chunks: BREAK may cost at most max(CHUNK_CAP_FLOOR, 2 x what CLIPTextEncode makes for the same
-# tokens), and never more than MAX_CHUNKS. Without BREAK, backtracking leaves every chunk at least
-# 56 tokens full (1.34x CLIPTextEncode's count), so the cap only stops BREAK floods: "tag BREAK " *
+# CLIP chunks: at most max(CHUNK_CAP_FLOOR, 2 x what CLIPTextEncode makes for the same tokens), and
+# never more than MAX_CHUNKS. Without BREAK, backtracking at the default 20 leaves every chunk at
+# least 56 tokens full (1.34x CLIPTextEncode's count), so the cap stops BREAK floods: "tag BREAK " *
 # 10000 would be 10,000 chunks where CLIPTextEncode makes 267.
 CHUNK_CAP_FLOOR = 64
 MAX_CHUNKS = 1000
