@@ -48,9 +48,30 @@ def sigma_floor(k_model) -> float:
     return float(model_sampling.sigma_min)
 
 
+def conditioning_of(k_model) -> dict:
+    """The conditioning tensors ComfyUI's guider will feed the model ({"positive": [...], ...}), read
+    from the guider behind KSAMPLER's wrapper (its processed `conds`), for the input check."""
+    import torch
+
+    conds = getattr(getattr(k_model, "inner_model", None), "conds", None)
+    if not isinstance(conds, dict):
+        return {}
+    found = {}
+    for name, entries in conds.items():
+        tensors = []
+        for entry in entries or ():
+            if not isinstance(entry, dict):
+                continue
+            tensors += [getattr(v, "cond", None) for v in (entry.get("model_conds") or {}).values()]
+            tensors += [entry.get("cross_attn"), entry.get("pooled_output")]
+        found[name] = [t for t in tensors if torch.is_tensor(t)]
+    return found
+
+
 def comfy_sampler_function(config: SamplerConfig):
     """The sampler function ComfyUI's KSAMPLER runs: fn(model, x, sigmas, extra_args, callback, disable)."""
-    solve = make_sampler_function(config, on_model_call=interrupt_check(), sigma_floor=sigma_floor)
+    solve = make_sampler_function(config, on_model_call=interrupt_check(), sigma_floor=sigma_floor,
+                                  conditioning_of=conditioning_of)
 
     @functools.wraps(solve)
     def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):

@@ -6,10 +6,13 @@ a velocity along it. Everything here works on Python floats and on tensors alike
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
 import torch
+
+log = logging.getLogger("FlowAnime")
 
 # Combo values are saved in users' workflows: never rename one, only add.
 TIMESTEP_CONVENTIONS = ("sigma", "1 - sigma")
@@ -21,6 +24,10 @@ FLUX_BASE_TOKENS, FLUX_MAX_TOKENS = 256, 4096
 FLUX_BASE_MU, FLUX_MAX_MU = 0.5, 1.15
 # One image token is a 16x16-pixel patch (8x VAE, 2x2 patchify), as in ComfyUI's ModelSamplingFlux.
 PIXELS_PER_TOKEN = 16 * 16
+# Bounds on a resolution-dependent shift. Within them the float32 table of 1000 sigmas stays strictly
+# increasing (at shift 1000 its top entries still differ by ~1e-6, 17 float32 steps); beyond them
+# Flux's exponential rule gave an all-1 (8192 px at base 1024) or all-NaN table (overflow).
+MIN_SHIFT, MAX_SHIFT = 1e-3, 1e3
 
 
 def time_shift(shift: float, t):
@@ -42,16 +49,27 @@ def image_tokens(width_px: float, height_px: float) -> float:
     return width_px * height_px / PIXELS_PER_TOKEN
 
 
+def _shift_from_log(log_shift: float) -> float:
+    """exp(log_shift) clamped to [MIN_SHIFT, MAX_SHIFT], in log space so it cannot overflow."""
+    if log_shift >= math.log(MAX_SHIFT):
+        return MAX_SHIFT
+    return MIN_SHIFT if log_shift <= math.log(MIN_SHIFT) else math.exp(log_shift)
+
+
 def sd3_resolution_shift(base_shift: float, tokens: float, base_tokens: float) -> float:
     """SD3 paper section 5.3.2: scale the shift by sqrt(m/n) for m tokens against a base of n."""
-    return base_shift * math.sqrt(tokens / base_tokens)
+    shift = base_shift * math.sqrt(tokens / base_tokens)
+    return shift if MIN_SHIFT <= shift <= MAX_SHIFT else _shift_from_log(math.log(shift))
 
 
 def flux_resolution_shift(base_shift: float, tokens: float, base_tokens: float) -> float:
     """Flux's rule: ln(shift) moves linearly with the token count at Flux's slope, anchored so that
     base_tokens gives base_shift. With base_shift e^1.15 at 4096 tokens this is Flux exactly."""
     slope = (FLUX_MAX_MU - FLUX_BASE_MU) / (FLUX_MAX_TOKENS - FLUX_BASE_TOKENS)
-    return base_shift * math.exp(slope * (tokens - base_tokens))
+    log_shift = math.log(base_shift) + slope * (tokens - base_tokens)
+    if math.log(MIN_SHIFT) <= log_shift <= math.log(MAX_SHIFT):
+        return base_shift * math.exp(slope * (tokens - base_tokens))  # as before: exact at the anchor
+    return _shift_from_log(log_shift)
 
 
 def resolution_shift(mode: str, base_shift: float, base_resolution: int, width_px: float, height_px: float) -> float:
@@ -61,10 +79,35 @@ def resolution_shift(mode: str, base_shift: float, base_resolution: int, width_p
     tokens = image_tokens(width_px, height_px)
     base_tokens = image_tokens(base_resolution, base_resolution)
     if mode == "sd3":
-        return sd3_resolution_shift(base_shift, tokens, base_tokens)
-    if mode == "flux":
-        return flux_resolution_shift(base_shift, tokens, base_tokens)
-    raise ValueError(f"FlowAnime: 'resolution_shift' must be one of {RESOLUTION_SHIFT_MODES}, got {mode!r}.")
+        shift = sd3_resolution_shift(base_shift, tokens, base_tokens)
+    elif mode == "flux":
+        shift = flux_resolution_shift(base_shift, tokens, base_tokens)
+    else:
+        raise ValueError(f"FlowAnime: 'resolution_shift' must be one of {RESOLUTION_SHIFT_MODES}, got {mode!r}.")
+    if shift in (MIN_SHIFT, MAX_SHIFT):
+        log.warning(
+            "FlowAnime: resolution_shift %s for %gx%g px at base_resolution %d asks for a shift beyond %g..%g; "
+            "using %g. Set base_resolution nearer the image size, or resolution_shift to off.",
+            mode, width_px, height_px, base_resolution, MIN_SHIFT, MAX_SHIFT, shift)
+    return shift
+
+
+def check_sigma_table(table: torch.Tensor, shift: float) -> torch.Tensor:
+    """A sigma table the schedulers can use: finite, inside (0, 1], strictly increasing. Anything else
+    (a shift too extreme for float32) would surface later as a NaN image or an internal error."""
+    problem = None
+    if not bool(torch.isfinite(table).all()):
+        problem = "is not finite"
+    elif not (float(table.min()) > 0 and float(table.max()) <= 1.001):  # float32 s/(1+(s-1)) is ~1 +- 1e-4 at small s
+        problem = "does not lie inside (0, 1]"
+    elif not bool((table[1:] > table[:-1]).all()):
+        problem = "is not strictly increasing (neighbouring sigmas are equal in float32)"
+    if problem is not None:
+        raise ValueError(
+            f"FlowAnime: the sigma table for shift {shift:g} {problem}. Use a 'shift' between {MIN_SHIFT:g} and "
+            f"{MAX_SHIFT:g} (typical: 3); with 'resolution_shift', set 'base_resolution' nearer the image size."
+        )
+    return table
 
 
 @dataclass(frozen=True)
@@ -103,7 +146,7 @@ class FlowSchedule:
         a graph gets bit-identical sigmas (and images) to one using ModelSamplingSD3/AuraFlow.
         """
         timesteps = (torch.arange(1, steps + 1, 1) / steps) * self.multiplier
-        return time_shift(self.shift, timesteps / self.multiplier)
+        return check_sigma_table(time_shift(self.shift, timesteps / self.multiplier), self.shift)
 
     def network_timestep(self, sigma):
         """The time value the network receives for a given sigma."""

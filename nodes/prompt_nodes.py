@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..comfy_adapter.clip import encode, tokenize
 from ..prompt.booru import NormalizeOptions, normalize
-from ..prompt.chunking import DEFAULT_BACKTRACK
+from ..prompt.chunking import DEFAULT_BACKTRACK, extreme_weights
 
 
 class BooruPromptNormalizer:
@@ -77,4 +77,24 @@ class CLIPTextEncodeBreak:
             raise RuntimeError("FlowAnime: the clip input is empty: connect a CLIP from a checkpoint or CLIP loader.")
         encoded = tokenize(clip, text, comma_backtrack)
         conditioning = encode(clip, encoded.tokens)
+        _check_finite(conditioning, encoded.tokens)
         return {"ui": {"text": [encoded.report]}, "result": (conditioning, encoded.report)}
+
+
+def _check_finite(conditioning, tokens: dict):
+    """A NaN/inf conditioning makes every image NaN: stop here and name the weight that caused it."""
+    import torch
+
+    for cond, extras in conditioning:
+        pooled = extras.get("pooled_output")
+        if torch.isfinite(cond).all() and (pooled is None or torch.isfinite(pooled).all()):
+            continue
+        weights = extreme_weights(tokens.values())
+        culprit = (f"the prompt weight{'s' if len(weights) > 1 else ''} "
+                   f"{', '.join(f'{w:g}' for w in weights[:4])} (as in (tag:{weights[0]:g}))" if weights
+                   else "a prompt weight or nesting of brackets")
+        raise ValueError(
+            f"FlowAnime: the encoded prompt in 'text' has NaN or inf values, from {culprit}: lower it (1.5 is already "
+            "strong). If no weight is large, the text encoder overflows in its dtype: load the CLIP in fp32."
+        )
+

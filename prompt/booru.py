@@ -21,6 +21,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .chunking import check_prompt
+
 # Kaomoji whose underscores are part of the tag (toriato/stable-diffusion-webui-wd14-tagger #7 list,
 # used verbatim by tagcomplete and imgutils), plus t_t and o_x from the current Danbooru tag list.
 KAOMOJI = frozenset({
@@ -39,7 +41,9 @@ QUALITY_TAGS = frozenset({
 
 BREAK = "BREAK"
 _UNESCAPED_PAREN = re.compile(r"(?<!\\)([()])")
-_WEIGHT = re.compile(r":\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*$")
+# Linear: "\d+\.?\d*" split a digit run between its two quantifiers in n ways and made the search
+# quadratic ("(a:" + "1" * 40000 + "x)" took 36 s); "\d+(?:\.\d*)?" has one way to match it.
+_WEIGHT = re.compile(r":\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*$")
 _SENTENCE_END = re.compile(r"[.!?]$")
 _ARTIST_PREFIXES = ("@", "by ", "artist:")
 
@@ -267,6 +271,7 @@ def split_break(text: str) -> list[list[str]]:
 
 
 def normalize(prompt: str, options: NormalizeOptions = NormalizeOptions()) -> str:
+    check_prompt(prompt)  # size and nesting limits: bounds the work below (and its recursion depth)
     segments = [_normalize_items(seg, options) for seg in split_break(prompt)]
     seen: set[str] = set()
     kept, artists = [], []

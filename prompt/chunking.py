@@ -8,11 +8,90 @@ Tokens here are opaque (ints, or embedding vectors); only `is_comma` looks at th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 CHUNK_LENGTH = 75  # CLIP's 77 positions minus start and end tokens
 DEFAULT_BACKTRACK = 20  # A1111's "Prompt word wrap length limit"
+
+# Limits on hostile prompts (README "Security and limits"). Work over prompt text holds the
+# interpreter lock, so nothing can cancel it: sizes are bounded before any parsing.
+# 100,000 characters is ~25,000 CLIP tokens (333 chunks), some 20x the longest real prompt.
+MAX_PROMPT_CHARS = 100_000
+# Weight 1.1^32 = 21: far past any useful emphasis. ComfyUI's own weight parser recurses once per
+# level and fails (RecursionError) near 1000; each level costs the normaliser a pass over its text.
+MAX_PAREN_DEPTH = 32
+# CLIP chunks: at most max(CHUNK_CAP_FLOOR, 2 x what CLIPTextEncode makes for the same tokens), and
+# never more than MAX_CHUNKS. Without BREAK, backtracking at the default 20 leaves every chunk at
+# least 56 tokens full (1.34x CLIPTextEncode's count), so the cap stops BREAK floods: "tag BREAK " *
+# 10000 would be 10,000 chunks where CLIPTextEncode makes 267.
+CHUNK_CAP_FLOOR = 64
+MAX_CHUNKS = 1000
+
+
+class PromptTooLarge(ValueError):
+    """A prompt beyond the documented limits; the message names the limit and the fix."""
+
+
+def matched_paren_depth(text: str) -> int:
+    """The deepest nesting of matched, unescaped parentheses (unmatched ones are text, as in ComfyUI's
+    parser). Two linear passes."""
+    partner = [False] * len(text)
+    opens, i = [], 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == "(":
+            opens.append(i)
+        elif ch == ")" and opens:
+            partner[opens.pop()] = partner[i] = True
+        i += 1
+    depth = deepest = 0
+    for i, matched in enumerate(partner):
+        if matched:
+            depth += 1 if text[i] == "(" else -1
+            deepest = max(deepest, depth)
+    return deepest
+
+
+def check_prompt(text: str, setting: str = "text") -> None:
+    """Size and nesting limits, checked before any parsing of the prompt."""
+    if len(text) > MAX_PROMPT_CHARS:
+        raise PromptTooLarge(
+            f"FlowAnime: the prompt in '{setting}' has {len(text):,} characters; the limit is {MAX_PROMPT_CHARS:,}. "
+            "Shorten it (a CLIP prompt past a few thousand tokens gains nothing)."
+        )
+    depth = matched_paren_depth(text)
+    if depth > MAX_PAREN_DEPTH:
+        raise PromptTooLarge(
+            f"FlowAnime: the prompt in '{setting}' nests parentheses {depth} deep; the limit is {MAX_PAREN_DEPTH} "
+            "(each level multiplies the weight by 1.1). Use an explicit weight such as (tag:1.5), or escape literal "
+            "parentheses as \\( and \\)."
+        )
+
+
+def extreme_weights(token_lists) -> list[float]:
+    """The distinct token weights that are not finite or beyond +-100, from (token, weight) chunks."""
+    found = {float(w) for chunks in token_lists for chunk in chunks for _, w in chunk
+             if not math.isfinite(w) or abs(w) > 100}
+    return sorted(found, key=abs, reverse=True)
+
+
+def chunk_cap(tokens: int) -> int:
+    """How many CLIP chunks a prompt of this many tokens may make (see CHUNK_CAP_FLOOR)."""
+    return min(MAX_CHUNKS, max(CHUNK_CAP_FLOOR, 2 * math.ceil(tokens / CHUNK_LENGTH)))
+
+
+def too_many_chunks(chunks: int, tokens: int, segments: int) -> PromptTooLarge:
+    return PromptTooLarge(
+        f"FlowAnime: this prompt would make more than {chunks} CLIP chunks ({segments} BREAK segments, {tokens} "
+        f"tokens), where CLIPTextEncode makes {math.ceil(tokens / CHUNK_LENGTH)} for the same tokens. The limit is "
+        f"{chunk_cap(tokens)}: {CHUNK_CAP_FLOOR} or twice CLIPTextEncode's count, whichever is larger, at most "
+        f"{MAX_CHUNKS}. Each BREAK starts a chunk: use fewer BREAKs (empty ones cost nothing) or a shorter prompt."
+    )
 
 
 @dataclass
@@ -32,15 +111,20 @@ def chunk_segments(segments: Sequence[Sequence[tuple]], is_comma: Callable[[obje
     """Chunk each segment's (token, weight) stream; every segment starts a new chunk.
 
     A segment with no tokens makes no chunk; a prompt with no tokens at all makes one empty chunk
-    (what ComfyUI gives an empty prompt).
+    (what ComfyUI gives an empty prompt). More chunks than chunk_cap() allows raise PromptTooLarge,
+    as soon as the count passes it.
     """
     if not 0 <= backtrack < chunk_length:
         raise ValueError(f"FlowAnime: 'comma_backtrack' must be between 0 and {chunk_length - 1}, got {backtrack}.")
+    tokens = sum(len(stream) for stream in segments)
+    cap = chunk_cap(tokens)
     chunks: list[Chunk] = []
     split_tags = []
     for seg_index, stream in enumerate(segments):
         if not stream:
             continue
+        if len(chunks) >= cap:
+            raise too_many_chunks(cap, tokens, len(segments))
         chunk, last_comma = Chunk(segment=seg_index), -1
         for pos, pair in enumerate(stream):
             token = pair[0]
@@ -60,6 +144,8 @@ def chunk_segments(segments: Sequence[Sequence[tuple]], is_comma: Callable[[obje
                 chunk, last_comma = Chunk(segment=seg_index), -1
             chunk.tokens.append(pair)
         chunks.append(chunk)
+    if len(chunks) > cap:
+        raise too_many_chunks(cap, tokens, len(segments))
     if not chunks:
         chunks.append(Chunk())
     return ChunkPlan(chunks, split_tags)

@@ -18,7 +18,16 @@ import re
 from dataclasses import dataclass
 
 from .booru import split_break
-from .chunking import CHUNK_LENGTH, DEFAULT_BACKTRACK, Chunk, chunk_segments, layout
+from .chunking import (
+    CHUNK_LENGTH,
+    DEFAULT_BACKTRACK,
+    Chunk,
+    check_prompt,
+    chunk_cap,
+    chunk_segments,
+    layout,
+    too_many_chunks,
+)
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -51,6 +60,7 @@ def tokenize(tokenizers, text: str, comma_backtrack: int = DEFAULT_BACKTRACK) ->
     """tokenizers: .tokenize(text) gives ComfyUI's own tokens ({encoder key: chunks}); .chunked(key)
     gives the key's CLIP-style tokenizer (start/end/pad/comma tokens, token_stream, decode), or None
     for a sequence encoder. comfy_adapter.clip.ClipTokenizers provides both for a ComfyUI CLIP."""
+    check_prompt(text)  # size and nesting limits, before any parsing
     text = _CONTROL.sub(" ", text)  # control characters mean nothing to any encoder; tabs/newlines stay
     segments = [",".join(items) for items in split_break(text)]
     has_break = len(segments) > 1
@@ -64,6 +74,7 @@ def tokenize(tokenizers, text: str, comma_backtrack: int = DEFAULT_BACKTRACK) ->
             length = sum(len(c) for c in default)
             lines.append(f"{key}: one sequence of {length} tokens" + (" (BREAK removed)" if has_break else ""))
             continue
+        _refuse_break_floods(segments, len(default))
         comma = sub.comma_token
         streams = [sub.token_stream(seg) for seg in segments]
         plan = chunk_segments(streams, lambda t, c=comma: c is not None and isinstance(t, int) and t == c, comma_backtrack)
@@ -80,6 +91,15 @@ def tokenize(tokenizers, text: str, comma_backtrack: int = DEFAULT_BACKTRACK) ->
         count = max(count, len(tokens[key]))
     _even_out_chunks(tokens, subs)
     return EncodedTokens(tokens, "\n".join(lines), count, split)
+
+
+def _refuse_break_floods(segments: list[str], stock_chunks: int):
+    """Each non-blank segment costs at least one CLIP chunk: refuse a flood before tokenizing every
+    segment on its own (chunk_segments checks the exact count afterwards)."""
+    filled = sum(1 for seg in segments if seg.strip(", \t\n"))
+    tokens = CHUNK_LENGTH * stock_chunks  # at most this many tokens, as ComfyUI chunks the text
+    if filled > chunk_cap(tokens):
+        raise too_many_chunks(chunk_cap(tokens), tokens, len(segments))
 
 
 def _even_out_chunks(tokens: dict, subs: dict):

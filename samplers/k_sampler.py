@@ -1,6 +1,7 @@
 """Our solvers as a k-diffusion sampler function, the callable ComfyUI's KSAMPLER runs:
 fn(model, x, sigmas, extra_args, callback, disable) -> latent. No ComfyUI import: the interrupt
-check, the sigma floor and the logger are passed in by comfy_adapter/samplers.py."""
+check, the sigma floor, the conditioning reader and the logger are passed in by
+comfy_adapter/samplers.py."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from dataclasses import dataclass
 import torch
 
 from . import tableaux
+from .inputs import check_conditioning, check_latent, check_sigmas, resolvable_tolerances, solve_dtype
 from .multistep import solve_adams_pc
-from .ode import ODE_FORMS, AdaptiveSettings, StepInfo, solve_adaptive, solve_fixed
+from .ode import ODE_FORMS, AdaptiveSettings, StepInfo, check_model_output, solve_adaptive, solve_fixed
 
 log = logging.getLogger("FlowAnime")
 
@@ -65,18 +67,32 @@ def no_sigma_floor(model) -> float:
 
 
 def make_sampler_function(config: SamplerConfig, on_model_call: Callable[[], None] | None = None,
-                          logger: logging.Logger = log, sigma_floor: Callable[[object], float] = no_sigma_floor):
+                          logger: logging.Logger = log, sigma_floor: Callable[[object], float] = no_sigma_floor,
+                          conditioning_of: Callable[[object], dict] | None = None):
+    """conditioning_of(model) -> {"positive": [tensors], ...}: the conditioning the model will see, so
+    a non-finite prompt is named before the first call (comfy_adapter/samplers.py reads it from ComfyUI)."""
+
     @torch.no_grad()  # like ComfyUI's own samplers: stages must not keep autograd graphs
     def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
         extra_args = {} if extra_args is None else extra_args
         sig = [float(s) for s in sigmas]
-        if len(sig) < 2 or sig[0] == sig[-1]:
-            return x
+        # Every input is checked here, before the first model call (samplers/inputs.py).
+        check_latent(x)
+        check_sigmas(sig, config.adaptive)
+        if conditioning_of is not None:
+            check_conditioning(conditioning_of(model))
+        if len(sig) < 2 or all(s == sig[0] for s in sig):
+            return x  # nothing to integrate: the latent as it came, as ComfyUI's samplers return it
+        out_dtype, work_dtype = x.dtype, solve_dtype(x.dtype)
+        x = x.to(work_dtype)
         s_in = x.new_ones([x.shape[0]])
         total_steps = len(sig) - 1
+        settings, clamp_note = resolvable_tolerances(config.adaptive_settings, work_dtype)
+        if clamp_note is not None and config.adaptive:
+            logger.warning(clamp_note)
 
         def denoiser(x_, sigma):
-            return model(x_, sigma * s_in, **extra_args)
+            return model(x_, sigma * s_in, **extra_args).to(work_dtype)
 
         bar = _console_bar(disable)
 
@@ -94,19 +110,24 @@ def make_sampler_function(config: SamplerConfig, on_model_call: Callable[[], Non
             if not config.adaptive:
                 out, stats = solve_fixed(denoiser, x, sig, tableau, config.ode_form, on_step, on_model_call)
             else:
+                # A rising schedule (inversion, unsampling) is integrated up to its last sigma.
                 ends_at_zero = sig[-1] <= 0
                 floor = sigma_floor(model)
                 sigma_end = max(config.sigma_min, floor) if ends_at_zero else sig[-1]
-                if sig[0] <= sigma_end:  # nothing to integrate: denoise once
-                    return denoiser(x, sig[0]) if ends_at_zero else x
+                if ends_at_zero and sig[0] <= sigma_end:  # already below where a solve stops: denoise once
+                    if on_model_call is not None:
+                        on_model_call()
+                    out = denoiser(x, sig[0])
+                    check_model_output(config.method, out, sig[0], 1)
+                    return out.to(out_dtype)
                 if tableau is None:  # adams_pc: its own log-sigma form, ode_form does not apply
                     x_end, denoised, stats = solve_adams_pc(
-                        denoiser, x, sig[0], sigma_end, config.adaptive_settings, on_step=on_step,
+                        denoiser, x, sig[0], sigma_end, settings, on_step=on_step,
                         on_model_call=on_model_call, log=logger.warning,
                     )
                 else:
                     x_end, denoised, stats = solve_adaptive(
-                        denoiser, x, sig[0], sigma_end, tableau, config.adaptive_settings, config.ode_form,
+                        denoiser, x, sig[0], sigma_end, tableau, settings, config.ode_form,
                         on_step, on_model_call, logger.warning,
                     )
                 # A schedule that ends at 0 gets the model's denoised prediction at sigma_end; a
@@ -116,7 +137,7 @@ def make_sampler_function(config: SamplerConfig, on_model_call: Callable[[], Non
             if bar is not None:
                 bar.close()
         logger.info("FlowAnime %s", stats.summary())
-        return out
+        return out.to(out_dtype)
 
     sample.flowanime_config = config
     return sample

@@ -36,6 +36,7 @@ from .ode import (
     StepControl,
     StepInfo,
     budget_spent_message,
+    check_model_output,
     first_step,
     model_output_not_finite,
     step_collapsed,
@@ -122,12 +123,13 @@ def solve_adams_pc(
     on_model_call: Callable[[], None] | None = None,
     log: Callable[[str], None] | None = None,
 ):
-    """Integrate from sigma_start down to sigma_end (> 0). Returns (x at sigma_end, denoised
-    prediction there, stats), as solve_adaptive does; the denoised prediction is the last model call.
+    """Integrate from sigma_start to sigma_end (both > 0; down to sample, up to invert). Returns (x at
+    sigma_end, denoised prediction there, stats), as solve_adaptive does; the denoised prediction is
+    the last model call. The exponential weights hold for steps of either sign.
     Of `settings`, rtol, atol, max_model_calls and min_factor apply; SAFETY and MAX_FACTOR replace
     the Runge-Kutta safety and growth limit."""
-    if not 0 < sigma_end < sigma_start:
-        raise ValueError(f"need 0 < sigma_end < sigma_start, got {sigma_end} and {sigma_start}")
+    if not (sigma_start > 0 and sigma_end > 0 and sigma_end != sigma_start):
+        raise ValueError(f"need two different sigmas above 0, got {sigma_start} and {sigma_end}")
     settings = settings or AdaptiveSettings()
     if not settings.rtol > 0:
         raise ValueError(f"adams_pc needs rtol > 0, got {settings.rtol}")  # the node's range ensures it
@@ -141,31 +143,34 @@ def solve_adams_pc(
         if on_model_call is not None:
             on_model_call()  # ComfyUI's interrupt check
         stats.model_calls += 1
-        return denoiser(x_, math.exp(-lam_))
+        denoised = denoiser(x_, math.exp(-lam_))
+        check_model_output(name, denoised, math.exp(-lam_), stats.model_calls)
+        return denoised
 
     lam, lam_end = -math.log(sigma_start), -math.log(sigma_end)
+    direction = 1.0 if lam_end > lam else -1.0
     history_lam, history_d = [lam], [call(x, lam)]
     norm = _ErrorNorm(x, settings.rtol, settings.atol)
     err_buffer = torch.empty_like(x)
     control = StepControl(first_step(_LogSigmaTime, sigma_start, x, history_d[0], 1, settings.rtol),
                           SAFETY, settings.min_factor, MAX_FACTOR)
-    span = sigma_start - sigma_end
+    span = abs(sigma_start - sigma_end)
 
-    while lam < lam_end:
-        remaining = lam_end - lam
+    while direction * (lam_end - lam) > 0:
+        remaining = direction * (lam_end - lam)
         if stats.model_calls + 1 > settings.max_model_calls:
             break
         step, last = control.propose(remaining)
         if step <= 1e-10:
             raise step_collapsed(name, math.exp(-lam), stats.model_calls)
-        lam_new = lam_end if last else lam + step
+        lam_new = lam_end if last else lam + direction * step
         k = min(max_order, len(history_lam))
-        if k == 3 and step > MAX_STEP_RATIO_FOR_ORDER_3 * (history_lam[-1] - history_lam[-2]):
+        if k == 3 and step > MAX_STEP_RATIO_FOR_ORDER_3 * abs(history_lam[-1] - history_lam[-2]):
             k = 2
         nodes, known = history_lam[-k:], history_d[-k:]
         w_pred = exponential_adams_weights(nodes, lam, lam_new)
         w_corr = exponential_adams_weights([*nodes, lam_new], lam, lam_new)
-        x_pred = _combine(x, math.exp(-step), w_pred, known)
+        x_pred = _combine(x, math.exp(-(lam_new - lam)), w_pred, known)
         d_new = call(x_pred, lam_new)
         # corrector - predictor: the e^-h x terms cancel, so the difference costs k + 1 terms
         err = _combine(d_new, w_corr[-1], [c - p for c, p in zip(w_corr, w_pred)], known, out=err_buffer)
@@ -184,13 +189,13 @@ def solve_adams_pc(
             control.accept(step, ratio, exponent)
             if on_step is not None:
                 sigma = math.exp(-lam)
-                on_step(StepInfo(sigma, x, d_new, min(1.0, (sigma_start - sigma) / span), stats))
+                on_step(StepInfo(sigma, x, d_new, min(1.0, abs(sigma_start - sigma) / span), stats))
         else:
             stats.rejected += 1
             control.reject(step, ratio, exponent)
 
     denoised = history_d[-1]
-    if lam < lam_end:
+    if direction * (lam_end - lam) > 0:
         # Budget spent: one DDIM step to the end on the last denoised prediction, as solve_adaptive does.
         stats.budget_exhausted = True
         x = _combine(x, math.exp(-(lam_end - lam)), [1.0 - math.exp(-(lam_end - lam))], [denoised])

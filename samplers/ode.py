@@ -51,6 +51,39 @@ class StepSizeCollapsed(SolverError):
     pass
 
 
+# A denoised prediction larger than this (times sigma, above 1) is no latent: VAE latents live within
+# about +-10, and fp16 overflows at 65504. A broken model, not a hard image.
+MAX_DENOISED = 1e5
+
+
+def bad_images(t: torch.Tensor, limit: float | None = None) -> list[int]:
+    """Batch indices of images with NaN/inf (or, with limit, a value beyond +-limit)."""
+    flat = t.detach().flatten(1)
+    bad = ~torch.isfinite(flat)
+    if limit is not None:
+        bad |= flat.abs() > limit
+    return torch.nonzero(bad.any(dim=1)).flatten().tolist()
+
+
+def describe_images(bad: list[int], batch: int) -> str:
+    """'image 3 of 8' / 'images 0, 1 of 2' (batch indices from 0, as Latent From Batch counts)."""
+    shown = ", ".join(str(i) for i in bad[:8]) + (f", ... ({len(bad)} in all)" if len(bad) > 8 else "")
+    return f"{'image' if len(bad) == 1 else 'images'} {shown} of {batch}"
+
+
+def check_model_output(name: str, denoised: torch.Tensor, sigma: float, call: int):
+    """Raise on a denoised prediction with NaN/inf or absurd values: one pass (aminmax propagates NaN),
+    the per-image search only on failure. Run on every model call, so a fault stops at its call."""
+    low, high = torch.stack(torch.aminmax(denoised.detach())).tolist()
+    limit = MAX_DENOISED * max(1.0, sigma)  # x0 predictions at huge sigmas (zero-terminal SNR) are less sure
+    if -limit <= low and high <= limit:
+        return
+    finite = math.isfinite(low) and math.isfinite(high)
+    bad = bad_images(denoised, limit if finite else None)
+    raise model_output_not_finite(name, sigma, f"call {call}, {describe_images(bad, denoised.shape[0])}",
+                                  out_of_range=finite)
+
+
 # ---------------------------------------------------------------------------------------------
 # ODE forms: maps between (sigma, x) and the integrator's (time, state).
 
@@ -153,6 +186,7 @@ class _Problem:
         x = self.form.x(y, t)
         denoised = self.denoiser(x, sigma)
         self.stats.model_calls += 1
+        check_model_output(self.stats.method, denoised, sigma, self.stats.model_calls)
         self.last_denoised = denoised
         return self.form.derivative(denoised, x, sigma)
 
@@ -263,11 +297,13 @@ def step_collapsed(name: str, sigma: float, calls: int) -> StepSizeCollapsed:
     )
 
 
-def model_output_not_finite(name: str, sigma: float, where: str) -> ModelOutputNotFinite:
+def model_output_not_finite(name: str, sigma: float, where: str, out_of_range: bool = False) -> ModelOutputNotFinite:
+    what = (f"values out of range (beyond +-{MAX_DENOISED:g}, no latent is that large)" if out_of_range
+            else "NaN or inf")
     return ModelOutputNotFinite(
-        f"FlowAnime {name}: the model returned NaN or inf at sigma~{sigma:.4g} ({where}). This comes from the "
-        "model, not the solver: try the loader's weight_dtype at fp16 -> bf16/fp32, a lower CFG, or lower LoRA "
-        "strengths."
+        f"FlowAnime {name}: the model returned {what} at sigma~{sigma:.4g} ({where}). The sampler's inputs were "
+        "checked and finite, so this comes from the model: try the loader's weight_dtype at fp16 -> bf16/fp32, a "
+        "lower CFG, or lower LoRA strengths."
     )
 
 
@@ -291,15 +327,16 @@ def solve_adaptive(
     on_model_call: Callable[[], None] | None = None,
     log: Callable[[str], None] | None = None,
 ):
-    """Integrate from sigma_start down to sigma_end (> 0) with an embedded RK pair.
+    """Integrate from sigma_start to sigma_end (both > 0) with an embedded RK pair: down to sample,
+    up to invert (unsample) an image.
 
     Returns (x at sigma_end, denoised prediction at sigma_end, stats). The denoised prediction is
     free for FSAL methods and costs one model call otherwise.
     """
     if not tableau.adaptive:
         raise ValueError(f"{tableau.name} has no embedded error estimate; use solve_fixed")
-    if not 0 < sigma_end < sigma_start:
-        raise ValueError(f"need 0 < sigma_end < sigma_start, got {sigma_end} and {sigma_start}")
+    if not (sigma_start > 0 and sigma_end > 0 and sigma_end != sigma_start):
+        raise ValueError(f"need two different sigmas above 0, got {sigma_start} and {sigma_end}")
     ode_form = FORMS[form]
     stats = SolveStats(tableau.name)
     started = time.perf_counter()
@@ -351,7 +388,7 @@ def solve_adaptive(
             if on_step is not None:
                 sigma = ode_form.sigma(t)
                 preview = denoised if tableau.fsal else f.last_denoised
-                on_step(StepInfo(sigma, x_cur, preview, min(1.0, (sigma_start - sigma) / span), stats))
+                on_step(StepInfo(sigma, x_cur, preview, min(1.0, abs(sigma_start - sigma) / span), stats))
         else:
             stats.rejected += 1
             control.reject(step, ratio, exponent)

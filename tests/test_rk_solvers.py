@@ -16,7 +16,6 @@ from flowanime.samplers.ode import (
     FORMS,
     AdaptiveSettings,
     ModelOutputNotFinite,
-    StepSizeCollapsed,
     rk_step,
     solve_adaptive,
     solve_fixed,
@@ -226,11 +225,13 @@ def test_spent_budget_completes_the_image_with_a_warning(solver):
 
 
 @solvers
-def test_a_step_that_shrinks_to_nothing_stops_with_a_clear_error(solver):
-    def singular(x, sigma):  # blows up at sigma = 0.5: no step is small enough to cross it
+def test_a_model_that_blows_up_stops_with_a_clear_error(solver):
+    """Blowing up at sigma = 0.5 used to end in a collapsed step; a denoised prediction beyond any
+    latent's range is now stopped at the call that returns it (issue 12)."""
+    def singular(x, sigma):
         return torch.full_like(x, 1.0 / abs(sigma - 0.5) ** 3)
 
-    with pytest.raises(StepSizeCollapsed, match="log10_rtol"):
+    with pytest.raises(ModelOutputNotFinite, match="out of range"):
         ADAPTIVE_SOLVERS[solver](singular, torch.zeros(1, 4), 1.0, 1e-3, AdaptiveSettings(max_model_calls=10**6))
 
 

@@ -1,0 +1,178 @@
+"""Fault suite, prompt cores: hostile prompts through the normaliser and the chunker (issue 12).
+
+Regex and loop work over user text holds the interpreter lock: nothing (not even ComfyUI's Cancel)
+can interrupt it, so every such pass must be linear. Each guard times a prompt at size n and 4n
+and allows a generous margin over linear growth (quadratic growth would be 16x), plus an absolute
+cap. The sizes are small enough that a quadratic pass fails in seconds instead of hanging CI.
+"""
+
+import time
+
+import pytest
+
+from flowanime.prompt import booru
+from flowanime.prompt.booru import NormalizeOptions, normalize, split_break
+from flowanime.prompt.chunking import (
+    MAX_CHUNKS,
+    MAX_PAREN_DEPTH,
+    MAX_PROMPT_CHARS,
+    PromptTooLarge,
+    check_prompt,
+    chunk_cap,
+    chunk_segments,
+    matched_paren_depth,
+)
+
+pytestmark = pytest.mark.faults
+
+ALL_OPTIONS = NormalizeOptions(drop_quality_tags=True, artists_to_own_chunk=True, lowercase=True)
+
+
+def best_time(fn, arg, repeat=2):
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn(arg)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def assert_linear(fn, make, n, cap_s=5.0):
+    """fn(make(4n)) may take at most 8x fn(make(n)) (+ 0.2 s of slack for a busy machine)."""
+    small, large = best_time(fn, make(n)), best_time(fn, make(4 * n))
+    assert large <= cap_s, f"{large:.2f} s at size {4 * n}"
+    assert large <= 8 * small + 0.2, f"{small:.3f} s at n={n}, {large:.3f} s at 4n: not linear"
+
+
+HOSTILE = {
+    # item 1: the weight regex backtracked quadratically on a long digit run with no closing number
+    "long weight digits": lambda n: "(a:" + "1" * n + "x)",
+    "long weight digits and dot": lambda n: "(a:" + "1" * n + "." + "2" * n + "x)",
+    "spaces after a weight colon": lambda n: "(a:" + " " * n + "x)",
+    "many weight colons": lambda n: "(a" + ":1" * n + "x)",
+    "digits then spaces": lambda n: "(a:" + "1" * n + " " * n + "x)",
+    "one huge tag": lambda n: "a" * (10 * n),
+    "many tags": lambda n: "long_hair, " * n,
+    "many commas": lambda n: "," * (10 * n),
+    "many escapes": lambda n: "\\(" * n,
+    "unbalanced opens": lambda n: "(" * n + "a",
+    "unbalanced closes": lambda n: "a" + ")" * n,
+    "shallow groups": lambda n: "((a), " * n,
+    "emoticons": lambda n: ">:(, " * n,
+    "kaomoji": lambda n: "^_^ " * n,
+    "control characters": lambda n: "tag\x00\x07\x1b, " * n,
+    "bidi and zero-width": lambda n: "\u202etag\u202c\u200b\u2066, " * n,
+    "break flood": lambda n: "tag BREAK " * n,
+    "break words": lambda n: "BREAK" * n,
+    "sentence ends": lambda n: "a." * n,
+    "score tags": lambda n: "score_" + "9" * n + "x",
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_normaliser_runs_in_linear_time_on_hostile_prompts(name):
+    make = HOSTILE[name]
+    assert_linear(lambda text: normalize(text, ALL_OPTIONS), make, 2500)
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_normaliser_output_is_idempotent_on_hostile_prompts(name):
+    text = HOSTILE[name](300)
+    once = normalize(text, ALL_OPTIONS)
+    assert normalize(once, ALL_OPTIONS) == once
+
+
+def test_the_weight_regex_is_linear_on_the_issue_prompt():
+    """Item 1: "(a:" + "1" * 40000 + "x)" froze ComfyUI for ~36 s."""
+    start = time.perf_counter()
+    out = normalize("(a:" + "1" * 40000 + "x)")
+    assert time.perf_counter() - start < 2.0
+    assert out.startswith("(a:1")
+
+
+def test_the_weight_regex_still_reads_weights():
+    for item, weight in [("(tag:1.2)", ":1.2"), ("(tag: .5 )", ":.5"), ("(tag:-1.)", ":-1."), ("(a, b:0.8)", ":0.8"),
+                         ("(tag:+2)", ":+2")]:
+        assert booru._enclosing_group(item)[1] == weight
+    for item in ("(tag:x)", "(tag:1.2.3)", "(tag:)", "(12:30 pm)"):
+        assert booru._enclosing_group(item)[1] == ""
+
+
+@pytest.mark.parametrize("depth", [MAX_PAREN_DEPTH + 1, 2000, 100000])
+def test_deep_parentheses_are_a_clear_error_not_a_recursion_error(depth):
+    """Item 8: 2000-deep parentheses raised RecursionError in the normaliser."""
+    text = "(" * depth + "tag" + ")" * depth
+    start = time.perf_counter()
+    with pytest.raises(PromptTooLarge, match="parentheses"):
+        normalize(text)
+    assert time.perf_counter() - start < 2.0
+
+
+def test_nesting_up_to_the_cap_normalises():
+    text = "(" * MAX_PAREN_DEPTH + "long_hair" + ")" * MAX_PAREN_DEPTH
+    assert normalize(text) == "(" * MAX_PAREN_DEPTH + "long hair" + ")" * MAX_PAREN_DEPTH
+
+
+def test_matched_depth_counts_only_matched_escaped_free_parentheses():
+    assert matched_paren_depth("((a)") == 1
+    assert matched_paren_depth("((a))") == 2
+    assert matched_paren_depth("\\(\\(a\\)\\)") == 0
+    assert matched_paren_depth(")(" * 1000) == 1
+    assert matched_paren_depth("(" * 5000 + "a") == 0
+
+
+def test_a_prompt_over_the_size_cap_is_refused_with_its_size():
+    with pytest.raises(PromptTooLarge, match=f"{MAX_PROMPT_CHARS:,}"):
+        check_prompt("a" * (MAX_PROMPT_CHARS + 1), "text")
+    check_prompt("a" * MAX_PROMPT_CHARS, "text")
+
+
+# --- BREAK floods (item 6) --------------------------------------------------------------------------
+
+COMMA = ","
+
+
+def streams(text, tokens_per_item=1):
+    """A stand-in tokenizer: one token per word, a comma token per comma."""
+    out = []
+    for segment in split_break(text):
+        stream = []
+        for n, item in enumerate(segment):
+            if n:
+                stream.append((COMMA, 1.0))
+            stream += [(word, 1.0) for word in item.split()] * tokens_per_item
+        out.append(stream)
+    return out
+
+
+def test_empty_break_segments_cost_no_chunk():
+    plan = chunk_segments(streams("a BREAK BREAK BREAK b BREAK"), lambda t: t == COMMA)
+    assert [c.tokens for c in plan.chunks] == [[("a", 1.0)], [("b", 1.0)]]
+
+
+def test_a_break_flood_is_refused_with_the_cap_in_the_message():
+    """Item 6: "tag BREAK " * 10000 became 10,000 CLIP chunks (stock ComfyUI: 267)."""
+    text = "tag BREAK " * 10000
+    start = time.perf_counter()
+    with pytest.raises(PromptTooLarge, match="BREAK") as err:
+        chunk_segments(streams(text), lambda t: t == COMMA)
+    assert time.perf_counter() - start < 2.0
+    assert "CLIP chunks" in str(err.value)
+
+
+def test_chunk_cap_is_at_least_twice_what_comfyui_makes_and_the_floor():
+    assert chunk_cap(0) == chunk_cap(75 * 10) == 64
+    assert chunk_cap(10000) == 2 * 134  # "tag, " * 5000: 10,000 tokens, 134 chunks in CLIPTextEncode
+    assert chunk_cap(10**9) == MAX_CHUNKS
+
+
+def test_a_long_prompt_without_break_stays_under_the_cap():
+    """10,000 tokens of tags encode (README): backtracking keeps each chunk at least 56 tokens full."""
+    plan = chunk_segments(streams("long hair, " * 3400), lambda t: t == COMMA)
+    assert len(plan.chunks) <= chunk_cap(3400 * 3)
+
+
+def test_a_moderate_number_of_breaks_still_encodes():
+    plan = chunk_segments(streams("by artist BREAK " * 40 + "1girl"), lambda t: t == COMMA)
+    assert len(plan.chunks) == 41
+
