@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import torch
 
-from .ode import AdaptiveSettings, SolverError
+from .ode import AdaptiveSettings, SolverError, bad_images, describe_images
 
 # Far above any model's noise range (flow models 1, SD 14.6, zero-terminal-SNR v-pred about 4,500),
 # and low enough that x = sigma * noise and its squares (error norms) stay finite in float32.
@@ -23,28 +23,10 @@ MAX_SIGMA = 1e5
 # estimate is a difference of a few stage sums, each rounded, so below about 100 eps the estimate is
 # rounding noise and the controller only shrinks the step (float32: 1.2e-5, log10 -4.9).
 TOLERANCE_FLOOR_EPS = 100
-# A denoised prediction larger than this is no latent (VAE latents live within about +-10; fp16
-# overflows at 65504): a broken model, not a hard image.
-MAX_DENOISED = 1e5
 
 
 class SamplerInputError(SolverError, ValueError):
     """A bad input to the sampler; the message names it."""
-
-
-def describe_images(bad: Sequence[int], batch: int) -> str:
-    """'image 3' / 'images 0, 1' (batch indices from 0, as Latent From Batch counts), at most 8 listed."""
-    shown = ", ".join(str(i) for i in bad[:8]) + (f", ... ({len(bad)} in all)" if len(bad) > 8 else "")
-    return f"{'image' if len(bad) == 1 else 'images'} {shown} of {batch}"
-
-
-def bad_images(t: torch.Tensor, limit: float | None = None) -> list[int]:
-    """Batch indices of images with NaN/inf (or, with limit, a value beyond +-limit)."""
-    flat = t.detach().flatten(1)
-    bad = ~torch.isfinite(flat)
-    if limit is not None:
-        bad |= flat.abs() > limit
-    return torch.nonzero(bad.any(dim=1)).flatten().tolist()
 
 
 def _fmt(value: float) -> str:

@@ -76,9 +76,10 @@ def make_sampler_function(config: SamplerConfig, on_model_call: Callable[[], Non
     def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
         extra_args = {} if extra_args is None else extra_args
         sig = [float(s) for s in sigmas]
-        # Every input is checked here, before the first model call (samplers/inputs.py).
-        check_latent(x)
+        # Every input is checked here, before the first model call (samplers/inputs.py). Sigmas first:
+        # ComfyUI scales the noise by sigmas[0], so a NaN sigma arrives as a NaN latent too.
         check_sigmas(sig, config.adaptive)
+        check_latent(x)
         if conditioning_of is not None:
             check_conditioning(conditioning_of(model))
         if len(sig) < 2 or all(s == sig[0] for s in sig):

@@ -14,7 +14,8 @@ import torch
 pytestmark = pytest.mark.faults
 
 NORMALIZER, ENCODER = "FlowAnimeBooruPromptNormalizer", "FlowAnimeCLIPTextEncodeBreak"
-ODE = dict(method="dopri5", log10_rtol=-2.5, log10_atol=-3.5, max_model_calls=300, sigma_min=0.001)
+# Loose, with a small budget: the tiny random-weight model is rough, and each call costs CPU time.
+ODE = dict(method="dopri5", log10_rtol=-1.5, log10_atol=-2.5, max_model_calls=40, sigma_min=0.001)
 
 
 def graph_error(result) -> str:
@@ -101,7 +102,7 @@ def test_empty_breaks_cost_nothing_and_moderate_breaks_encode(comfyui, text, chu
     ("(a:" + "1" * 40000 + "x)", None),
     ("(" * 2000 + "tag" + ")" * 2000, "parentheses"),
     ("a" * 200_000, "characters"),
-    ("\u202etag\u202c, \x00\x1b[31m, \u200b" * 500, None),
+    ("\u202etag\u202c, \x00\x1b[31m, \u200b, " * 2000, None),
 ])
 def test_hostile_prompts_through_the_normaliser_node(comfyui, text, fragment):
     """Items 1 and 8: the weight regex froze ComfyUI for ~36 s; 2000-deep parentheses raised
@@ -110,15 +111,25 @@ def test_hostile_prompts_through_the_normaliser_node(comfyui, text, fragment):
 
     g = GraphBuilder()
     normalized = g.node(NORMALIZER, text=text, drop_quality_tags=True, artists_to_own_chunk=True, lowercase=False)
-    latent = g.node("EmptySD3LatentImage", width=64, height=64, batch_size=1).out(0)
-    save = sampling_graph(g, latent, text=normalized.out(0), encoder=ENCODER, sampler="euler", steps=1)
+    preview = g.node("PreviewAny", source=normalized.out(0))
     start = time.perf_counter()
     result = comfyui.run(g.finalize(), expect_success=fragment is None)
-    assert time.perf_counter() - start < 60
+    assert time.perf_counter() - start < 30
     if fragment is None:
-        assert_finite_latent(comfyui, result, save.id)
+        assert result.outputs[preview.id]["text"][0]
     else:
         assert fragment in graph_error(result)
+
+
+@pytest.mark.parametrize("text", ["\u202etag\u202c, \x00\x1b[31m, \u200b, \ufeff(a:1e-300), " * 20, "(" * 33 + "a" + ")" * 33])
+def test_hostile_prompts_through_the_encoder_end_finite_or_named(comfyui, text):
+    clip = comfyui.node_class("CLIPLoader")().load_clip(kit.CLIP_L, "stable_diffusion")[0]
+    try:
+        cond, report = comfyui.node_class(ENCODER)().encode(clip, text, 20)["result"]
+    except ValueError as err:
+        assert "parentheses" in str(err)
+    else:
+        assert torch.isfinite(cond[0][0]).all() and report
 
 
 def test_a_rising_schedule_is_integrated_through_the_executor(comfyui):
@@ -256,7 +267,7 @@ def test_huge_or_pure_noise_model_outputs(comfyui, sd3, fault, fragment):
     broken, _ = faulty(model, fault)
     if fragment is None:
         try:
-            out = sampler_custom(comfyui, broken, pos, neg, [1.0, 0.0], max_model_calls=60)
+            out = sampler_custom(comfyui, broken, pos, neg, [1.0, 0.0])
         except Exception as err:
             assert "log10_rtol" in str(err)
         else:
@@ -266,13 +277,13 @@ def test_huge_or_pure_noise_model_outputs(comfyui, sd3, fault, fragment):
             sampler_custom(comfyui, broken, pos, neg, [1.0, 0.0])
 
 
-@pytest.mark.parametrize("sampler", ["flowanime_dopri5", "flowanime_adams_pc"])
-def test_a_half_precision_latent_samples_finite(comfyui, sd3, sampler):
+@pytest.mark.parametrize("method", ["dopri5", "adams_pc"])
+def test_a_half_precision_latent_samples_finite(comfyui, sd3, method):
     """Item 4: an fp16 latent into an fp32 model."""
     model, pos, neg = sd3
     latent = {"samples": torch.zeros((2, 16, 8, 8), dtype=torch.float16)}
-    out = comfyui.nodes.common_ksampler(model, 3, 4, 4.0, sampler, "simple", pos, neg, latent)[0]["samples"]
-    assert torch.isfinite(out).all()
+    out = sampler_custom(comfyui, model, pos, neg, [1.0, 0.5, 0.0], method, latent=latent)
+    assert torch.isfinite(out).all() and out.std() > 0
 
 
 def test_the_flux_shift_at_8192_px_gives_a_usable_schedule(comfyui, sd3):
