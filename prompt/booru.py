@@ -56,7 +56,7 @@ _INVISIBLE = re.compile("[\u00ad\u061c\u180e\u200b\u200e\u200f\u202a-\u202e\u206
 # Everything the parser reacts to, in one linear scan: an escape (a backslash and the character after
 # it, which is text), a parenthesis, a comma, or BREAK standing alone (white space or a comma, or the
 # start or end of the text, on both sides).
-_SPECIAL = re.compile(r"\\.|[(),]|(?<![^\s,])BREAK(?![^\s,])", re.S)
+_SPECIAL = re.compile(r"\\.|[(),]|BREAK", re.S)
 _UNESCAPED_PAREN = re.compile(r"(?<!\\)([()])")
 _ARTIST_PREFIXES = ("@", "by ", "artist:")
 _VERBATIM_PREFIXES = ("embedding:", "<lora:", "<lyco:", "<hypernet:")
@@ -157,12 +157,21 @@ def _is_verbatim(text: str) -> bool:
 
 
 def normalize_tag(tag: str, lowercase: bool = False) -> str:
-    tag = _collapse(tag)
-    keep_underscores = _unescape(tag).lower() in KAOMOJI or SCORE_TAG.fullmatch(tag) is not None
-    if not keep_underscores and "_" in tag:
+    return _normalize_collapsed(_collapse(tag), lowercase)
+
+
+def _escape_paren(m: re.Match) -> str:
+    return "\\" + m.group()
+
+
+def _normalize_collapsed(tag: str, lowercase: bool) -> str:
+    if "_" in tag and _unescape(tag).lower() not in KAOMOJI and SCORE_TAG.fullmatch(tag) is None:
         tag = _collapse(tag.replace("_", " "))
     if "(" in tag or ")" in tag:
-        tag = _UNESCAPED_PAREN.sub(r"\\\1", tag)
+        if "\\" in tag:
+            tag = _UNESCAPED_PAREN.sub(_escape_paren, tag)
+        else:
+            tag = tag.replace("(", "\\(").replace(")", "\\)")
     return tag.lower() if lowercase else tag
 
 
@@ -175,6 +184,10 @@ def _is_emoticon(piece: str) -> bool:
     if _unescape(p).lower() in KAOMOJI:
         return True
     return 0 < len(p) and " " not in p and ("(" in p or ")" in p) and sum(c.isalnum() for c in p) <= 2
+
+
+def _is_break_edge(ch: str) -> bool:
+    return ch == "," or ch.isspace()
 
 
 def _is_number(s: str) -> bool:
@@ -192,35 +205,49 @@ def _is_number(s: str) -> bool:
 def _specials(text: str) -> list[tuple[int, str]]:
     """(position, kind) of every parenthesis that is weight syntax, comma and BREAK; kind is one of
     "(", ")", ",", "B". Escapes, emoticon parentheses and unmatched parentheses are text."""
-    found = []
+    positions, kinds, parens = [], [], []
+    piece_start, first_paren, end = 0, -1, len(text)
     for m in _SPECIAL.finditer(text):
-        s = m.group()
-        if s[0] != "\\":
-            found.append((m.start(), s[0]))
-    # Emoticons: a comma piece that reads as one has literal parentheses.
-    kept, piece_start, piece = [], 0, []
-    for pos, kind in found + [(len(text), ",")]:
+        kind = m.group()[0]
+        pos = m.start()
+        if kind == "\\":
+            continue
         if kind == ",":
-            if any(k in "()" for _, k in piece) and _is_emoticon(text[piece_start:pos]):
-                piece = [(p, k) for p, k in piece if k not in "()"]
-            kept += piece
-            kept.append((pos, kind))
-            piece, piece_start = [], pos + 1
+            if first_paren >= 0:
+                _drop_emoticon_parens(text, piece_start, pos, kinds, parens, first_paren)
+                first_paren = -1
+            piece_start = pos + 1
+        elif kind == "B":
+            if (pos and not _is_break_edge(text[pos - 1])) or (pos + 5 < end and not _is_break_edge(text[pos + 5])):
+                continue  # part of a word: "BREAKS", "xBREAK"
         else:
-            piece.append((pos, kind))
-    kept.pop()  # the sentinel
+            if first_paren < 0:
+                first_paren = len(parens)
+            parens.append(len(kinds))
+        positions.append(pos)
+        kinds.append(kind)
+    if first_paren >= 0:
+        _drop_emoticon_parens(text, piece_start, end, kinds, parens, first_paren)
     # Parentheses ComfyUI would not match are text too.
-    stack, unmatched = [], set()
-    for index, (_, kind) in enumerate(kept):
-        if kind == "(":
+    stack = []
+    for index in parens:
+        if kinds[index] == "(":
             stack.append(index)
-        elif kind == ")":
-            if stack:
-                stack.pop()
-            else:
-                unmatched.add(index)
-    unmatched.update(stack)
-    return [s for i, s in enumerate(kept) if i not in unmatched]
+        elif stack:
+            stack.pop()
+        else:
+            kinds[index] = ""
+    for index in stack:
+        kinds[index] = ""
+    return [(p, k) for p, k in zip(positions, kinds) if k]
+
+
+def _drop_emoticon_parens(text, start, end, kinds, parens, first_paren) -> None:
+    """A comma piece that reads as an emoticon has literal parentheses."""
+    if _is_emoticon(text[start:end]):
+        for index in parens[first_paren:]:
+            kinds[index] = ""
+        del parens[first_paren:]
 
 
 def break_segments(text: str) -> list[str]:
@@ -283,7 +310,9 @@ def _add_run(text: str, g: _Group, end: int) -> None:
 
 
 def _end_item(text: str, g: _Group, end: int) -> None:
-    _add_run(text, g, end)
+    if end > g.run_start and not text[g.run_start:end].isspace():
+        g.significant += 1
+        g.only = None
     if g.significant:
         g.items.append((g.item_start, end, g.only))
         if g.only is not None:
@@ -390,29 +419,30 @@ class _Normalizer:
         self.group_ids: dict = {}
 
     def leaf(self, start: int, end: int) -> _Item | None:
-        raw = self.text[start:end].strip()
-        if not raw:
+        text = " ".join(self.text[start:end].split())  # white space collapsed (and stripped)
+        if not text:
             return None
         tags, opts = self.tags, self.opts
-        if "," in raw or _is_verbatim(raw):
+        lower = text.lower()
+        if "," in text or lower.startswith(_VERBATIM_PREFIXES):
             # A comma survives only inside parentheses that do not enclose the whole item, e.g.
             # "tag (a, b)": emphasis the user wrote (no Danbooru tag holds a comma).
-            text = _collapse(raw)
-            return _Item(text, text.lower(), TEXT)
-        if is_sentence(raw) and not (tags is not None and tag_key(raw) in tags):
-            text = _collapse(raw)
-            return _Item(text, text.lower(), TEXT)
-        tag = normalize_tag(raw, opts.lowercase)
+            return _Item(text, lower, TEXT)
+        if "_" not in text and (text[-1] in ".!?" or text.count(" ") >= 4) \
+                and not (tags is not None and tag_key(text) in tags):  # a sentence (is_sentence)
+            return _Item(text, lower, TEXT)
+        tag = _normalize_collapsed(text, opts.lowercase)
         if not tag:  # "_" alone, say
             return None
-        plain = tag.replace("\\", "")
-        if is_quality(plain):
+        plain = tag.replace("\\", "") if "\\" in tag else tag
+        low = plain.lower()
+        if low in QUALITY_TAGS or (low.startswith("score_") and SCORE_TAG.fullmatch(low)):
             return None if opts.drop_quality_tags else _Item(tag, tag.lower(), QUALITY)
-        if is_artist(tag):
-            prefix_length = 1 if tag[0] == "@" else 3 if tag[:3].lower() == "by " else len("artist:")
+        if low.startswith(_ARTIST_PREFIXES):
+            prefix_length = 1 if tag[0] == "@" else 3 if low.startswith("by ") else len("artist:")
             tag = self.artist(tag[prefix_length:], tag)
             return _Item(tag, tag.lower(), ARTIST)
-        category = PEOPLE if PEOPLE_TAG.fullmatch(plain) else GENERAL
+        category = PEOPLE if low[:1] in tuple("0123456789m") and PEOPLE_TAG.fullmatch(low) else GENERAL
         if tags is not None:
             tag, category = self.look_up(tag, category)
         return _Item(tag, tag.lower(), category)
@@ -425,7 +455,8 @@ class _Normalizer:
         return as_written if not prefix else prefix + name
 
     def look_up(self, tag: str, category: str) -> tuple[str, str]:
-        tags, report, key = self.tags, self.report, tag_key(tag)
+        tags, report = self.tags, self.report
+        key = _unescape(tag).lower() if "\\" in tag else tag.lower()
         info = tags.get(key)
         if info is None:
             canonical = tags.alias_of(key)
