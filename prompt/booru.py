@@ -471,7 +471,7 @@ class _Normalizer:
         if info is not None:
             if report is not None:
                 report.known.setdefault(info.prompt, info.posts)
-            if info.category == 1:
+            if info.category == 1 and self.opts.artist_prefix:  # presets only: a bare artist name gets its prefix
                 return self.artist(tag, tag), ARTIST
             category = {3: COPYRIGHT, 4: CHARACTER, 5: META}.get(info.category, category)
         return tag, category
