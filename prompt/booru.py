@@ -400,6 +400,13 @@ class TagReport:
     unknown: dict = field(default_factory=dict)  # as written -> None (an ordered set)
     source: str = ""
     size: int = 0
+    positions: dict = field(default_factory=dict, repr=False)  # where each tag was first seen
+
+    def sort(self) -> None:
+        """Prompt order (groups are read before the items around them)."""
+        for name in ("known", "aliases", "unknown"):
+            entries = getattr(self, name)
+            setattr(self, name, dict(sorted(entries.items(), key=lambda kv: self.positions.get(kv[0], 0))))
 
     def lines(self) -> list[str]:
         if not self.source:
@@ -444,7 +451,7 @@ class _Normalizer:
             return _Item(tag, tag.lower(), ARTIST)
         category = PEOPLE if low[:1] in tuple("0123456789m") and PEOPLE_TAG.fullmatch(low) else GENERAL
         if tags is not None:
-            tag, category = self.look_up(tag, category)
+            tag, category = self.look_up(tag, category, start)
         return _Item(tag, tag.lower(), category)
 
     def artist(self, name: str, as_written: str) -> str:
@@ -454,7 +461,7 @@ class _Normalizer:
         prefix = self.opts.artist_prefix
         return as_written if not prefix else prefix + name
 
-    def look_up(self, tag: str, category: str) -> tuple[str, str]:
+    def look_up(self, tag: str, category: str, position: int) -> tuple[str, str]:
         tags, report = self.tags, self.report
         key = _unescape(tag).lower() if "\\" in tag else tag.lower()
         info = tags.get(key)
@@ -464,13 +471,16 @@ class _Normalizer:
                 info = tags.get(canonical)
                 if report is not None:
                     report.aliases.setdefault(tag, (info.prompt, info.posts, self.opts.resolve_aliases))
+                    report.positions.setdefault(tag, position)
                 if self.opts.resolve_aliases:
                     tag = info.prompt.lower() if self.opts.lowercase else info.prompt
             elif report is not None:
                 report.unknown.setdefault(tag, None)
+                report.positions.setdefault(tag, position)
         if info is not None:
             if report is not None:
                 report.known.setdefault(info.prompt, info.posts)
+                report.positions.setdefault(info.prompt, position)
             if info.category == 1 and self.opts.artist_prefix:  # presets only: a bare artist name gets its prefix
                 return self.artist(tag, tag), ARTIST
             category = {3: COPYRIGHT, 4: CHARACTER, 5: META}.get(info.category, category)
@@ -519,7 +529,9 @@ def _render(item: _Item, out: list) -> None:
 
 
 def _arrange(segments: list[list[_Item]], opts: NormalizeOptions) -> list[list[_Item]]:
-    """Presets: tag order within each segment, the style chunk, BREAKs removed."""
+    """Presets: BREAKs removed, tag order within each segment, the style chunk."""
+    if opts.remove_break:
+        segments = [[i for seg in segments for i in seg]]
     if opts.tag_order:
         rank = {c: n for n, c in enumerate(opts.tag_order)}
         last = len(rank)
@@ -534,7 +546,7 @@ def _arrange(segments: list[list[_Item]], opts: NormalizeOptions) -> list[list[_
     segments = [seg for seg in segments if seg]
     if style:
         segments = [style, *segments] if opts.style_chunk == "first" else [*segments, style]
-    if opts.remove_break and len(segments) > 1:
+    if opts.remove_break and len(segments) > 1:  # a style chunk, were one asked for too
         segments = [[i for seg in segments for i in seg]]
     return segments
 
@@ -556,6 +568,7 @@ def normalize_with_report(prompt: str, options: NormalizeOptions = NormalizeOpti
         elif item.key not in seen:  # duplicates across segments too: the first one stays
             seen.add(item.key)
             segments[-1].append(item)
+    report.sort()
     out: list[str] = []
     for n, segment in enumerate(_arrange(segments, options)):
         if n:
