@@ -496,7 +496,12 @@ def ui_to_api(workflow: dict, node_classes: dict) -> dict:
         for name, kind, options, is_widget in input_specs(cls):
             if is_widget:
                 if not values:
-                    raise AssertionError(f"node {node['id']} ({node['type']}): no widget value left for '{name}'")
+                    # a workflow saved before this widget existed: the editor gives it its default
+                    if "default" not in options:
+                        raise AssertionError(f"node {node['id']} ({node['type']}): no widget value left for '{name}'")
+                    if name not in linked:
+                        inputs[name] = options["default"]
+                    continue
                 inputs[name] = values.pop(0)
                 if has_control_widget(name, kind, options):
                     values.pop(0)
