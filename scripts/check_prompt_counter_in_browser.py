@@ -85,6 +85,18 @@ def start_comfyui(comfy: Path, base: Path, port: int, python: str):
     raise SystemExit("ComfyUI did not start in 180 s")
 
 
+def old_style_workflow() -> dict:
+    """The RouWei example as saved before the normaliser's resolve_aliases / tag_list_csv / preset widgets
+    and tag_report output existed (four widget values, one output)."""
+    path = PACK_ROOT / "example_workflows" / "FlowAnime - RouWei 0.8 vpred (SDXL, BREAK).json"
+    workflow = json.loads(path.read_text())
+    for node in workflow["nodes"]:
+        if node["type"] == NORMALIZER:
+            node["widgets_values"] = node["widgets_values"][:4]
+            node["outputs"] = node["outputs"][:1]
+    return workflow
+
+
 def _shown(chunks) -> list:
     return [(c["tokens"], c["segment"], c["moved"]) for c in chunks]
 
@@ -146,6 +158,22 @@ def check(port: int, expected_chunks, expected_report: str, shots: Path) -> list
                   f"prompt {n + 1} (backtrack {backtrack}): {' | '.join(text_shown.splitlines())}")
             if n in (1, 2):
                 page.screenshot(path=str(shots / f"counter_{n + 1}.png"))
+
+        # A workflow saved before the normaliser had its new widgets and output still loads, with defaults.
+        old = old_style_workflow()
+        console.clear()
+        page.evaluate("wf => window.app.loadGraphData(wf)", old)
+        page.wait_for_timeout(1500)
+        api_prompt = page.evaluate("async () => (await window.app.graphToPrompt()).output")
+        loaded = [v["inputs"] for v in api_prompt.values() if v["class_type"] == NORMALIZER]
+        if not loaded or {k: loaded[0].get(k) for k in ("resolve_aliases", "tag_list_csv", "preset")} != \
+                {"resolve_aliases": False, "tag_list_csv": "", "preset": "custom"}:
+            problems.append(f"an old workflow's normaliser did not get the new widgets' defaults: {loaded}")
+        noisy = [text for kind, text in console if kind in ("warning", "error") and "ERR_NAME_NOT_RESOLVED" not in text]
+        if noisy:
+            problems.append(f"console while loading an old workflow: {noisy[:5]}")
+        print(f"{'OK  ' if not problems or 'old workflow' not in problems[-1] else 'FAIL'} a workflow saved before "
+              f"the new options loads: {loaded and {k: loaded[0][k] for k in ('resolve_aliases', 'tag_list_csv', 'preset')}}")
 
         # A run: the encoder's chunk report and the normaliser's tag report appear on the nodes.
         graph_prompt = PROMPTS[1][0]
