@@ -24,6 +24,7 @@ normalize() is idempotent and never loses a tag it was not asked to drop.
 
 from __future__ import annotations
 
+import gc
 import re
 from dataclasses import dataclass, field
 
@@ -553,6 +554,19 @@ def _arrange(segments: list[list[_Item]], opts: NormalizeOptions) -> list[list[_
 
 def normalize_with_report(prompt: str, options: NormalizeOptions = NormalizeOptions(), tags=None) -> tuple[str, TagReport]:
     """The normalised prompt, and what the tag list (a tags.TagList, or None) says about its tags."""
+    # Nothing here makes reference cycles, so reference counting frees it all; a cyclic collection
+    # triggered by our many small objects would walk every object in the process (the tag list's
+    # included) again and again.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _normalize_with_report(prompt, options, tags)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _normalize_with_report(prompt: str, options: NormalizeOptions, tags) -> tuple[str, TagReport]:
     text = clean_text(prompt)
     report = TagReport(source=tags.source, size=len(tags)) if tags is not None else TagReport()
     worker = _Normalizer(text, options, tags, report)
