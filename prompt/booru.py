@@ -137,10 +137,11 @@ def tag_key(tag: str) -> str:
 def is_sentence(text: str) -> bool:
     """Natural language (Anima, RouWei 0.8 take it): no underscore (underscores mark a tag), and it ends
     like a sentence or has five words or more."""
-    t = _collapse(text)
-    if "_" in t or not t:
-        return False
-    return t[-1] in ".!?" or t.count(" ") >= 4
+    return _is_sentence_collapsed(_collapse(text))
+
+
+def _is_sentence_collapsed(t: str) -> bool:
+    return bool(t) and "_" not in t and (t[-1] in ".!?" or t.count(" ") >= 4)
 
 
 def is_artist(tag: str) -> bool:
@@ -148,13 +149,11 @@ def is_artist(tag: str) -> bool:
 
 
 def is_quality(tag: str) -> bool:
-    key = tag.lower()
-    return key in QUALITY_TAGS or bool(SCORE_TAG.fullmatch(key))
+    return _is_quality_lower(tag.lower())
 
 
-def _is_verbatim(text: str) -> bool:
-    """Embeddings and LoRA syntax: names, not tags (their underscores are part of a file name)."""
-    return text.lower().startswith(_VERBATIM_PREFIXES)
+def _is_quality_lower(key: str) -> bool:
+    return key in QUALITY_TAGS or (key.startswith("score_") and SCORE_TAG.fullmatch(key) is not None)
 
 
 def normalize_tag(tag: str, lowercase: bool = False) -> str:
@@ -213,14 +212,16 @@ def _specials(text: str) -> list[tuple[int, str]]:
         pos = m.start()
         if kind == "\\":
             continue
-        if kind == ",":
+        if kind == "B" and ((pos and not _is_break_edge(text[pos - 1]))
+                            or (pos + 5 < end and not _is_break_edge(text[pos + 5]))):
+            continue  # part of a word: "BREAKS", "xBREAK"
+        if kind in ",B":
+            # emoticons are read piece by piece; a piece ends at a comma or a BREAK, as the items
+            # of the output do, so a second run reads the same pieces
             if first_paren >= 0:
                 _drop_emoticon_parens(text, piece_start, pos, kinds, parens, first_paren)
                 first_paren = -1
-            piece_start = pos + 1
-        elif kind == "B":
-            if (pos and not _is_break_edge(text[pos - 1])) or (pos + 5 < end and not _is_break_edge(text[pos + 5])):
-                continue  # part of a word: "BREAKS", "xBREAK"
+            piece_start = pos + (1 if kind == "," else len(BREAK))
         else:
             if first_paren < 0:
                 first_paren = len(parens)
@@ -387,10 +388,6 @@ class _Item:
     children: list = field(default_factory=list)
     weight: str = ""
 
-    @property
-    def artist(self) -> bool:
-        return self.category == ARTIST
-
 
 @dataclass
 class TagReport:
@@ -434,25 +431,31 @@ class _Normalizer:
         lower = text.lower()
         if "," in text or lower.startswith(_VERBATIM_PREFIXES):
             # A comma survives only inside parentheses that do not enclose the whole item, e.g.
-            # "tag (a, b)": emphasis the user wrote (no Danbooru tag holds a comma).
+            # "tag (a, b)": emphasis the user wrote (no Danbooru tag holds a comma). Embeddings and
+            # LoRA syntax are file names, underscores included.
             return _Item(text, lower, TEXT)
-        if "_" not in text and (text[-1] in ".!?" or text.count(" ") >= 4) \
-                and not (tags is not None and tag_key(text) in tags):  # a sentence (is_sentence)
+        if _is_sentence_collapsed(text) and not (tags is not None and tag_key(text) in tags):
             return _Item(text, lower, TEXT)
         tag = _normalize_collapsed(text, opts.lowercase)
         if not tag:  # "_" alone, say
             return None
         plain = tag.replace("\\", "") if "\\" in tag else tag
         low = plain.lower()
-        if low in QUALITY_TAGS or (low.startswith("score_") and SCORE_TAG.fullmatch(low)):
-            return None if opts.drop_quality_tags else _Item(tag, tag.lower(), QUALITY)
-        if low.startswith(_ARTIST_PREFIXES):
+        if _is_quality_lower(low):
+            if opts.drop_quality_tags:
+                return None
+            category = QUALITY
+        elif low.startswith(_ARTIST_PREFIXES) and low not in KAOMOJI:  # "@_@" is a face
             prefix_length = 1 if tag[0] == "@" else 3 if low.startswith("by ") else len("artist:")
-            tag = self.artist(tag[prefix_length:], tag)
-            return _Item(tag, tag.lower(), ARTIST)
-        category = PEOPLE if low[:1] in tuple("0123456789m") and PEOPLE_TAG.fullmatch(low) else GENERAL
-        if tags is not None:
-            tag, category = self.look_up(tag, category, start)
+            tag, category = self.artist(tag[prefix_length:], tag), ARTIST
+        else:
+            category = PEOPLE if low[:1] in tuple("0123456789m") and PEOPLE_TAG.fullmatch(low) else GENERAL
+            if tags is not None:
+                tag, category = self.look_up(tag, category, start)
+        if _is_sentence_collapsed(tag) and not (tags is not None and tag_key(tag) in tags):
+            # `made_up_tag!` loses its underscores here and reads as a sentence next time: place it as
+            # one now, so that a second run changes nothing
+            category = TEXT
         return _Item(tag, tag.lower(), category)
 
     def artist(self, name: str, as_written: str) -> str:

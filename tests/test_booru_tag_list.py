@@ -7,8 +7,10 @@ import random
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from flowanime.prompt.booru import NormalizeOptions, normalize, normalize_with_report, preset_options, split_break
+from flowanime.prompt.booru import PRESET_NAMES, NormalizeOptions, normalize, normalize_with_report, preset_options, split_break
 from flowanime.prompt.tags import BUNDLED, load_tag_list, read_tag_csv
 
 # tagcomplete's underscore exclusion list (wd14-tagger issue #7), plus t_t and o_x from the list itself
@@ -206,3 +208,32 @@ def test_control_and_bidi_characters_are_cleaned():
 def test_size_is_bounded():
     with pytest.raises(ValueError, match="'text'"):
         normalize("a" * 1_000_001)
+
+
+# --- idempotence with the tag list and every preset ---------------------------------------------------
+
+PIECES = ["love_live!", "wlop", "@kantoku", "by wlop", "1girl", "masterpiece", "blueeyes", "mouth open", "hatsune_miku",
+          "vocaloid", "(smile:1.2)", "((long_hair))", "karin_(blue_archive)", "A girl sits.", "BREAK", "@_@", "^_^",
+          "score_9", "made_up_tag!", "embedding:x_y", "absurdres", "k-on!", "(a, b)", ">:(", "oil_painting_(medium)",
+          "by the river she sings softly", "x (y)", "solo", "b)", "(c"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(PIECES), st.sampled_from([", ", ",", " ", " BREAK "])), max_size=12),
+       st.sampled_from(PRESET_NAMES), st.booleans(), st.booleans())
+def test_idempotent_with_tag_list_and_presets(pieces, preset, resolve, lowercase):
+    tags = load_tag_list()
+    text = "".join(p + s for p, s in pieces)
+    options = preset_options(preset, NormalizeOptions(True, True, lowercase, resolve))
+    once = normalize(text, options, tags)
+    assert normalize(once, options, tags) == once
+
+
+def test_regressions_found_by_hypothesis(tags):
+    rouwei = preset_options("rouwei", NormalizeOptions())
+    assert normalize("@_@", rouwei, tags) == "@_@"  # a face, not an artist
+    once = normalize("love_live! (a, b) BREAK ")
+    assert normalize(once) == once
+    nai = preset_options("nai-v2-fm", NormalizeOptions())
+    once = normalize("1?_,1", nai, tags)
+    assert normalize(once, nai, tags) == once
