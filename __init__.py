@@ -8,6 +8,7 @@ from .comfy_adapter.models import install_load_check
 from .nodes.latent_nodes import EmptyLatentForModel
 from .nodes.model_sampling_nodes import ModelSamplingRectifiedFlow
 from .nodes.prompt_nodes import BooruPromptNormalizer, CLIPTextEncodeBreak
+from .comfy_adapter.prompt_support import register_routes
 from .nodes.sampler_nodes import SamplerRungeKuttaODE, register_ksampler_entries
 
 # Node ids are stable forever: saved workflows refer to them.
@@ -27,9 +28,14 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "FlowAnimeEmptyLatentForModel": "Empty Latent for Model (FlowAnime)",
 }
 
+# The graph editor's extension (web/flowanime.js): live token/chunk counter and the reports on the nodes.
+WEB_DIRECTORY = "./web"
+
 # flowanime_dopri5 / flowanime_bosh3 in KSampler's own sampler list.
 register_ksampler_entries()
 # On a ComfyUI without Anima support, notice Anima checkpoints it loads as Cosmos-Predict2.
 install_load_check()
+# The counter's server route (only when ComfyUI's server is running).
+register_routes()
 
-__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
+__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]

@@ -14,6 +14,8 @@ After a ComfyUI release, this package is what to check, module by module:
 - samplers.py: KSampler's sampler lists, `comfy.k_diffusion.sampling.sample_<name>`, KSAMPLER,
   the denoiser KSAMPLER hands a sampler function, the interrupt check.
 - clip.py: the CLIP object's tokenizers (sub-tokenizer attributes, chunk settings, vocabulary).
+- prompt_support.py: the user directory (folder_paths) for tag lists, ComfyUI's stock CLIP tokenizer
+  and PromptServer's routes, for the editor's live token counter.
 
 The newer ComfyUI files and commits each module was checked against are named in its docstring
 and in the README's Compatibility section. Every ComfyUI import is inside a function, so the pack

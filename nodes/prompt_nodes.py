@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from ..comfy_adapter.clip import encode, tokenize
-from ..prompt.booru import NormalizeOptions, normalize
+from ..prompt.booru import PRESET_NAMES, NormalizeOptions, normalize_with_report, preset_options
 from ..prompt.chunking import DEFAULT_BACKTRACK, extreme_weights
+from ..comfy_adapter.prompt_support import user_tag_list
 
 
 class BooruPromptNormalizer:
@@ -17,29 +18,57 @@ class BooruPromptNormalizer:
                 "drop_quality_tags": ("BOOLEAN", {
                     "default": False,
                     "tooltip": "Remove masterpiece / best quality / score_N and the like (Nekofantasia was never "
-                               "trained on them).",
+                               "trained on them). Used with preset 'custom'.",
                 }),
                 "artists_to_own_chunk": ("BOOLEAN", {
                     "default": False,
                     "tooltip": "Move @artist / by artist tags into their own BREAK segment at the end (RouWei "
-                               "needs artist tags in a separate CLIP chunk).",
+                               "needs artist tags in a separate CLIP chunk). Used with preset 'custom'.",
                 }),
                 "lowercase": ("BOOLEAN", {"default": False, "tooltip": "Lower-case the tags (not sentences)."}),
-            }
+            },
+            # New options are optional inputs with defaults: workflows and API prompts saved before them
+            # still load and behave as before.
+            "optional": {
+                "resolve_aliases": ("BOOLEAN", {
+                    "default": False,
+                    "tooltip": "Replace tags the tag list knows as aliases by their canonical tag "
+                               "(blueeyes -> blue eyes, mouth open -> open mouth).",
+                }),
+                "tag_list_csv": ("STRING", {
+                    "default": "", "multiline": False,
+                    "tooltip": "Empty: the bundled Danbooru tag list. Or a tagcomplete-format .csv/.csv.gz file "
+                               "inside ComfyUI's user directory (path relative to it). 'none': no tag list.",
+                }),
+                "preset": (list(PRESET_NAMES), {
+                    "default": "custom",
+                    "tooltip": "Per-model settings from the model cards. nekofantasia: no quality tags. rouwei: "
+                               "'by artist' tags and quality tags in their own first BREAK chunk. nai-v2-fm: card tag "
+                               "order, then 'by artist' + quality tags in a last BREAK chunk. anima: quality, 1girl, "
+                               "character, series, @artist, general tags, sentences; no BREAK. custom: the options above.",
+                }),
+            },
         }
 
-    RETURN_TYPES = ("STRING",)
-    RETURN_NAMES = ("text",)
+    RETURN_TYPES = ("STRING", "STRING")
+    RETURN_NAMES = ("text", "tag_report")
     FUNCTION = "normalize"
     CATEGORY = "FlowAnime/prompt"
     DESCRIPTION = (
         "Tidy a booru-tag prompt for ComfyUI: underscores to spaces (kaomoji and score_N kept), qualifier "
         "parentheses escaped (karin_(blue_archive) -> karin \\(blue archive\\)), duplicates and stray commas removed. "
-        "Weights, BREAK, sentences and @artist tags are kept."
+        "Weights, BREAK, sentences and @artist tags are kept. With the Danbooru tag list: aliases resolved, "
+        "unknown tags reported (never dropped), per-model presets."
     )
 
-    def normalize(self, text, drop_quality_tags, artists_to_own_chunk, lowercase):
-        return (normalize(text, NormalizeOptions(drop_quality_tags, artists_to_own_chunk, lowercase)),)
+    def normalize(self, text, drop_quality_tags, artists_to_own_chunk, lowercase, resolve_aliases=False,
+                  tag_list_csv="", preset="custom"):
+        custom = NormalizeOptions(drop_quality_tags, artists_to_own_chunk, lowercase, resolve_aliases)
+        options = preset_options(preset, custom)
+        tags = user_tag_list(tag_list_csv)
+        out, report = normalize_with_report(text, options, tags)
+        report_text = "\n".join([f"preset: {preset}", *report.lines()])
+        return {"ui": {"tag_report": [report_text]}, "result": (out, report_text)}
 
 
 class CLIPTextEncodeBreak:

@@ -4,24 +4,29 @@ What it does to a prompt, and why:
 - Danbooru writes tags with underscores (`long_hair`); the text encoders were trained on spaces.
   Underscores become spaces, except in the tags where they are the tag: the kaomoji list used by
   tagcomplete, wd14-tagger and imgutils (`^_^`, `>_<`, `o_o`...) and Pony/Anima `score_N` tags.
+  An underscore marks a tag: `love_live!` and `super_smash_bros.` are tags, not sentences.
 - `name_(qualifier)` tags (`karin_(blue_archive)`, `oil painting (medium)`) carry parentheses that
   ComfyUI's weight parser would read as emphasis; they are escaped (`karin \\(blue archive\\)`), as
   are emoticons such as `>:(`. Weight syntax the user wrote, `(tag:1.2)` and `(tag)`, is kept, and
   what is already escaped is not escaped again.
 - Commas and white space are tidied, duplicate tags dropped (the first is kept), BREAK kept as the
-  chunk separator (upper-case, outside brackets, as A1111 reads it), natural-language sentences and
-  `@artist` / `by artist` tags kept as written.
-- Options: drop quality tags, gather artist tags into their own BREAK segment at the end, lower-case.
+  chunk separator (upper-case, outside brackets, as A1111 reads it), natural-language sentences,
+  `embedding:` and `<lora:...>` and `@artist` / `by artist` tags kept as written.
+- Options: drop quality tags, gather artist tags into their own BREAK segment, lower-case, and with a
+  tag list (tags.py): resolve aliases, order tags by category, report the tags the list does not know.
+
+One pass reads the prompt: a single regular-expression scan (linear: no nested quantifier) finds
+escapes, parentheses, commas and BREAKs; a stack (never recursion) matches parentheses and builds the
+items; each character is then looked at a bounded number of times, however deep the brackets nest.
 
 normalize() is idempotent and never loses a tag it was not asked to drop.
 """
 
 from __future__ import annotations
 
+import gc
 import re
-from dataclasses import dataclass
-
-from .chunking import check_prompt
+from dataclasses import dataclass, field
 
 # Kaomoji whose underscores are part of the tag (toriato/stable-diffusion-webui-wd14-tagger #7 list,
 # used verbatim by tagcomplete and imgutils), plus t_t and o_x from the current Danbooru tag list.
@@ -30,6 +35,7 @@ KAOMOJI = frozenset({
     "^_^", "o_o", "u_u", "x_x", "|_|", "||_||", "t_t", "o_x",
 })
 SCORE_TAG = re.compile(r"score_\d+(_up)?", re.IGNORECASE)
+PEOPLE_TAG = re.compile(r"(?:\d+\+?|multiple |6\+)(?:girl|boy|other)s?", re.IGNORECASE)
 
 # Tags that rate the image rather than describe it. Nekofantasia's card: none were ever trained.
 QUALITY_TAGS = frozenset({
@@ -40,12 +46,26 @@ QUALITY_TAGS = frozenset({
 })
 
 BREAK = "BREAK"
+MAX_PROMPT_CHARS = 1_000_000  # ~60,000 tags; beyond this no encoder would use the text anyway
+
+# Control characters mean nothing to any encoder (tab and newlines are white space and stay); bidi
+# overrides, zero-width spaces and soft hyphens are invisible and would make two equal-looking tags
+# differ. Zero-width (non-)joiners stay: they shape emoji and scripts.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_INVISIBLE = re.compile("[\u00ad\u061c\u180e\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+
+# Everything the parser reacts to, in one linear scan: an escape (a backslash and the character after
+# it, which is text), a parenthesis, a comma, or BREAK standing alone (white space or a comma, or the
+# start or end of the text, on both sides).
+_SPECIAL = re.compile(r"\\.|[(),]|BREAK", re.S)
 _UNESCAPED_PAREN = re.compile(r"(?<!\\)([()])")
-# Linear: "\d+\.?\d*" split a digit run between its two quantifiers in n ways and made the search
-# quadratic ("(a:" + "1" * 40000 + "x)" took 36 s); "\d+(?:\.\d*)?" has one way to match it.
-_WEIGHT = re.compile(r":\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*$")
-_SENTENCE_END = re.compile(r"[.!?]$")
 _ARTIST_PREFIXES = ("@", "by ", "artist:")
+_VERBATIM_PREFIXES = ("embedding:", "<lora:", "<lyco:", "<hypernet:")
+_NUMBER_CHARS = frozenset("0123456789.+-")
+
+# Item categories, for the presets' tag order.
+TEXT, ARTIST, QUALITY, META, PEOPLE, CHARACTER, COPYRIGHT, GENERAL = (
+    "text", "artist", "quality", "meta", "people", "character", "copyright", "general")
 
 
 @dataclass(frozen=True)
@@ -53,94 +73,52 @@ class NormalizeOptions:
     drop_quality_tags: bool = False
     artists_to_own_chunk: bool = False
     lowercase: bool = False
+    resolve_aliases: bool = False  # needs a tag list
+    artist_prefix: str = ""  # "by " or "@": how artist tags are written ("" keeps each as written)
+    style_chunk: str = ""  # "first" / "last": artists (and quality tags) in their own BREAK segment there
+    tag_order: tuple = ()  # categories in prompt order; those not named keep their place after them
+    remove_break: bool = False  # sequence encoders (Anima's Qwen) have no chunks: BREAK means nothing
 
 
-# --- scanning -------------------------------------------------------------------------------------
+# Per-model presets, from the model cards in the README. "custom" uses the node's options as set.
+PRESETS = {
+    # Nekofantasia 0.1 (SD3.5-M): no quality tags were ever trained; underscores to spaces.
+    "nekofantasia": NormalizeOptions(drop_quality_tags=True),
+    # RouWei 0.8: artists written `by x`, in a separate CLIP chunk; card example
+    # "by kantoku, by wlop, best quality, masterpiece BREAK 1girl, ...".
+    "rouwei": NormalizeOptions(artist_prefix="by ", style_chunk="first"),
+    # nai-v2-fm: "1girl/1boy, character name, from what series, everything else in any order, artists,
+    # quality/metadata tags"; artists `by x` in their own chunk (with the quality tags after them).
+    "nai-v2-fm": NormalizeOptions(artist_prefix="by ", style_chunk="last",
+                                  tag_order=(PEOPLE, CHARACTER, COPYRIGHT, GENERAL, TEXT)),
+    # Anima: quality/meta, 1girl, character, series, @artist, general tags; natural language kept;
+    # its Qwen encoder has no 75-token chunks, so no BREAK.
+    "anima": NormalizeOptions(artist_prefix="@", remove_break=True,
+                              tag_order=(QUALITY, META, PEOPLE, CHARACTER, COPYRIGHT, ARTIST, GENERAL, TEXT)),
+}
+PRESET_NAMES = ("custom", *PRESETS)
 
 
-def _split_commas(text: str) -> list[str]:
-    """Split at commas, honouring backslash escapes (no bracket awareness: see _group_pieces)."""
-    pieces, cur, i = [], [], 0
-    while i < len(text):
-        ch = text[i]
-        if ch == "\\" and i + 1 < len(text):
-            cur.append(text[i : i + 2])
-            i += 2
-            continue
-        if ch == ",":
-            pieces.append("".join(cur))
-            cur = []
-        else:
-            cur.append(ch)
-        i += 1
-    pieces.append("".join(cur))
-    return pieces
+def preset_options(preset: str, custom: NormalizeOptions) -> NormalizeOptions:
+    """The options a preset sets; lowercase and alias resolution stay the user's."""
+    if preset == "custom":
+        return custom
+    if preset not in PRESETS:
+        raise ValueError(f"FlowAnime: unknown 'preset' {preset!r}; choose one of {', '.join(PRESET_NAMES)}.")
+    base = PRESETS[preset]
+    return NormalizeOptions(base.drop_quality_tags, base.artists_to_own_chunk, custom.lowercase, custom.resolve_aliases,
+                            base.artist_prefix, base.style_chunk, base.tag_order, base.remove_break)
 
 
-def _is_emoticon(piece: str) -> bool:
-    """`>:(`, `:)`, `\\(^o^)/`, `(o)_(o)`: short, no spaces, parentheses, at most two alphanumerics.
-    Their parentheses are literal, never weight syntax."""
-    p = piece.strip()
-    if _unescape(p).lower() in KAOMOJI:
-        return True
-    return 0 < len(p) <= 10 and " " not in p and ("(" in p or ")" in p) and sum(c.isalnum() for c in p) <= 2
+# --- small text helpers -----------------------------------------------------------------------------
 
 
-def _paren_delta(piece: str) -> int:
-    """Unescaped '(' minus ')' in a piece; emoticons count as balanced (their parentheses are text)."""
-    if _is_emoticon(piece):
-        return 0
-    parens = _UNESCAPED_PAREN.findall(piece)
-    return parens.count("(") - parens.count(")")
-
-
-def _group_pieces(text: str) -> list[str]:
-    """Comma-separated items, keeping `(a, b:1.2)` groups whole. A group that never closes is not
-    weight syntax (ComfyUI reads unmatched parentheses as text), so its pieces stay separate."""
-    items, pending, depth = [], [], 0
-    for piece in _split_commas(text):
-        if pending:
-            pending.append(piece)
-            depth += _paren_delta(piece)
-            if depth <= 0:
-                items.append(",".join(pending))
-                pending = []
-        elif _paren_delta(piece) > 0:
-            pending, depth = [piece], _paren_delta(piece)
-        else:
-            items.append(piece)
-    items.extend(pending)  # never closed: separate items, their parentheses literal
-    return items
-
-
-def _enclosing_group(item: str) -> tuple[str, str] | None:
-    """If the whole item is one (...) group, return (content, weight suffix as written)."""
-    if not (item.startswith("(") and item.endswith(")") and not item.endswith("\\)")):
-        return None
-    depth = 0
-    i = 0
-    while i < len(item):
-        ch = item[i]
-        if ch == "\\":
-            i += 2
-            continue
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-            if depth == 0 and i != len(item) - 1:
-                return None  # "(a) (b)": two groups, not one
-        i += 1
-    if depth != 0:
-        return None
-    inner = item[1:-1]
-    weight = _WEIGHT.search(inner)
-    if weight and "(" not in inner[weight.start():]:
-        return inner[: weight.start()], ":" + weight.group(1)
-    return inner, ""
-
-
-# --- item kinds -----------------------------------------------------------------------------------
+def clean_text(text: str) -> str:
+    if not isinstance(text, str):
+        raise TypeError(f"FlowAnime: the prompt must be text, got {type(text).__name__}.")
+    if len(text) > MAX_PROMPT_CHARS:
+        raise ValueError(f"FlowAnime: the prompt ('text') has {len(text):,} characters; the limit is {MAX_PROMPT_CHARS:,}.")
+    return _INVISIBLE.sub("", _CONTROL.sub(" ", text))
 
 
 def _unescape(text: str) -> str:
@@ -151,10 +129,19 @@ def _collapse(text: str) -> str:
     return " ".join(text.split())
 
 
+def tag_key(tag: str) -> str:
+    """How a tag in prompt form is looked up: unescaped, lower-case, single spaces."""
+    return _collapse(_unescape(tag)).lower()
+
+
 def is_sentence(text: str) -> bool:
-    """Natural language (Anima, RouWei 0.8 take it): ends like a sentence, or five words or more."""
-    t = _collapse(text)
-    return bool(_SENTENCE_END.search(t)) or (len(t.split(" ")) >= 5 and "_" not in t)
+    """Natural language (Anima, RouWei 0.8 take it): no underscore (underscores mark a tag), and it ends
+    like a sentence or has five words or more."""
+    return _is_sentence_collapsed(_collapse(text))
+
+
+def _is_sentence_collapsed(t: str) -> bool:
+    return bool(t) and "_" not in t and (t[-1] in ".!?" or t.count(" ") >= 4)
 
 
 def is_artist(tag: str) -> bool:
@@ -162,146 +149,467 @@ def is_artist(tag: str) -> bool:
 
 
 def is_quality(tag: str) -> bool:
-    key = tag.lower()
-    return key in QUALITY_TAGS or bool(SCORE_TAG.fullmatch(key))
+    return _is_quality_lower(tag.lower())
+
+
+def _is_quality_lower(key: str) -> bool:
+    return key in QUALITY_TAGS or (key.startswith("score_") and SCORE_TAG.fullmatch(key) is not None)
 
 
 def normalize_tag(tag: str, lowercase: bool = False) -> str:
-    tag = _collapse(tag)
-    keep_underscores = _unescape(tag).lower() in KAOMOJI or SCORE_TAG.fullmatch(tag) is not None
-    if not keep_underscores:
+    return _normalize_collapsed(_collapse(tag), lowercase)
+
+
+def _escape_paren(m: re.Match) -> str:
+    return "\\" + m.group()
+
+
+def _normalize_collapsed(tag: str, lowercase: bool) -> str:
+    if "_" in tag and _unescape(tag).lower() not in KAOMOJI and SCORE_TAG.fullmatch(tag) is None:
         tag = _collapse(tag.replace("_", " "))
-    tag = _UNESCAPED_PAREN.sub(r"\\\1", tag)
+    if "(" in tag or ")" in tag:
+        if "\\" in tag:
+            tag = _UNESCAPED_PAREN.sub(_escape_paren, tag)
+        else:
+            tag = tag.replace("(", "\\(").replace(")", "\\)")
     return tag.lower() if lowercase else tag
+
+
+def _is_emoticon(piece: str) -> bool:
+    """`>:(`, `:)`, `\\(^o^)/`, `(o)_(o)`: short, no spaces, parentheses, at most two alphanumerics.
+    Their parentheses are literal, never weight syntax."""
+    p = piece.strip()
+    if len(p) > 10:
+        return False
+    if _unescape(p).lower() in KAOMOJI:
+        return True
+    return 0 < len(p) and " " not in p and ("(" in p or ")" in p) and sum(c.isalnum() for c in p) <= 2
+
+
+def _is_break_edge(ch: str) -> bool:
+    return ch == "," or ch.isspace()
+
+
+def _is_number(s: str) -> bool:
+    """[+-]?(digits[.digits] | .digits), without a regex (a regex here could backtrack)."""
+    if s[:1] in ("+", "-"):
+        s = s[1:]
+    if not s or s.count(".") > 1 or "+" in s or "-" in s:
+        return False
+    return s.replace(".", "") != ""
+
+
+# --- the scan -----------------------------------------------------------------------------------------
+
+
+def _specials(text: str) -> list[tuple[int, str]]:
+    """(position, kind) of every parenthesis that is weight syntax, comma and BREAK; kind is one of
+    "(", ")", ",", "B". Escapes, emoticon parentheses and unmatched parentheses are text."""
+    positions, kinds, parens = [], [], []
+    piece_start, first_paren, end = 0, -1, len(text)
+    for m in _SPECIAL.finditer(text):
+        kind = m.group()[0]
+        pos = m.start()
+        if kind == "\\":
+            continue
+        if kind == "B" and ((pos and not _is_break_edge(text[pos - 1]))
+                            or (pos + 5 < end and not _is_break_edge(text[pos + 5]))):
+            continue  # part of a word: "BREAKS", "xBREAK"
+        if kind in ",B":
+            # emoticons are read piece by piece; a piece ends at a comma or a BREAK, as the items
+            # of the output do, so a second run reads the same pieces
+            if first_paren >= 0:
+                _drop_emoticon_parens(text, piece_start, pos, kinds, parens, first_paren)
+                first_paren = -1
+            piece_start = pos + (1 if kind == "," else len(BREAK))
+        else:
+            if first_paren < 0:
+                first_paren = len(parens)
+            parens.append(len(kinds))
+        positions.append(pos)
+        kinds.append(kind)
+    if first_paren >= 0:
+        _drop_emoticon_parens(text, piece_start, end, kinds, parens, first_paren)
+    # Parentheses ComfyUI would not match are text too.
+    stack = []
+    for index in parens:
+        if kinds[index] == "(":
+            stack.append(index)
+        elif stack:
+            stack.pop()
+        else:
+            kinds[index] = ""
+    for index in stack:
+        kinds[index] = ""
+    return [(p, k) for p, k in zip(positions, kinds) if k]
+
+
+def _drop_emoticon_parens(text, start, end, kinds, parens, first_paren) -> None:
+    """A comma piece that reads as an emoticon has literal parentheses."""
+    if _is_emoticon(text[start:end]):
+        for index in parens[first_paren:]:
+            kinds[index] = ""
+        del parens[first_paren:]
+
+
+def break_segments(text: str) -> list[str]:
+    """The raw text between BREAKs that stand outside brackets (A1111's rule), BREAK itself removed."""
+    segments, start, depth = [], 0, 0
+    for pos, kind in _specials(text):
+        if kind == "(":
+            depth += 1
+        elif kind == ")":
+            depth -= 1
+        elif kind == "B" and depth == 0:
+            segments.append(text[start:pos])
+            start = pos + len(BREAK)
+    segments.append(text[start:])
+    return segments
+
+
+def split_break(text: str) -> list[list[str]]:
+    """The prompt's comma items (raw, empty ones included), in segments between BREAKs."""
+    segments: list[list[str]] = []
+    for segment in break_segments(text):
+        items, start, depth = [], 0, 0
+        for pos, kind in _specials(segment):
+            if kind == "(":
+                depth += 1
+            elif kind == ")":
+                depth -= 1
+            elif kind == "," and depth == 0:
+                items.append(segment[start:pos])
+                start = pos + 1
+        items.append(segment[start:])
+        segments.append(items)
+    return segments
+
+
+# --- the structure ------------------------------------------------------------------------------------
+
+_SEGMENT = None  # marks a BREAK between items at the top level
+
+
+class _Group:
+    """A matched pair of parentheses (or the whole prompt, the root) and the comma items inside it."""
+
+    __slots__ = ("index", "parent", "items", "weight", "whole", "item_start", "run_start", "significant", "only")
+
+    def __init__(self, index: int, parent: int, start: int):
+        self.index, self.parent = index, parent
+        self.items: list = []  # (start, end, child group or None) per item; _SEGMENT at BREAKs
+        self.weight = ""  # ":1.2" as written, without spaces
+        self.whole = False  # the group is a whole comma item of its parent: weight syntax, not a qualifier
+        self.item_start = self.run_start = start
+        self.significant = 0  # non-blank parts of the current item so far
+        self.only = None  # the current item's one part, if it is a group
+
+
+def _add_run(text: str, g: _Group, end: int) -> None:
+    if end > g.run_start and not text[g.run_start:end].isspace():
+        g.significant += 1
+        g.only = None
+
+
+def _end_item(text: str, g: _Group, end: int) -> None:
+    if end > g.run_start and not text[g.run_start:end].isspace():
+        g.significant += 1
+        g.only = None
+    if g.significant:
+        g.items.append((g.item_start, end, g.only))
+        if g.only is not None:
+            g.only.whole = True
+    g.significant, g.only = 0, None
+
+
+def _trailing_weight(text: str, start: int, end: int):
+    """(":w", position of the colon) if text[start:end] ends in `:w` (ComfyUI's `(x:1.2)`), else None.
+    Scans back over digits only: linear in their number."""
+    i = end
+    while i > start and text[i - 1].isspace():
+        i -= 1
+    j = i
+    while j > start and text[j - 1] in _NUMBER_CHARS:
+        j -= 1
+    k = j
+    while k > start and text[k - 1].isspace():
+        k -= 1
+    if k > start and text[k - 1] == ":" and _is_number(text[j:i]):
+        return ":" + text[j:i], k - 1
+    return None
+
+
+def _parse(text: str) -> tuple[_Group, list[_Group]]:
+    """The root and the groups that are weight syntax (live), innermost first."""
+    root = _Group(0, -1, 0)
+    groups, stack, closed = [root], [root], []
+    for pos, kind in _specials(text):
+        g = stack[-1]
+        if kind == ",":
+            _end_item(text, g, pos)
+            g.item_start = g.run_start = pos + 1
+        elif kind == "B":
+            if g is root:
+                _end_item(text, g, pos)
+                g.items.append(_SEGMENT)
+                g.item_start = g.run_start = pos + len(BREAK)
+        elif kind == "(":
+            _add_run(text, g, pos)
+            child = _Group(len(groups), g.index, pos + 1)
+            groups.append(child)
+            stack.append(child)
+        else:  # ")"
+            stack.pop()
+            end = pos
+            weight = _trailing_weight(text, g.run_start, pos)
+            if weight is not None:
+                g.weight, end = weight
+            _end_item(text, g, end)
+            closed.append(g)
+            parent = stack[-1]
+            parent.significant += 1
+            parent.only = g if parent.significant == 1 else None
+            parent.run_start = pos + 1
+    _end_item(text, root, len(text))
+    live = [True] * len(groups)
+    for g in groups[1:]:  # parents come before their children here
+        live[g.index] = g.whole and live[g.parent]
+    return root, [g for g in closed if live[g.index]]
+
+
+# --- normalising the items ----------------------------------------------------------------------------
 
 
 @dataclass
 class _Item:
-    text: str
-    key: str
-    artist: bool = False
+    text: str | None  # a tag, a sentence...; None for a group
+    key: object  # what duplicates are found by: lower-case text, or an id for a group
+    category: str = GENERAL
+    children: list = field(default_factory=list)
+    weight: str = ""
 
 
-def _normalize_items(raw_items: list[str], opts: NormalizeOptions) -> list[_Item]:
-    out, seen = [], set()
-    for raw in raw_items:
-        item = _normalize_item(raw.strip(), opts)
-        if item is None or item.key in seen:
-            continue
-        seen.add(item.key)
-        out.append(item)
-    return out
+@dataclass
+class TagReport:
+    """What the tag list said about the prompt's tags, in prompt order, each tag once."""
+
+    known: dict = field(default_factory=dict)  # prompt form -> post count
+    aliases: dict = field(default_factory=dict)  # as written -> (canonical prompt form, post count, resolved?)
+    unknown: dict = field(default_factory=dict)  # as written -> None (an ordered set)
+    source: str = ""
+    size: int = 0
+    positions: dict = field(default_factory=dict, repr=False)  # where each tag was first seen
+
+    def sort(self) -> None:
+        """Prompt order (groups are read before the items around them)."""
+        for name in ("known", "aliases", "unknown"):
+            entries = getattr(self, name)
+            setattr(self, name, dict(sorted(entries.items(), key=lambda kv: self.positions.get(kv[0], 0))))
+
+    def lines(self) -> list[str]:
+        if not self.source:
+            return ["tag list: none (no tags checked)"]
+        out = [f"tag list: {self.source}, {self.size:,} tags"]
+        out.append(f"known ({len(self.known)}): " + ", ".join(f"{t} [{n:,}]" for t, n in self.known.items()))
+        if self.aliases:
+            out.append(f"aliases ({len(self.aliases)}): " + ", ".join(
+                f"{a} -> {c} [{n:,}]" + ("" if resolved else " (not resolved)") for a, (c, n, resolved) in self.aliases.items()))
+        out.append(f"unknown ({len(self.unknown)}): " + (", ".join(self.unknown) or "none"))
+        return out
 
 
-def _normalize_item(raw: str, opts: NormalizeOptions) -> _Item | None:
-    if not raw:
-        return None
-    group = _enclosing_group(raw)
-    if group is not None:
-        content, weight = group
-        inner = _normalize_items(_group_pieces(content), opts)
-        if not inner:
+class _Normalizer:
+    def __init__(self, text: str, opts: NormalizeOptions, tags, report: TagReport | None):
+        self.text, self.opts, self.tags, self.report = text, opts, tags, report
+        self.group_ids: dict = {}
+
+    def leaf(self, start: int, end: int) -> _Item | None:
+        text = " ".join(self.text[start:end].split())  # white space collapsed (and stripped)
+        if not text:
             return None
-        text = "(" + ", ".join(i.text for i in inner) + weight + ")"
-        return _Item(text, text.lower(), artist=all(i.artist for i in inner))
-    if is_sentence(raw) or "," in raw:
-        # A comma survives grouping only inside matched parentheses that do not enclose the whole
-        # item, e.g. "tag (a, b)": emphasis the user wrote (no Danbooru qualifier holds a comma).
-        text = _collapse(raw)
-        return _Item(text, text.lower())
-    tag = normalize_tag(raw, opts.lowercase)
-    if not tag:  # "_" alone, say
-        return None
-    if opts.drop_quality_tags and is_quality(tag.replace("\\", "")):
-        return None
-    return _Item(tag, tag.lower(), artist=is_artist(tag))
+        tags, opts = self.tags, self.opts
+        lower = text.lower()
+        if "," in text or lower.startswith(_VERBATIM_PREFIXES):
+            # A comma survives only inside parentheses that do not enclose the whole item, e.g.
+            # "tag (a, b)": emphasis the user wrote (no Danbooru tag holds a comma). Embeddings and
+            # LoRA syntax are file names, underscores included.
+            return _Item(text, lower, TEXT)
+        if _is_sentence_collapsed(text) and not (tags is not None and tag_key(text) in tags):
+            return _Item(text, lower, TEXT)
+        tag = _normalize_collapsed(text, opts.lowercase)
+        if not tag:  # "_" alone, say
+            return None
+        plain = tag.replace("\\", "") if "\\" in tag else tag
+        low = plain.lower()
+        if _is_quality_lower(low):
+            if opts.drop_quality_tags:
+                return None
+            category = QUALITY
+        elif low.startswith(_ARTIST_PREFIXES) and low not in KAOMOJI:  # "@_@" is a face
+            prefix_length = 1 if tag[0] == "@" else 3 if low.startswith("by ") else len("artist:")
+            tag, category = self.artist(tag[prefix_length:], tag), ARTIST
+        else:
+            category = PEOPLE if low[:1] in tuple("0123456789m") and PEOPLE_TAG.fullmatch(low) else GENERAL
+            if tags is not None:
+                tag, category = self.look_up(tag, category, start)
+        if _is_sentence_collapsed(tag) and not (tags is not None and tag_key(tag) in tags):
+            # `made_up_tag!` loses its underscores here and reads as a sentence next time: place it as
+            # one now, so that a second run changes nothing
+            category = TEXT
+        return _Item(tag, tag.lower(), category)
 
+    def artist(self, name: str, as_written: str) -> str:
+        name = name.strip()
+        if not name:
+            return as_written
+        prefix = self.opts.artist_prefix
+        return as_written if not prefix else prefix + name
 
-# --- the prompt -------------------------------------------------------------------------------------
+    def look_up(self, tag: str, category: str, position: int) -> tuple[str, str]:
+        tags, report = self.tags, self.report
+        key = _unescape(tag).lower() if "\\" in tag else tag.lower()
+        info = tags.get(key)
+        if info is None:
+            canonical = tags.alias_of(key)
+            if canonical is not None:
+                info = tags.get(canonical)
+                if report is not None:
+                    report.aliases.setdefault(tag, (info.prompt, info.posts, self.opts.resolve_aliases))
+                    report.positions.setdefault(tag, position)
+                if self.opts.resolve_aliases:
+                    tag = info.prompt.lower() if self.opts.lowercase else info.prompt
+            elif report is not None:
+                report.unknown.setdefault(tag, None)
+                report.positions.setdefault(tag, position)
+        if info is not None:
+            if report is not None:
+                report.known.setdefault(info.prompt, info.posts)
+                report.positions.setdefault(info.prompt, position)
+            if info.category == 1 and self.opts.artist_prefix:  # presets only: a bare artist name gets its prefix
+                return self.artist(tag, tag), ARTIST
+            category = {3: COPYRIGHT, 4: CHARACTER, 5: META}.get(info.category, category)
+        return tag, category
 
-
-def _matched_paren_depths(item: str) -> list[int]:
-    """Bracket depth at each character, counting only parentheses that are matched (and not part of
-    an emoticon); unmatched ones are text, as in ComfyUI's parser and in our escaping."""
-    depth_change = [0] * (len(item) + 1)
-    if not _is_emoticon(item):
-        stack, i = [], 0
-        while i < len(item):
-            if item[i] == "\\":
-                i += 2
+    def container(self, g: _Group, results: dict) -> list:
+        out, seen = [], set()
+        for entry in g.items:
+            if entry is _SEGMENT:
+                out.append(_SEGMENT)
                 continue
-            if item[i] == "(":
-                stack.append(i)
-            elif item[i] == ")" and stack:
-                depth_change[stack.pop()] += 1
-                depth_change[i + 1] -= 1
-            i += 1
-    depths, depth = [], 0
-    for change in depth_change[:-1]:
-        depth += change
-        depths.append(depth)
-    return depths
+            start, end, child = entry
+            item = results.get(child.index) if child is not None else self.leaf(start, end)
+            if item is None or item.key in seen:
+                continue
+            seen.add(item.key)
+            out.append(item)
+        return out
+
+    def group(self, g: _Group, results: dict) -> _Item | None:
+        children = self.container(g, results)
+        if not children:
+            return None
+        key = self.group_ids.setdefault((tuple(c.key for c in children), g.weight), len(self.group_ids))
+        categories = {c.category for c in children}
+        return _Item(None, ("group", key), categories.pop() if len(categories) == 1 else GENERAL, children, g.weight)
 
 
-def _split_on_break(item: str) -> list[str]:
-    """Split one comma item at BREAKs standing outside brackets, upper-case and whole (A1111's rule)."""
-    depths = _matched_paren_depths(item)
-    parts, start, i = [], 0, 0
-    while i < len(item):
-        end = i + len(BREAK)
-        if (depths[i] == 0 and item.startswith(BREAK, i) and (i == 0 or item[i - 1].isspace())
-                and (end == len(item) or item[end].isspace())):
-            parts.append(item[start:i])
-            start = i = end
-            continue
-        i += 1
-    parts.append(item[start:])
-    return parts
+def _render(item: _Item, out: list) -> None:
+    """Write an item's text (a group's nesting may be deep: an explicit stack, no recursion)."""
+    stack = [item]
+    while stack:
+        top = stack.pop()
+        if isinstance(top, str):
+            out.append(top)
+        elif top.text is not None:
+            out.append(top.text)
+        else:
+            out.append("(")
+            parts: list = [top.weight + ")"]
+            for n, child in enumerate(reversed(top.children)):
+                if n:
+                    parts.append(", ")
+                parts.append(child)
+            stack.extend(parts)
 
 
-def split_break(text: str) -> list[list[str]]:
-    """The prompt's comma items, in segments between BREAKs."""
-    segments: list[list[str]] = [[]]
-    for item in _group_pieces(text):
-        for n, part in enumerate(_split_on_break(item)):
-            if n:
-                segments.append([])
-            segments[-1].append(part)
+def _arrange(segments: list[list[_Item]], opts: NormalizeOptions) -> list[list[_Item]]:
+    """Presets: BREAKs removed, tag order within each segment, the style chunk."""
+    if opts.remove_break:
+        segments = [[i for seg in segments for i in seg]]
+    if opts.tag_order:
+        rank = {c: n for n, c in enumerate(opts.tag_order)}
+        last = len(rank)
+        segments = [sorted(seg, key=lambda i: rank.get(i.category, last)) for seg in segments]
+    style: list[_Item] = []
+    if opts.style_chunk or opts.artists_to_own_chunk:
+        moved = (ARTIST, QUALITY, META) if opts.style_chunk == "last" else (ARTIST, QUALITY) if opts.style_chunk else (ARTIST,)
+        if any(i.category == ARTIST for seg in segments for i in seg):
+            style = [i for seg in segments for i in seg if i.category in moved]
+            segments = [[i for i in seg if i.category not in moved] for seg in segments]
+            style.sort(key=lambda i: i.category != ARTIST)  # artists first, then quality (the cards' order)
+    segments = [seg for seg in segments if seg]
+    if style:
+        segments = [style, *segments] if opts.style_chunk == "first" else [*segments, style]
+    if opts.remove_break and len(segments) > 1:  # a style chunk, were one asked for too
+        segments = [[i for seg in segments for i in seg]]
     return segments
 
 
-def normalize(prompt: str, options: NormalizeOptions = NormalizeOptions()) -> str:
-    check_prompt(prompt)  # size and nesting limits: bounds the work below (and its recursion depth)
-    segments = [_normalize_items(seg, options) for seg in split_break(prompt)]
-    seen: set[str] = set()
-    kept, artists = [], []
-    for segment in segments:
-        items = []
-        for item in segment:
-            if item.key in seen:  # duplicates across segments too: the first one stays
-                continue
+def normalize_with_report(prompt: str, options: NormalizeOptions = NormalizeOptions(), tags=None) -> tuple[str, TagReport]:
+    """The normalised prompt, and what the tag list (a tags.TagList, or None) says about its tags."""
+    # Nothing here makes reference cycles, so reference counting frees it all; a cyclic collection
+    # triggered by our many small objects would walk every object in the process (the tag list's
+    # included) again and again.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _normalize_with_report(prompt, options, tags)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _normalize_with_report(prompt: str, options: NormalizeOptions, tags) -> tuple[str, TagReport]:
+    text = clean_text(prompt)
+    report = TagReport(source=tags.source, size=len(tags)) if tags is not None else TagReport()
+    worker = _Normalizer(text, options, tags, report)
+    root, live = _parse(text)
+    results: dict = {}
+    for g in live:
+        results[g.index] = worker.group(g, results)
+    segments: list[list[_Item]] = [[]]
+    seen: set = set()
+    for item in worker.container(root, results):
+        if item is _SEGMENT:
+            segments.append([])
+        elif item.key not in seen:  # duplicates across segments too: the first one stays
             seen.add(item.key)
-            (artists if options.artists_to_own_chunk and item.artist else items).append(item)
-        if items:
-            kept.append(items)
-    if artists:
-        kept.append(artists)
-    return f" {BREAK} ".join(", ".join(i.text for i in seg) for seg in kept)
+            segments[-1].append(item)
+    report.sort()
+    out: list[str] = []
+    for n, segment in enumerate(_arrange(segments, options)):
+        if n:
+            out.append(f" {BREAK} ")
+        for m, item in enumerate(segment):
+            if m:
+                out.append(", ")
+            _render(item, out)
+    return "".join(out), report
+
+
+def normalize(prompt: str, options: NormalizeOptions = NormalizeOptions(), tags=None) -> str:
+    return normalize_with_report(prompt, options, tags)[0]
 
 
 def tag_keys(prompt: str) -> set[str]:
     """Every tag, sentence and group member of a normalised prompt, lower-cased (for checks)."""
+    text = clean_text(prompt)
+    root, live = _parse(text)
     keys = set()
-
-    def walk(raw_items):
-        for raw in raw_items:
-            raw = raw.strip()
-            group = _enclosing_group(raw)
-            if group is not None:
-                walk(_group_pieces(group[0]))
-            elif raw:
-                keys.add(raw.lower())
-
-    for segment in split_break(prompt):
-        walk(segment)
+    for g in [*live, root]:
+        for entry in g.items:
+            if entry is not _SEGMENT and entry[2] is None:
+                raw = text[entry[0]:entry[1]].strip()
+                if raw:
+                    keys.add(raw.lower())
     return keys

@@ -15,7 +15,7 @@ chunking is ours.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .booru import split_break
 from .chunking import (
@@ -38,6 +38,9 @@ class EncodedTokens:
     report: str
     chunk_count: int
     split_tags: list[str]
+    # each distinct CLIP chunking once: {"keys": [...], "chunks": [{"tokens", "segment", "moved", "text"}],
+    # "split_tags": [...]}; "moved": tokens comma backtracking carried on to the next chunk
+    chunkings: list = field(default_factory=list)
 
 
 def without_break(segments: list[str]) -> str:
@@ -66,31 +69,57 @@ def tokenize(tokenizers, text: str, comma_backtrack: int = DEFAULT_BACKTRACK) ->
     has_break = len(segments) > 1
     plain = tokenizers.tokenize(without_break(segments) if has_break else text)  # ComfyUI's own, for sequence encoders
     subs = {key: tokenizers.chunked(key) for key in plain}
-    tokens, lines, count, split = {}, [], 0, []
+    tokens, sequences, chunkings, count = {}, [], [], 0
     for key, default in plain.items():
         sub = subs.get(key)
         if sub is None:
             tokens[key] = default
             length = sum(len(c) for c in default)
-            lines.append(f"{key}: one sequence of {length} tokens" + (" (BREAK removed)" if has_break else ""))
+            sequences.append(f"{key}: one sequence of {length} tokens" + (" (BREAK removed)" if has_break else ""))
             continue
         _refuse_break_floods(segments, len(default))
         comma = sub.comma_token
         streams = [sub.token_stream(seg) for seg in segments]
         plan = chunk_segments(streams, lambda t, c=comma: c is not None and isinstance(t, int) and t == c, comma_backtrack)
         tokens[key] = [layout(chunk, sub.start_token, sub.end_token, sub.pad_token) for chunk in plan.chunks]
-        if not lines or not lines[-1].startswith("clip chunks"):
-            lines.append(f"clip chunks ({key}): {len(plan.chunks)}")
-            for i, chunk in enumerate(plan.chunks):
-                words = _decode(sub, [t for t, _ in chunk.tokens])
-                lines.append(f"  chunk {i + 1}: {len(chunk.tokens):2d}/{CHUNK_LENGTH} tokens, segment {chunk.segment + 1} | {words}")
-            split = [_decode(sub, t) for _, t in plan.split_tags]
-            for (index, tag_tokens) in plan.split_tags:
-                lines.append(f"  warning: '{_decode(sub, tag_tokens)}' is cut between chunks {index + 1} and {index + 2}"
-                             " (no comma close enough: raise comma_backtrack or add a BREAK)")
         count = max(count, len(tokens[key]))
+        summary = chunk_summary(plan, lambda toks, s=sub: _decode(s, toks))
+        same = next((c for c in chunkings if c["chunks"] == summary["chunks"]), None)
+        if same is not None:  # SDXL's L and G: one vocabulary, one chunking; report it once
+            same["keys"].append(key)
+        else:
+            chunkings.append({"keys": [key], **summary})
     _even_out_chunks(tokens, subs)
-    return EncodedTokens(tokens, "\n".join(lines), count, split)
+    lines = [line for chunking in chunkings for line in report_lines(chunking)] + sequences
+    split = [tag for chunking in chunkings for tag in chunking["split_tags"]]
+    return EncodedTokens(tokens, "\n".join(lines), count, split, chunkings)
+
+
+def chunk_summary(plan, decode) -> dict:
+    """The chunks of a plan as plain data (for the report and the editor's live counter). A chunk that
+    ends short of 75 tokens inside its segment was ended by comma backtracking: the tokens that did
+    not fit moved on to the next chunk."""
+    chunks = []
+    for i, chunk in enumerate(plan.chunks):
+        nxt = plan.chunks[i + 1] if i + 1 < len(plan.chunks) else None
+        moved = CHUNK_LENGTH - len(chunk.tokens) if nxt is not None and nxt.segment == chunk.segment else 0
+        chunks.append({"tokens": len(chunk.tokens), "segment": chunk.segment, "moved": moved,
+                       "text": decode([t for t, _ in chunk.tokens])})
+    return {"chunks": chunks, "split_tags": [decode(t) for _, t in plan.split_tags],
+            "cuts": [index for index, _ in plan.split_tags]}
+
+
+def report_lines(chunking: dict) -> list[str]:
+    chunks = chunking["chunks"]
+    lines = [f"clip chunks ({', '.join(chunking['keys'])}): {len(chunks)}"]
+    for i, chunk in enumerate(chunks):
+        moved = f", {chunk['moved']} moved on" if chunk["moved"] else ""
+        lines.append(f"  chunk {i + 1}: {chunk['tokens']:2d}/{CHUNK_LENGTH} tokens, segment {chunk['segment'] + 1}{moved}"
+                     f" | {chunk['text']}")
+    for index, tag in zip(chunking["cuts"], chunking["split_tags"]):
+        lines.append(f"  warning: '{tag}' is cut between chunks {index + 1} and {index + 2}"
+                     " (no comma close enough: raise comma_backtrack or add a BREAK)")
+    return lines
 
 
 def _refuse_break_floods(segments: list[str], stock_chunks: int):

@@ -536,8 +536,11 @@ def ui_to_api(workflow: dict, node_classes: dict) -> dict:
                     inputs[name] = values.pop(0)
                     if has_control_widget(name, kind, options) and values:
                         values.pop(0)
-                elif name in optional:
-                    inputs[name] = widget_default(kind, options)
+                elif name in optional or "default" in options:
+                    # a workflow saved before this widget existed, or by a ComfyUI without it: the editor
+                    # gives it its default
+                    if name not in linked:
+                        inputs[name] = widget_default(kind, options)
                 else:
                     raise AssertionError(f"node {node['id']} ({node['type']}): no widget value left for '{name}'")
             if name in linked:

@@ -1,6 +1,5 @@
 """The BREAK/chunk-aware encoder with ComfyUI's real tokenizers and tiny random-weight CLIP models."""
 
-import re
 from types import SimpleNamespace
 
 import flowanime_testkit as kit
@@ -63,13 +62,30 @@ def test_short_prompt_without_break_equals_clip_text_encode_bit_for_bit(comfyui,
     assert torch.equal(ours[0][1]["pooled_output"], theirs[0][1]["pooled_output"])
 
 
+CHUNK_KEYS = {"sd15": "l", "sdxl": "g, l", "sd3": "g, l"}  # SDXL/SD3: L and G chunk alike, reported once
+SEQUENCES = {"sd15": [], "sdxl": [], "sd3": ["t5xxl: one sequence of 77 tokens (BREAK removed)"]}
+
+
 @pytest.mark.parametrize("family", ["sd15", "sdxl", "sd3"])
 def test_break_starts_a_new_chunk_and_shapes_follow(comfyui, clips, family):
     cond, report = encode(comfyui, clips[family], "by wlop, by kantoku BREAK 1girl, solo, long hair")
     assert cond[0][0].shape == (1, 2 * 77, WIDTH[family])
     assert cond[0][1]["pooled_output"].shape == (1, POOLED[family])
-    assert "clip chunks (l): 2" in report or "clip chunks (g): 2" in report
-    assert re.search(r"chunk 1: +\d+/75 tokens, segment 1 \| by wlop , by kantoku", report), report
+    # CLIP's BPE: "1girl" is "1" + "girl", each comma a token of its own
+    assert report.splitlines() == [
+        f"clip chunks ({CHUNK_KEYS[family]}): 2",
+        "  chunk 1:  8/75 tokens, segment 1 | by wlop , by kantoku",
+        "  chunk 2:  7/75 tokens, segment 2 | 1 girl , solo , long hair",
+        *SEQUENCES[family],
+    ]
+
+
+def test_sdxl_report_lists_each_chunking_once_and_split_tags_of_both_sides(comfyui, clips):
+    result = tokenize(comfyui, clips["sdxl"], long_tag_prompt(), backtrack=0)
+    assert [c["keys"] for c in result.chunkings] == [["g", "l"]]
+    assert result.report.count("clip chunks") == 1
+    assert len(result.split_tags) == len(result.chunkings[0]["split_tags"]) >= 1
+    assert result.report.count("is cut between") == len(result.split_tags)
 
 
 def test_sdxl_sides_have_the_same_chunk_count_with_their_own_padding(comfyui, clips):
@@ -102,6 +118,9 @@ def test_comma_backtracking_keeps_each_tag_in_one_chunk(comfyui, clips):
         body = [t for t, _ in chunk[1:] if t != 49407]
         assert body[-1] == COMMA  # each full chunk ends at a comma: no tag crosses the boundary
         assert 75 - len(body) <= 20  # and only what the A1111 rule allows moved on
+    summary = ours.chunkings[0]["chunks"]
+    assert [c["moved"] for c in summary[:-1]] == [75 - c["tokens"] for c in summary[:-1]] and summary[-1]["moved"] == 0
+    assert any(c["moved"] for c in summary) and "moved on" in ours.report
     # ComfyUI's own tokenizer cuts this prompt mid-tag, which is what backtracking is for
     first = [t for t, _ in clip.tokenize(text)["l"][0][1:-1]]
     assert first[-1] != COMMA

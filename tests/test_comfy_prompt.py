@@ -25,8 +25,8 @@ def test_normalizer_feeds_clip_text_encode_in_a_graph(comfyui):
 
 
 def test_normalized_text_is_what_clip_text_encode_receives(comfyui):
-    (normalized,) = comfyui.node_class("FlowAnimeBooruPromptNormalizer")().normalize(
-        "karin_(blue_archive), long_hair", False, False, False)
+    normalized = comfyui.node_class("FlowAnimeBooruPromptNormalizer")().normalize(
+        "karin_(blue_archive), long_hair", False, False, False)["result"][0]
     assert normalized == "karin \\(blue archive\\), long hair"
     clip = comfyui.node_class("CLIPLoader")().load_clip(kit.CLIP_L, "stable_diffusion")[0]
     # ComfyUI's own weight parser sees no emphasis: every token weight is 1.0

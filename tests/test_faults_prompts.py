@@ -10,7 +10,6 @@ import time
 
 import pytest
 
-from flowanime.prompt import booru
 from flowanime.prompt.booru import NormalizeOptions, normalize, split_break
 from flowanime.prompt.chunking import (
     MAX_CHUNKS,
@@ -90,22 +89,28 @@ def test_the_weight_regex_is_linear_on_the_issue_prompt():
     assert out.startswith("(a:1")
 
 
-def test_the_weight_regex_still_reads_weights():
-    for item, weight in [("(tag:1.2)", ":1.2"), ("(tag: .5 )", ":.5"), ("(tag:-1.)", ":-1."), ("(a, b:0.8)", ":0.8"),
-                         ("(tag:+2)", ":+2")]:
-        assert booru._enclosing_group(item)[1] == weight
-    for item in ("(tag:x)", "(tag:1.2.3)", "(tag:)", "(12:30 pm)"):
-        assert booru._enclosing_group(item)[1] == ""
+def test_weights_are_still_read_after_the_linear_rewrite():
+    for weight in (":1.2", ":-1.", ":+2", ":.5"):
+        assert normalize(f"(long_hair{weight})") == f"(long hair{weight})"
+    assert normalize("1girl, (blue_eyes, long_hair:1.2), smile") == "1girl, (blue eyes, long hair:1.2), smile"
+    for not_a_weight in ("(long_hair:x)", "(long_hair:1.2.3)", "(long_hair:)"):
+        assert normalize(not_a_weight) == not_a_weight.replace("_", " ")
 
 
 @pytest.mark.parametrize("depth", [MAX_PAREN_DEPTH + 1, 2000, 40000])
-def test_deep_parentheses_are_a_clear_error_not_a_recursion_error(depth):
-    """Item 8: 2000-deep parentheses raised RecursionError in the normaliser."""
-    text = "(" * depth + "tag" + ")" * depth
+def test_deep_parentheses_normalise_without_recursion(depth):
+    """Item 8: 2000-deep parentheses raised RecursionError in the normaliser (now an explicit stack)."""
+    text = "(" * depth + "long_hair" + ")" * depth
     start = time.perf_counter()
-    with pytest.raises(PromptTooLarge, match="parentheses"):
-        normalize(text)
+    assert normalize(text) == "(" * depth + "long hair" + ")" * depth
     assert time.perf_counter() - start < 2.0
+
+
+@pytest.mark.parametrize("depth", [MAX_PAREN_DEPTH + 1, 2000, 40000])
+def test_deep_parentheses_are_a_clear_error_before_the_encoder(depth):
+    """ComfyUI's own weight parser recurses once per level: the encoder refuses deep nesting first."""
+    with pytest.raises(PromptTooLarge, match="parentheses"):
+        check_prompt("(" * depth + "tag" + ")" * depth, "text")
 
 
 def test_nesting_up_to_the_cap_normalises():

@@ -1,0 +1,269 @@
+"""The live token/chunk counter and the reports on the nodes, in ComfyUI's real graph editor (headless Chromium).
+
+1. Adds "CLIP Text Encode with BREAK" to an empty graph, types each prompt of a table into its text
+   box as a user does, waits for the counter under it, and compares what it shows (tokens per chunk,
+   BREAK segment, tokens moved on by comma backtracking) with the encoder's own chunking of the same
+   prompt on a real CLIP (given by the caller).
+2. Runs a small graph (CLIPLoader -> encoder -> Preview Any; normaliser -> Preview Any) and checks that
+   the encoder's chunk report and the normaliser's tag report appear on the nodes.
+Screenshots go to a temporary folder (printed), never into the repository.
+
+Needs Chromium (Debian: apt-get install chromium) and the playwright package; uses the test
+environment's ComfyUI. Run through tests/test_comfy_browser_prompt.py, or directly:
+
+    python scripts/check_prompt_counter_in_browser.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+PACK_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PACK_ROOT / "tests"))
+
+import flowanime_testkit as kit  # noqa: E402
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ENCODER = "FlowAnimeCLIPTextEncodeBreak"
+NORMALIZER = "FlowAnimeBooruPromptNormalizer"
+
+_LONG_TAGS = ", ".join(f"{a} {b}" for a in ("long", "silver", "blue", "pleated", "red") for b in
+                       ("hair", "eyes", "school uniform", "skirt", "ribbon", "thighhighs", "bow"))
+# (prompt, comma_backtrack): short, BREAK segments, backtracking moves, a hard cut, weights and escapes
+PROMPTS = [
+    ("1girl, solo, long hair", 20),
+    ("by wlop, by kantoku BREAK 1girl, solo, long hair BREAK smile", 20),
+    (_LONG_TAGS + ", " + _LONG_TAGS, 20),
+    (_LONG_TAGS + ", " + _LONG_TAGS, 0),
+    ("(masterpiece:1.2), karin \\(blue archive\\), (red eyes), " + _LONG_TAGS, 20),
+    ("a girl stands in the rain, holding an umbrella. " * 8, 20),
+]
+TYPED = "1girl, solo, long hair"  # typed key by key; the others are pasted (fill)
+NORMALIZER_PROMPT = "blueeyes, long_hair, love_live!, not_a_real_tag_xyz, by wlop"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def prepare_base(base: Path, clip_file: Path) -> None:
+    (base / "custom_nodes").mkdir(parents=True)
+    (base / "user" / "default").mkdir(parents=True)
+    # a returning user: no first-run template dialog over the graph
+    (base / "user" / "default" / "comfy.settings.json").write_text(json.dumps({"Comfy.TutorialCompleted": True}))
+    (base / "custom_nodes" / "FlowAnime").symlink_to(PACK_ROOT, target_is_directory=True)
+    (base / "models" / "text_encoders").mkdir(parents=True)
+    (base / "models" / "text_encoders" / kit.CLIP_L).symlink_to(clip_file)
+
+
+def start_comfyui(comfy: Path, base: Path, port: int, python: str):
+    log = open(base / "comfyui.log", "w")
+    proc = subprocess.Popen([python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
+                             "--base-directory", str(base)], cwd=comfy, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/object_info", timeout=2).read()
+            return proc
+        except OSError:
+            if proc.poll() is not None:
+                raise SystemExit(f"ComfyUI exited: see {base / 'comfyui.log'}") from None
+            time.sleep(1)
+    proc.kill()
+    raise SystemExit("ComfyUI did not start in 180 s")
+
+
+def old_style_workflow() -> dict:
+    """The RouWei example as saved before the normaliser's resolve_aliases / tag_list_csv / preset widgets
+    and tag_report output existed (four widget values, one output)."""
+    path = PACK_ROOT / "example_workflows" / "FlowAnime - RouWei 0.8 vpred (SDXL, BREAK).json"
+    workflow = json.loads(path.read_text())
+    for node in workflow["nodes"]:
+        if node["type"] == NORMALIZER:
+            node["widgets_values"] = node["widgets_values"][:4]
+            node["outputs"] = node["outputs"][:1]
+    return workflow
+
+
+def _shown(chunks) -> list:
+    return [(c["tokens"], c["segment"], c["moved"]) for c in chunks]
+
+
+def check(port: int, expected_chunks, expected_report: str, shots: Path) -> list[str]:
+    """expected_chunks(prompt, backtrack) -> the encoder's chunk list; expected_report: the encoder's report
+    of the graph's prompt. Returns the problems found."""
+    from playwright.sync_api import sync_playwright
+
+    problems = []
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        console = []
+        page.on("console", lambda msg: console.append((msg.type, msg.text)))
+        page.goto(f"http://127.0.0.1:{port}/", wait_until="networkidle")
+        page.wait_for_function("() => window.app && window.app.graph && window.LiteGraph", timeout=120000)
+        page.wait_for_timeout(1000)
+        page.keyboard.press("Escape")  # any dialog left open
+        page.evaluate("""([enc]) => {
+            window.app.graph.clear();
+            const n = window.LiteGraph.createNode(enc);
+            n.pos = [80, 80];
+            n.size = [560, 360];
+            window.app.graph.add(n);
+            window.faEncoder = n;
+            n.widgets.find(w => w.name === "text").inputEl.id = "fa-text";
+            window.app.canvas.ds.offset = [0, 0];
+            window.app.canvas.ds.scale = 1;
+            window.app.graph.setDirtyCanvas(true, true);
+        }""", [ENCODER])
+        page.wait_for_timeout(1000)
+        for n, (prompt, backtrack) in enumerate(PROMPTS):
+            page.evaluate("b => { const w = window.faEncoder.widgets.find(w => w.name === 'comma_backtrack');"
+                          " w.value = b; w.callback?.(b); }", backtrack)
+            box = page.locator("#fa-text")
+            box.fill("")
+            if prompt == TYPED:
+                box.press_sequentially(prompt, delay=30)
+            else:
+                box.fill(prompt)
+            try:
+                page.wait_for_function("t => window.faEncoder.flowanimeCounter.dataset.forText === t",
+                                       arg=prompt, timeout=30000)
+            except Exception:
+                problems.append(f"prompt {n + 1}: the counter never showed a count")
+                continue
+            page.wait_for_timeout(600)  # a pending debounced request for the same text may still land
+            shown = json.loads(page.evaluate("() => window.faEncoder.flowanimeCounter.dataset.result"))
+            text_shown = page.evaluate("() => window.faEncoder.flowanimeCounter.innerText")
+            want = expected_chunks(prompt, backtrack)
+            if "error" in shown or _shown(shown["chunks"]) != _shown(want):
+                problems.append(f"prompt {n + 1} (backtrack {backtrack}): counter {shown.get('error') or _shown(shown['chunks'])}"
+                                f" != encoder {_shown(want)}")
+            elif shown["tokens"] != sum(c["tokens"] for c in want) or f"{len(want)} chunk" not in text_shown:
+                problems.append(f"prompt {n + 1}: the counter's text {text_shown!r} does not match the encoder")
+            print(f"{'OK  ' if not problems or not problems[-1].startswith(f'prompt {n + 1}') else 'FAIL'} "
+                  f"prompt {n + 1} (backtrack {backtrack}): {' | '.join(text_shown.splitlines())}")
+            if n in (1, 2):
+                page.screenshot(path=str(shots / f"counter_{n + 1}.png"))
+
+        # A workflow saved before the normaliser had its new widgets and output still loads, with defaults.
+        old = old_style_workflow()
+        console.clear()
+        page.evaluate("wf => window.app.loadGraphData(wf)", old)
+        page.wait_for_timeout(1500)
+        api_prompt = page.evaluate("async () => (await window.app.graphToPrompt()).output")
+        loaded = [v["inputs"] for v in api_prompt.values() if v["class_type"] == NORMALIZER]
+        if not loaded or {k: loaded[0].get(k) for k in ("resolve_aliases", "tag_list_csv", "preset")} != \
+                {"resolve_aliases": False, "tag_list_csv": "", "preset": "custom"}:
+            problems.append(f"an old workflow's normaliser did not get the new widgets' defaults: {loaded}")
+        noisy = [text for kind, text in console if kind in ("warning", "error") and "ERR_NAME_NOT_RESOLVED" not in text]
+        if noisy:
+            problems.append(f"console while loading an old workflow: {noisy[:5]}")
+        print(f"{'OK  ' if not problems or 'old workflow' not in problems[-1] else 'FAIL'} a workflow saved before "
+              f"the new options loads: {loaded and {k: loaded[0][k] for k in ('resolve_aliases', 'tag_list_csv', 'preset')}}")
+
+        # A run: the encoder's chunk report and the normaliser's tag report appear on the nodes.
+        graph_prompt = PROMPTS[1][0]
+        page.evaluate("""([enc, norm, clip, text, ntext]) => {
+            const g = window.app.graph, L = window.LiteGraph;
+            g.clear();
+            const add = (type, pos) => { const n = L.createNode(type); n.pos = pos; g.add(n); return n; };
+            const loader = add("CLIPLoader", [30, 60]);
+            loader.widgets.find(w => w.name === "clip_name").value = clip;
+            loader.widgets.find(w => w.name === "type").value = "stable_diffusion";
+            const encoder = add(enc, [380, 60]);
+            encoder.size = [520, 300];
+            encoder.widgets.find(w => w.name === "text").value = text;
+            const preview = add("PreviewAny", [960, 60]);
+            loader.connect(0, encoder, 0);
+            encoder.connect(1, preview, 0);
+            const normalizer = add(norm, [380, 480]);
+            normalizer.size = [520, 380];
+            normalizer.widgets.find(w => w.name === "text").value = ntext;
+            const preview2 = add("PreviewAny", [960, 480]);
+            normalizer.connect(1, preview2, 0);
+            window.faEncoder = encoder;
+            window.faNormalizer = normalizer;
+            g.setDirtyCanvas(true, true);
+        }""", [ENCODER, NORMALIZER, kit.CLIP_L, graph_prompt, NORMALIZER_PROMPT])
+        page.wait_for_timeout(1500)
+        console.clear()
+        page.evaluate("() => window.app.queuePrompt(0, 1)")
+        try:
+            page.wait_for_function("() => window.faEncoder.flowanimeReport && window.faNormalizer.flowanimeReport"
+                                   " && window.faEncoder.flowanimeReport.textContent.length > 0", timeout=180000)
+        except Exception:
+            problems.append("after the run, no report appeared on the nodes")
+        else:
+            page.wait_for_timeout(1000)
+            shown = page.evaluate("() => window.faEncoder.flowanimeReport.innerText")
+            if shown.strip() != expected_report.strip():
+                problems.append(f"the chunk report on the node differs from the encoder's: {shown!r} != {expected_report!r}")
+            tag_report = page.evaluate("() => window.faNormalizer.flowanimeReport.innerText")
+            for needed in ("blueeyes", "unknown (1): not a real tag xyz", "love live!"):
+                if needed not in tag_report:
+                    problems.append(f"the tag report on the normaliser lacks {needed!r}: {tag_report!r}")
+            visible = page.evaluate("""() => [window.faEncoder, window.faNormalizer].map(n => {
+                const r = n.flowanimeReport.getBoundingClientRect();
+                return r.width > 100 && r.height > 40 && getComputedStyle(n.flowanimeReport).display !== 'none'; })""")
+            if not all(visible):
+                problems.append(f"a report panel is not visible on its node: {visible}")
+            print(f"{'OK  ' if not problems else 'FAIL'} reports on the nodes after a run:\n{shown}\n{tag_report}")
+        page.screenshot(path=str(shots / "reports_after_run.png"))
+        noisy = [text for kind, text in console if kind == "error"]
+        if noisy:
+            problems.append(f"browser console errors: {noisy[:5]}")
+        browser.close()
+    return problems
+
+
+def run(comfy: Path, clip_file: Path, expected_chunks, expected_report: str, python: str) -> list[str]:
+    base = Path(tempfile.mkdtemp(prefix="flowanime-counter-"))
+    shots = Path(tempfile.mkdtemp(prefix="flowanime-counter-shots-"))
+    prepare_base(base, clip_file)
+    port = free_port()
+    server = start_comfyui(comfy, base, port, python)
+    try:
+        problems = check(port, expected_chunks, expected_report, shots)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    print(f"screenshots: {shots}")
+    return problems
+
+
+def main():
+    comfy = kit.find_comfyui()
+    if comfy is None:
+        sys.exit(kit.NO_COMFYUI_REASON)
+    harness = kit.ComfyHarness.start(comfy, PACK_ROOT, Path(tempfile.mkdtemp()))
+    clip = harness.node_class("CLIPLoader")().load_clip(kit.CLIP_L, "stable_diffusion")[0]
+    encoder = harness.pack_submodule("prompt.encoder")
+
+    def expected_chunks(prompt, backtrack):
+        return encoder.tokenize(clip, prompt, backtrack).chunkings[0]["chunks"]
+
+    report = encoder.tokenize(clip, PROMPTS[1][0], 20).report
+    problems = run(comfy, harness.models_dir / "text_encoders" / kit.CLIP_L, expected_chunks, report,
+                   os.environ.get("FLOWANIME_PYTHON", sys.executable))
+    print(f"{len(PROMPTS)} prompts and one run checked: {'no problems' if not problems else f'{len(problems)} problems'}")
+    for problem in problems:
+        print(f"  - {problem}")
+    sys.exit(1 if problems else 0)
+
+
+if __name__ == "__main__":
+    main()

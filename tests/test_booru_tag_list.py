@@ -1,0 +1,239 @@
+"""The normaliser against the real Danbooru tag list (tagcomplete's danbooru.csv, bundled), aliases, the
+tag report, the per-model presets, and hostile input."""
+
+import csv
+import gzip
+import random
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flowanime.prompt.booru import PRESET_NAMES, NormalizeOptions, normalize, normalize_with_report, preset_options, split_break
+from flowanime.prompt.tags import BUNDLED, load_tag_list, read_tag_csv
+
+# tagcomplete's underscore exclusion list (wd14-tagger issue #7), plus t_t and o_x from the list itself
+TAGCOMPLETE_KAOMOJI = {"0_0", "(o)_(o)", "+_+", "+_-", "._.", "<o>_<o>", "<|>_<|>", "=_=", ">_<", "3_3", "6_9",
+                       ">_o", "@_@", "^_^", "o_o", "u_u", "x_x", "|_|", "||_||", "t_t", "o_x"}
+
+# Tags whose raw spelling does not come out in prompt form, and why.
+EXCEPTIONS = {
+    # Its backslash is part of the name, and `\(` reads as an already escaped parenthesis (which
+    # normalize must leave alone to stay idempotent), so the literal backslash is lost to ComfyUI.
+    "\\(^o^)/",
+}
+
+
+@pytest.fixture(scope="module")
+def rows():
+    with gzip.open(BUNDLED, "rt", encoding="utf-8", newline="") as f:
+        return list(csv.reader(f))
+
+
+@pytest.fixture(scope="module")
+def tags():
+    return load_tag_list()
+
+
+def prompt_form(name: str) -> str:
+    """What tagcomplete inserts into a prompt (javascript/tagAutocomplete.js): underscores to spaces unless
+    the tag is on the exclusion list; parentheses escaped for the weight parser."""
+    text = name if name in TAGCOMPLETE_KAOMOJI else name.replace("_", " ")
+    return text.replace("(", "\\(").replace(")", "\\)")
+
+
+def test_every_tag_written_raw_comes_out_in_prompt_form(rows):
+    wrong = {r[0]: normalize(r[0]) for r in rows if normalize(r[0]) != prompt_form(r[0])}
+    share = 1 - len(wrong) / len(rows)
+    print(f"{len(rows) - len(wrong):,} of {len(rows):,} tags in exact prompt form ({share:.4%})")
+    assert set(wrong) == EXCEPTIONS, {k: v for k, v in wrong.items() if k not in EXCEPTIONS}
+
+
+def test_tags_ending_in_punctuation_are_tags(rows):
+    # issue 11: 76 of the 20,000 most used tags; they were taken for sentences and kept their underscores
+    ending = [r[0] for r in rows[:20000] if r[0][-1] in ".!?" and "_" in r[0]]
+    assert len(ending) >= 70
+    assert [normalize(t) for t in ending] == [prompt_form(t) for t in ending]
+    assert normalize("love_live!, bang_dream!, bocchi_the_rock!, gochuumon_wa_usagi_desu_ka?, super_smash_bros.") == \
+        "love live!, bang dream!, bocchi the rock!, gochuumon wa usagi desu ka?, super smash bros."
+
+
+def test_kaomoji_tags_keep_their_underscores(rows):
+    kaomoji = [r[0] for r in rows if r[0] in TAGCOMPLETE_KAOMOJI]
+    assert len(kaomoji) >= 15
+    for tag in kaomoji:
+        assert normalize(tag).replace("\\", "") == tag
+
+
+def test_idempotent_over_the_whole_list(rows):
+    names = [r[0] for r in rows]
+    for name in names:
+        once = normalize(name)
+        assert normalize(once) == once, name
+    for start in range(0, len(names), 5000):  # and as long prompts
+        once = normalize(", ".join(names[start:start + 5000]))
+        assert normalize(once) == once
+
+
+def test_the_list_knows_every_tag_in_prompt_form(rows, tags):
+    assert len(tags) == len({r[0] for r in rows}) == 140782
+    for name, category, posts, _ in rows[:3000]:
+        info = tags.get(normalize(name).replace("\\", "").lower())
+        assert info is not None and (info.category, info.posts) == (int(category), int(posts))
+
+
+def test_alias_resolution_on_real_aliases(rows, tags):
+    canonical = {r[0] for r in rows}
+    owners = {}
+    for r in rows:
+        for alias in filter(None, r[3].split(",")):
+            owners.setdefault(alias, set()).add(r[0])
+    # aliases that stand for one tag and are no tag themselves (nor one in prompt form)
+    plain = sorted(a for a, o in owners.items() if len(o) == 1 and not a.startswith("/") and a not in canonical
+                   and prompt_form(a).replace("\\", "").lower() not in {prompt_form(c).replace("\\", "").lower() for c in o})
+    sample = random.Random(11).sample(plain, 500)
+    resolve = NormalizeOptions(resolve_aliases=True)
+    misses = [(a, normalize(a, resolve, tags)) for a in sample
+              if normalize(a, resolve, tags) != prompt_form(next(iter(owners[a])))
+              and normalize(a, resolve, tags) == normalize(a)]
+    # an alias whose prompt form is also the prompt form of some canonical tag stays that tag
+    assert len(misses) <= 5, misses
+    assert normalize("blueeyes, mouth open, 1girls", resolve, tags) == "blue eyes, open mouth, 1girl"
+    assert normalize("blueeyes, blue_eyes", resolve, tags) == "blue eyes"  # duplicates after resolution
+    assert normalize("blueeyes", NormalizeOptions(), tags) == "blueeyes"  # only when asked
+
+
+def test_report_names_unknown_tags_and_never_drops_them(tags):
+    prompt = ("blueeyes, long_hair, not_a_real_tag_xyz, (another_fake_tag:1.2), @wlop, by kantoku, "
+              "A girl stands in the rain., embedding:my_emb, masterpiece, love_live!")
+    out, report = normalize_with_report(prompt, NormalizeOptions(resolve_aliases=True), tags)
+    assert out == ("blue eyes, long hair, not a real tag xyz, (another fake tag:1.2), @wlop, by kantoku, "
+                   "A girl stands in the rain., embedding:my_emb, masterpiece, love live!")
+    assert list(report.unknown) == ["not a real tag xyz", "another fake tag"]
+    assert report.known == {"blue eyes": 1762765, "long hair": 4350743, "love live!": 88667}
+    assert report.aliases == {"blueeyes": ("blue eyes", 1762765, True)}
+    lines = report.lines()
+    assert "unknown (2): not a real tag xyz, another fake tag" in lines
+    assert "aliases (1): blueeyes -> blue eyes [1,762,765]" in lines
+
+
+def test_a_users_own_csv(tmp_path):
+    text = 'long_hair,0,100,"longhair,lh"\nmy_oc,4,3,""\nnot,a,row\n'
+    (tmp_path / "mine.csv").write_text(text)
+    (tmp_path / "mine.csv.gz").write_bytes(gzip.compress(text.encode()))
+    for name in ("mine.csv", "mine.csv.gz"):
+        tags = read_tag_csv(tmp_path / name)
+        assert len(tags) == 2 and tags.alias_of("longhair") == "long hair"
+        out, report = normalize_with_report("longhair, my_oc, other", NormalizeOptions(resolve_aliases=True), tags)
+        assert out == "long hair, my oc, other" and list(report.unknown) == ["other"]
+    (tmp_path / "empty.csv").write_text("a,b,c\n")
+    with pytest.raises(ValueError, match="'tag_list_csv'"):
+        read_tag_csv(tmp_path / "empty.csv")
+    with pytest.raises(ValueError, match="'tag_list_csv'"):
+        read_tag_csv(tmp_path / "missing.csv")
+
+
+# --- presets: one row per model card (/work/shared/seeds) ----------------------------------------------
+
+PRESET_TABLE = [
+    # Nekofantasia 0.1: "does not use artificial quality tags"; "Don't use underscores"; absurdres and
+    # highres recommended (real Danbooru meta tags, kept)
+    ("nekofantasia", "masterpiece, best_quality, 1girl, kaenbyou_rin, oil_painting_(medium), cat_ears, absurdres, "
+                     "highres, score_9",
+     "1girl, kaenbyou rin, oil painting \\(medium\\), cat ears, absurdres, highres"),
+    # RouWei 0.8: `by ` is mandatory for artists, which MUST be in a separate CLIP chunk; the card's example
+    # "by kantoku, by wlop, best quality, masterpiece BREAK 1girl, ..."
+    ("rouwei", "1girl, karin_(blue_archive), best quality, @kantoku, wlop, masterpiece, smile",
+     "by kantoku, by wlop, best quality, masterpiece BREAK 1girl, karin \\(blue archive\\), smile"),
+    # nai-v2-fm: "1girl/1boy, character name, from what series, everything else in any order, artists,
+    # quality/metadata tags"
+    ("nai-v2-fm", "masterpiece, long_hair, by wlop, neon_genesis_evangelion, ayanami_rei, 1girl, smile, absurdres",
+     "1girl, ayanami rei, neon genesis evangelion, long hair, smile BREAK by wlop, masterpiece, absurdres"),
+    # Anima: quality/meta, 1girl, character, series, @artist, general; natural language kept; no BREAK
+    ("anima", "long_hair, @wlop, 1girl, masterpiece BREAK hatsune_miku, vocaloid, "
+              "A girl sings on a stage under blue lights.",
+     "masterpiece, 1girl, hatsune miku, vocaloid, @wlop, long hair, A girl sings on a stage under blue lights."),
+    ("anima", "smile, by kantoku, solo BREAK (1girl:1.2)", "(1girl:1.2), @kantoku, smile, solo"),
+    # custom: the node's own options, as before presets existed
+    ("custom", "by kantoku, best quality BREAK 1girl, hatsune_miku", "best quality BREAK 1girl, hatsune miku BREAK by kantoku"),
+]
+
+
+@pytest.mark.parametrize("preset, prompt, expected", PRESET_TABLE)
+def test_presets_follow_the_model_cards(tags, preset, prompt, expected):
+    options = preset_options(preset, NormalizeOptions(artists_to_own_chunk=True))
+    out = normalize(prompt, options, tags)
+    assert out == expected
+    assert normalize(out, options, tags) == out  # a preset's output is a fixed point too
+
+
+def test_unknown_preset_names_the_setting():
+    with pytest.raises(ValueError, match="'preset'"):
+        preset_options("sdxl", NormalizeOptions())
+
+
+# --- hostile input: bounded, linear, no recursion -----------------------------------------------------
+
+HOSTILE = [
+    "(a:" + "1" * 40000 + "x)",
+    "(a:" + "1." * 20000 + ")",
+    "(" * 2000 + "a" + ")" * 2000,
+    "x (" * 20000 + "a" + ")" * 20000,
+    "(" * 40000,
+    "," * 40000,
+    "BREAK " * 20000,
+    "\\" * 40001,
+    ">:( " * 20000,
+]
+
+
+@pytest.mark.parametrize("text", HOSTILE, ids=range(len(HOSTILE)))
+def test_hostile_prompts_finish_quickly(text):
+    start = time.process_time()
+    once = normalize(text)
+    split_break(text)
+    assert normalize(once) == once
+    assert time.process_time() - start < 10  # generous: all of these take well under a second
+
+
+def test_deep_brackets_keep_their_weight_without_recursion():
+    assert normalize("(" * 3000 + "long_hair:1.2" + ")" * 3000) == "(" * 3000 + "long hair:1.2" + ")" * 3000
+
+
+def test_control_and_bidi_characters_are_cleaned():
+    assert normalize("long_hair\u202e, \x00\x07smile\u200b, blue\u2066_eyes") == "long hair, smile, blue eyes"
+
+
+def test_size_is_bounded():
+    with pytest.raises(ValueError, match="'text'"):
+        normalize("a" * 1_000_001)
+
+
+# --- idempotence with the tag list and every preset ---------------------------------------------------
+
+PIECES = ["love_live!", "wlop", "@kantoku", "by wlop", "1girl", "masterpiece", "blueeyes", "mouth open", "hatsune_miku",
+          "vocaloid", "(smile:1.2)", "((long_hair))", "karin_(blue_archive)", "A girl sits.", "BREAK", "@_@", "^_^",
+          "score_9", "made_up_tag!", "embedding:x_y", "absurdres", "k-on!", "(a, b)", ">:(", "oil_painting_(medium)",
+          "by the river she sings softly", "x (y)", "solo", "b)", "(c"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(PIECES), st.sampled_from([", ", ",", " ", " BREAK "])), max_size=12),
+       st.sampled_from(PRESET_NAMES), st.booleans(), st.booleans())
+def test_idempotent_with_tag_list_and_presets(pieces, preset, resolve, lowercase):
+    tags = load_tag_list()
+    text = "".join(p + s for p, s in pieces)
+    options = preset_options(preset, NormalizeOptions(True, True, lowercase, resolve))
+    once = normalize(text, options, tags)
+    assert normalize(once, options, tags) == once
+
+
+def test_regressions_found_by_hypothesis(tags):
+    rouwei = preset_options("rouwei", NormalizeOptions())
+    assert normalize("@_@", rouwei, tags) == "@_@"  # a face, not an artist
+    once = normalize("love_live! (a, b) BREAK ")
+    assert normalize(once) == once
+    nai = preset_options("nai-v2-fm", NormalizeOptions())
+    once = normalize("1?_,1", nai, tags)
+    assert normalize(once, nai, tags) == once

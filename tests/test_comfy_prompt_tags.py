@@ -1,0 +1,123 @@
+"""The normaliser node's tag list, report and presets, and the live counter's route, inside the real ComfyUI."""
+
+import asyncio
+import gzip
+import sys
+import types
+
+import flowanime_testkit as kit
+import pytest
+
+NORMALIZER = "FlowAnimeBooruPromptNormalizer"
+
+
+def support(comfyui):
+    return comfyui.pack_submodule("comfy_adapter.prompt_support")
+
+
+def test_a_prompt_saved_before_the_new_options_still_runs(comfyui):
+    """An API prompt with only the four original inputs: validates, runs, gives both outputs."""
+    prompt = {
+        "1": {"class_type": NORMALIZER, "inputs": {"text": "blueeyes, long_hair, not_a_tag_xyz", "drop_quality_tags": False,
+                                                   "artists_to_own_chunk": False, "lowercase": False}},
+        "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}},
+        "3": {"class_type": "PreviewAny", "inputs": {"source": ["1", 1]}},
+    }
+    result = comfyui.run(prompt)
+    assert result.outputs["2"]["text"][0] == "blueeyes, long hair, not a tag xyz"  # aliases only when asked
+    report = result.outputs["1"]["tag_report"][0]
+    assert result.outputs["3"]["text"][0] == report
+    assert "unknown (1): not a tag xyz" in report.splitlines() and report.startswith("preset: custom")
+
+
+def test_node_resolves_aliases_and_applies_a_preset(comfyui):
+    node = comfyui.node_class(NORMALIZER)()
+    out = node.normalize("masterpiece, blueeyes, wlop, 1girl", False, False, False, resolve_aliases=True, preset="rouwei")
+    assert out["result"][0] == "by wlop, masterpiece BREAK blue eyes, 1girl"
+    assert "aliases (1): blueeyes -> blue eyes [1,762,765]" in out["result"][1]
+    assert out["ui"]["tag_report"] == [out["result"][1]]
+    none = node.normalize("blueeyes", False, False, False, resolve_aliases=True, tag_list_csv="none")
+    assert none["result"] == ("blueeyes", "preset: custom\ntag list: none (no tags checked)")
+
+
+def test_users_tag_list_must_live_in_the_user_directory(comfyui, tmp_path):
+    import folder_paths
+
+    user = tmp_path / "user"
+    (user / "tags").mkdir(parents=True)
+    (user / "tags" / "mine.csv.gz").write_bytes(gzip.compress(b'my_oc,4,12,"oc_alias"\n'))
+    (tmp_path / "outside.csv").write_text("x,0,1,\n")
+    (user / "escape.csv").symlink_to(tmp_path / "outside.csv")
+    previous = folder_paths.get_user_directory()
+    folder_paths.set_user_directory(str(user))
+    try:
+        node = comfyui.node_class(NORMALIZER)()
+        out = node.normalize("oc_alias, x", False, False, False, resolve_aliases=True, tag_list_csv="tags/mine.csv.gz")
+        assert out["result"][0] == "my oc, x"
+        assert "tag list: tags/mine.csv.gz (user directory), 1 tags" in out["result"][1]
+        for outside in ("../outside.csv", str(tmp_path / "outside.csv"), "escape.csv", "/etc/passwd"):
+            with pytest.raises(ValueError, match="'tag_list_csv' must name a file inside ComfyUI's user directory"):
+                node.normalize("x", False, False, False, tag_list_csv=outside)
+        with pytest.raises(ValueError, match="'tag_list_csv'"):
+            node.normalize("x", False, False, False, tag_list_csv="tags/missing.csv")
+    finally:
+        folder_paths.set_user_directory(previous)
+
+
+LONG = ", ".join(f"{a} {b}" for a in ("long", "silver", "blue", "pleated", "red") for b in
+                 ("hair", "eyes", "school uniform", "skirt", "ribbon", "thighhighs", "bow"))
+COUNTER_TABLE = [("", 20), ("1girl, solo", 20), ("by wlop BREAK 1girl BREAK BREAK smile", 20), (LONG * 2, 20),
+                 (LONG * 2, 0), ("(red eyes:1.3), karin \\(blue archive\\), " + LONG, 5), ("word " * 200, 20)]
+
+
+@pytest.mark.parametrize("text, backtrack", COUNTER_TABLE, ids=range(len(COUNTER_TABLE)))
+def test_counter_equals_the_encoders_chunking(comfyui, text, backtrack):
+    """The counter (stock tokenizer files, no model) against the encoder on a loaded CLIP."""
+    clip = comfyui.node_class("CLIPLoader")().load_clip(kit.CLIP_L, "stable_diffusion")[0]
+    encoded = comfyui.pack_submodule("prompt.encoder").tokenize(clip, text, backtrack)
+    counted = support(comfyui).count_tokens(text, backtrack)
+    assert counted["chunks"] == encoded.chunkings[0]["chunks"]
+    assert counted["split_tags"] == encoded.split_tags
+    assert counted["tokens"] == sum(len([t for t, _ in c[1:] if t != 49407]) for c in encoded.tokens["l"])
+
+
+def test_counter_counts_the_normalisers_output(comfyui):
+    counted = support(comfyui).count_tokens("masterpiece, long_hair, by wlop", 20,
+                                            {"preset": "rouwei", "resolve_aliases": False})
+    assert counted["text"] == "by wlop, masterpiece BREAK long hair"
+    assert [c["segment"] for c in counted["chunks"]] == [0, 1]
+
+
+def test_counter_is_bounded(comfyui):
+    counted = support(comfyui).count_tokens("tag, " * 5000, 20)
+    assert "too long" in counted["error"]
+
+
+def test_route_answers_and_never_fails(comfyui, monkeypatch):
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    routes = web.RouteTableDef()
+    fake = types.ModuleType("server")
+    fake.PromptServer = types.SimpleNamespace(instance=types.SimpleNamespace(routes=routes))
+    monkeypatch.setitem(sys.modules, "server", fake)
+    module = support(comfyui)
+    assert module.register_routes()
+
+    async def ask():
+        app = web.Application()
+        app.add_routes(routes)
+        async with TestClient(TestServer(app)) as client:
+            ok = await (await client.post(module.ROUTE, json={"text": "a, b BREAK c", "comma_backtrack": 20})).json()
+            bad = await (await client.post(module.ROUTE, data=b"not json")).json()
+            odd = await (await client.post(module.ROUTE, json={"text": 5})).json()
+        return ok, bad, odd
+
+    ok, bad, odd = asyncio.run(ask())
+    assert [c["tokens"] for c in ok["chunks"]] == [3, 1] and ok["tokens"] == 4
+    assert "error" in bad and "error" in odd
+
+
+def test_no_route_without_a_running_server(comfyui, monkeypatch):
+    monkeypatch.delitem(sys.modules, "server", raising=False)
+    assert support(comfyui).register_routes() is False

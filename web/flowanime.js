@@ -1,0 +1,164 @@
+// FlowAnime graph-editor extension.
+// - Under the text of "CLIP Text Encode with BREAK" and "Booru Prompt Normalizer": a live token count and
+//   where each 75-token CLIP chunk ends (BREAK segments and comma-backtracking moves included), counted
+//   on the server by the pack's own chunking (POST /flowanime/prompt_tokens), as the user types.
+// - After a run: the encoder's chunk report and the normaliser's tag report, shown on the node.
+import { app } from "../../scripts/app.js";
+import { api } from "../../scripts/api.js";
+
+const ENCODER = "FlowAnimeCLIPTextEncodeBreak";
+const NORMALIZER = "FlowAnimeBooruPromptNormalizer";
+const ROUTE = "/flowanime/prompt_tokens";
+const DEBOUNCE_MS = 350;
+const STYLE = `
+.flowanime-panel { font: 11px/1.35 monospace; color: var(--input-text, #ddd); background: var(--comfy-input-bg, #222);
+  border-radius: 4px; padding: 3px 5px; box-sizing: border-box; width: 100%; height: 100%; overflow: auto;
+  white-space: pre-wrap; word-break: break-word; }
+.flowanime-chunks { display: flex; flex-wrap: wrap; gap: 3px; margin-top: 2px; }
+.flowanime-chunk { border: 1px solid #6a8; border-radius: 3px; padding: 0 3px; }
+.flowanime-chunk.segment-start { border-left: 3px solid #d94; }
+.flowanime-chunk.cut { border-color: #e55; }
+.flowanime-warning { color: #f88; }
+`;
+
+function addStyle() {
+  if (document.getElementById("flowanime-style")) return;
+  const style = document.createElement("style");
+  style.id = "flowanime-style";
+  style.textContent = STYLE;
+  document.head.appendChild(style);
+}
+
+function widgetValue(node, name, fallback) {
+  const w = node.widgets?.find((x) => x.name === name);
+  return w === undefined ? fallback : w.value;
+}
+
+function addPanel(node, name, height) {
+  const el = document.createElement("div");
+  el.className = `flowanime-panel ${name}`;
+  const widget = node.addDOMWidget(name, "flowanime_panel", el, {
+    serialize: false,
+    hideOnZoom: false,
+    getMinHeight: () => height,
+    getHeight: () => height,
+  });
+  widget.serialize = false; // no entry in widgets_values: saved workflows stay as they were
+  return { el, widget };
+}
+
+function renderCount(el, data, text) {
+  el.dataset.result = JSON.stringify(data);
+  el.dataset.forText = text; // which text this count is of (the browser test waits on it)
+  el.replaceChildren();
+  if (data.error) {
+    el.textContent = `counter: ${data.error}`;
+    return;
+  }
+  const chunks = data.chunks || [];
+  const head = document.createElement("div");
+  const segments = new Set(chunks.map((c) => c.segment)).size;
+  head.textContent = `${data.tokens} tokens · ${chunks.length} chunk${chunks.length === 1 ? "" : "s"}` +
+    (segments > 1 ? ` · ${segments} BREAK segments` : "");
+  el.appendChild(head);
+  const row = document.createElement("div");
+  row.className = "flowanime-chunks";
+  chunks.forEach((c, i) => {
+    const pill = document.createElement("span");
+    pill.className = "flowanime-chunk";
+    if (i > 0 && chunks[i - 1].segment !== c.segment) pill.classList.add("segment-start");
+    if ((data.cuts || []).includes(i)) pill.classList.add("cut");
+    pill.textContent = `${i + 1}: ${c.tokens}/${data.chunk_length}` + (c.moved ? ` ↪${c.moved}` : "");
+    pill.title = `segment ${c.segment + 1}` + (c.moved ? `, ${c.moved} tokens moved on by comma backtracking` : "") +
+      `\n${c.text}`;
+    row.appendChild(pill);
+  });
+  el.appendChild(row);
+  for (const tag of data.split_tags || []) {
+    const warn = document.createElement("div");
+    warn.className = "flowanime-warning";
+    warn.textContent = `cut between chunks: '${tag}'`;
+    el.appendChild(warn);
+  }
+}
+
+async function count(node, el) {
+  const text = widgetValue(node, "text", "");
+  const body = { text: typeof text === "string" ? text : "", comma_backtrack: widgetValue(node, "comma_backtrack", 20) };
+  if (node.comfyClass === NORMALIZER) {
+    body.normalizer = Object.fromEntries(
+      ["drop_quality_tags", "artists_to_own_chunk", "lowercase", "resolve_aliases", "tag_list_csv", "preset"]
+        .map((k) => [k, widgetValue(node, k, undefined)]));
+  }
+  const sent = ++node.flowanimeRequest;
+  try {
+    const response = await api.fetchApi(ROUTE, { method: "POST", headers: { "Content-Type": "application/json" },
+                                                body: JSON.stringify(body) });
+    const data = await response.json();
+    if (sent === node.flowanimeRequest) renderCount(el, data, body.text); // a later keystroke's answer wins
+  } catch (e) {
+    if (sent === node.flowanimeRequest) renderCount(el, { error: String(e) }, body.text);
+  }
+}
+
+function watch(node, el) {
+  let timer = null;
+  const schedule = () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => count(node, el), DEBOUNCE_MS);
+  };
+  node.flowanimeRequest = 0;
+  node.flowanimeSchedule = schedule;
+  for (const w of node.widgets || []) {
+    if (w.name?.startsWith("flowanime_")) continue;
+    const original = w.callback;
+    w.callback = function (...args) {
+      schedule();
+      return original?.apply(this, args);
+    };
+    // the multiline text widget is a textarea: count as the user types, not only on blur
+    w.inputEl?.addEventListener("input", schedule);
+    w.element?.addEventListener?.("input", schedule);
+  }
+  schedule();
+}
+
+app.registerExtension({
+  name: "FlowAnime.PromptCounter",
+  async setup() {
+    addStyle();
+  },
+  async beforeRegisterNodeDef(nodeType, nodeData) {
+    if (nodeData.name !== ENCODER && nodeData.name !== NORMALIZER) return;
+    const reportKey = nodeData.name === ENCODER ? "text" : "tag_report";
+
+    const onNodeCreated = nodeType.prototype.onNodeCreated;
+    nodeType.prototype.onNodeCreated = function (...args) {
+      const result = onNodeCreated?.apply(this, args);
+      const counter = addPanel(this, "flowanime_counter", 64);
+      this.flowanimeCounter = counter.el;
+      watch(this, counter.el);
+      return result;
+    };
+
+    const onConfigure = nodeType.prototype.onConfigure;
+    nodeType.prototype.onConfigure = function (...args) {
+      const result = onConfigure?.apply(this, args);
+      this.flowanimeSchedule?.(); // a loaded workflow: count its text
+      return result;
+    };
+
+    const onExecuted = nodeType.prototype.onExecuted;
+    nodeType.prototype.onExecuted = function (output) {
+      onExecuted?.apply(this, arguments);
+      const text = output?.[reportKey]?.[0];
+      if (typeof text !== "string") return;
+      if (!this.flowanimeReport) {
+        this.flowanimeReport = addPanel(this, "flowanime_report", 110).el;
+        this.setSize([this.size[0], Math.max(this.size[1], this.computeSize()[1])]);
+      }
+      this.flowanimeReport.textContent = text;
+      this.setDirtyCanvas(true, true);
+    };
+  },
+});
