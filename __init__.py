@@ -5,10 +5,10 @@ heavy libraries only inside their functions.
 """
 
 from .comfy_adapter.models import install_load_check
+from .comfy_adapter.prompt_support import register_routes
 from .nodes.latent_nodes import EmptyLatentForModel
 from .nodes.model_sampling_nodes import ModelSamplingRectifiedFlow
 from .nodes.prompt_nodes import BooruPromptNormalizer, CLIPTextEncodeBreak
-from .comfy_adapter.prompt_support import register_routes
 from .nodes.sampler_nodes import SamplerRungeKuttaODE, register_ksampler_entries
 
 # Node ids are stable forever: saved workflows refer to them.

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from ..comfy_adapter.clip import encode, tokenize
+from ..comfy_adapter.prompt_support import user_tag_list
 from ..prompt.booru import PRESET_NAMES, NormalizeOptions, normalize_with_report, preset_options
 from ..prompt.chunking import DEFAULT_BACKTRACK, extreme_weights
-from ..comfy_adapter.prompt_support import user_tag_list
 
 
 class BooruPromptNormalizer:
