@@ -8,9 +8,13 @@ the solver's own overhead per model call; writes a PNG plot (matplotlib, if inst
 
     python bench/bench_samplers.py [--batch 4] [--out bench/out] [--competitors DIR ...]
 
+A progress bar per family of samplers goes to stderr on a terminal (a summary line per family
+otherwise). The full run writes bench/out/samplers.png; --smoke (a small problem, a few settings, no
+overhead timing: seconds) writes bench/out/samplers-smoke.png, so it never replaces the full plot.
+
 --competitors takes checkouts of redhottensors/ComfyUI-ODE and memmaptensor/ComfyUI-RK-Sampler
 (fetched by you, never committed; they need torchdiffeq and torchode) and runs them beside ours at
-their READMEs' recommended settings and over a tolerance sweep.
+their READMEs' recommended settings and over a tolerance sweep. The README says which commits.
 """
 
 from __future__ import annotations
@@ -35,11 +39,56 @@ from flowanime.bench.gmm import GaussianMixture, reference_solution, rms_error  
 from flowanime.samplers.k_sampler import SamplerConfig  # noqa: E402
 
 
+class Progress:
+    """One progress bar per family of runs on stderr (tqdm, which ComfyUI installs) when stderr is a
+    terminal; otherwise one line per family when it is done, so logs stay readable."""
+
+    def __init__(self, family: str, total: int):
+        self.family, self.total, self.done, self.start = family, total, 0, time.perf_counter()
+        self.bar = None
+        if sys.stderr.isatty():
+            try:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total, desc=f"{family:22}", unit="run", file=sys.stderr, mininterval=0.5)
+            except ImportError:
+                pass
+
+    def step(self):
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+        print(f"[bench] {self.family}: {self.done} runs in {time.perf_counter() - self.start:.0f} s", file=sys.stderr)
+
+
+def run_family(family, jobs):
+    """jobs: (row label tuple, thunk returning (calls, error)). Returns the rows, with a progress bar."""
+    progress, rows = Progress(family, len(jobs)), []
+    for label, thunk in jobs:
+        result = thunk()
+        if result is not None:
+            rows.append((*label, *result))
+        progress.step()
+    progress.close()
+    return rows
+
+
 def make_sampler_function(config):
     """What the KSampler entries and the SAMPLER node hand ComfyUI (imports ComfyUI when called)."""
     from flowanime.nodes.sampler_nodes import comfy_sampler_function
 
     return comfy_sampler_function(config)
+
+
+def ksampler_entries():
+    """The pack's entries in KSampler's sampler list and their default settings."""
+    from flowanime.nodes.sampler_nodes import KSAMPLER_ENTRIES
+
+    return KSAMPLER_ENTRIES
 
 
 # Settings are spaced alike for everyone, so that "calls to reach an error" is resolved equally
@@ -129,37 +178,44 @@ def benchmark(batch, quick=False, competitors=(), smoke=False):
     print(f"reference: scipy DOP853 rtol=atol=1e-10, float64, {batch} images of {gmm.shape} "
           f"({time.perf_counter() - t0:.1f} s)\n")
 
-    rows = []
     steps_list = BUILTIN_STEPS[::3] if quick else BUILTIN_STEPS
     schedulers = list(comfy_samplers.SCHEDULER_NAMES)  # every built-in gets its best of all of ComfyUI's
     builtins, our_tols, dpm_tols = BUILTINS, OUR_TOLS[::2] if quick else OUR_TOLS, DPM_ADAPTIVE_TOLS[::2] if quick else DPM_ADAPTIVE_TOLS
     if smoke:
         steps_list, schedulers, builtins, our_tols, dpm_tols = [4, 8], ["simple", "karras"], BUILTINS[:3], [-1.0, -3.0], [(-2.0, -2.5)]
+
+    def measured(fn, sigmas, **options):
+        def thunk():
+            out, calls = run(fn, gmm, ms, noise, sigmas, **options)
+            return calls, rms_error(out, reference)
+        return thunk
+
+    jobs = []
     for name in builtins:
         fn = comfy_samplers.sampler_object(name).sampler_function
         for scheduler in schedulers:
             for steps in steps_list:
                 sigmas = comfy_samplers.calculate_sigmas(ms, scheduler, steps)
-                out, calls = run(fn, gmm, ms, noise, sigmas)
-                rows.append(("ComfyUI", f"{name} / {scheduler}", f"{steps} steps", calls, rms_error(out, reference)))
-    sigmas20 = comfy_samplers.calculate_sigmas(ms, "simple", 20)
+                jobs.append((("ComfyUI", f"{name} / {scheduler}", f"{steps} steps"), measured(fn, sigmas)))
     for scheduler in ("simple", "karras", "exponential"):  # dpm_adaptive stops at sigmas[-2]: karras and exponential put it at sigma_min
         for rtol, atol in dpm_tols:
             ks = comfy_samplers.ksampler("dpm_adaptive", {"rtol": 10**rtol, "atol": 10**atol})
-            out, calls = run(ks.sampler_function, gmm, ms, noise, comfy_samplers.calculate_sigmas(ms, scheduler, 20),
-                             **ks.extra_options)
-            rows.append(("ComfyUI", f"dpm_adaptive / {scheduler}", f"rtol 1e{rtol:g} atol 1e{atol:g}", calls,
-                         rms_error(out, reference)))
+            jobs.append((("ComfyUI", f"dpm_adaptive / {scheduler}", f"rtol 1e{rtol:g} atol 1e{atol:g}"),
+                         measured(ks.sampler_function, comfy_samplers.calculate_sigmas(ms, scheduler, 20), **ks.extra_options)))
+    rows = run_family("ComfyUI built-ins", jobs)
 
+    sigmas20 = comfy_samplers.calculate_sigmas(ms, "simple", 20)
+    jobs = []
     for method in ("dopri5", "bosh3", "heun_euler", "fehlberg2", "adams_pc"):
         for form in ("data", "velocity"):
             if form == "velocity" and method not in ("dopri5", "bosh3"):
                 continue
             for tol in our_tols:
                 cfg = SamplerConfig(method, tol, tol - 1, max_model_calls=5000, ode_form=form)
-                out, calls = run(make_sampler_function(cfg), gmm, ms, noise, sigmas20)
                 label = method if form == "data" else f"{method} (velocity form)"
-                rows.append(("FlowAnime", label, f"log10 rtol {tol:g}", calls, rms_error(out, reference)))
+                jobs.append((("FlowAnime", label, f"log10 rtol {tol:g}"), measured(make_sampler_function(cfg), sigmas20)))
+    rows += run_family("FlowAnime adaptive", jobs)
+    jobs = []
     for method in ("euler", "heun", "ralston3", "rk4"):
         tab_stages = {"euler": 1, "heun": 2, "ralston3": 3, "rk4": 4}[method]
         for scheduler in schedulers:  # the same schedules the built-ins get
@@ -167,12 +223,16 @@ def benchmark(batch, quick=False, competitors=(), smoke=False):
                 if steps * tab_stages > 130:
                     continue
                 sigmas = comfy_samplers.calculate_sigmas(ms, scheduler, steps)
-                out, calls = run(make_sampler_function(SamplerConfig(method)), gmm, ms, noise, sigmas)
-                rows.append(("FlowAnime", f"{method} (fixed) / {scheduler}", f"{steps} steps", calls,
-                             rms_error(out, reference)))
+                jobs.append((("FlowAnime", f"{method} (fixed) / {scheduler}", f"{steps} steps"),
+                             measured(make_sampler_function(SamplerConfig(method)), sigmas)))
+    rows += run_family("FlowAnime fixed-step", jobs)
+    # Where each KSampler entry lands with its own defaults (the same schedule: only its end points count)
+    jobs = [(("KSampler entry", name, f"log10 rtol {cfg.log10_rtol:g}, atol {cfg.log10_atol:g}"),
+             measured(make_sampler_function(cfg), sigmas20)) for name, cfg in ksampler_entries().items()]
+    entries = run_family("KSampler entries", jobs)
     if competitors:
         rows += competitor_rows(competitors, gmm, ms, noise, reference, sigmas20)
-    return rows, comfy_samplers, ms
+    return rows, entries, comfy_samplers, ms
 
 
 def load_pack(path: Path):
@@ -192,28 +252,35 @@ def competitor_rows(paths, gmm, ms, noise, reference, sigmas):
     for path in paths:
         pack = load_pack(Path(path))
         nodes_mod = sys.modules.get(pack.__name__ + ".nodes.nodes_ode") or sys.modules.get(pack.__name__ + ".nodes.nodes_rk_sampler")
+        jobs = []
         if hasattr(nodes_mod, "ODESampler"):  # ComfyUI-ODE: torchdiffeq, one image at a time
             runs = [("bosh3", -2.5, -3.5, 30, "README default"), ("dopri5", -2.0, -3.0, 30, "README"),
                     ("fehlberg2", -4.0, -6.0, 30, "README"), ("adaptive_heun", -2.5, -3.5, 30, "README")]
             runs += [("bosh3", t, t - 1, 500, "sweep") for t in PACK_TOLS]
             for solver, rt, at, max_steps, why in runs:
-                try:
-                    out, calls = run(nodes_mod.ODESampler(solver, 10**rt, 10**at, max_steps), gmm, ms, noise, sigmas)
-                except AssertionError as e:  # torchdiffeq: max_num_steps exceeded
-                    print(f"ComfyUI-ODE {solver} rtol 1e{rt:g}: failed ({e})")
-                    continue
-                # it solves a batch one image at a time, so its calls per image are calls / batch
-                rows.append(("ODE pack", f"ODE {solver}", f"rtol 1e{rt:g} ({why})", calls // noise.shape[0],
-                             rms_error(out, reference)))
+                def thunk(solver=solver, rt=rt, at=at, max_steps=max_steps):
+                    try:
+                        out, calls = run(nodes_mod.ODESampler(solver, 10**rt, 10**at, max_steps), gmm, ms, noise, sigmas)
+                    except AssertionError as e:  # torchdiffeq: max_num_steps exceeded
+                        print(f"ComfyUI-ODE {solver} rtol 1e{rt:g}: failed ({e})")
+                        return None
+                    # it solves a batch one image at a time, so its calls per image are calls / batch
+                    return calls // noise.shape[0], rms_error(out, reference)
+                jobs.append((("ODE pack", f"ODE {solver}", f"rtol 1e{rt:g} ({why})"), thunk))
+            rows += run_family("ComfyUI-ODE", jobs)
         elif hasattr(nodes_mod, "RungeKuttaSamplerImpl"):  # ComfyUI-RK-Sampler: torchode, CPU float64
             required = nodes_mod.RungeKuttaSampler.INPUT_TYPES()["required"]
             defaults = {k: v[1]["default"] for k, v in required.items()}
             for method in ("ae_bosh3", "ae_dopri5"):
                 for rt in PACK_TOLS:
                     kwargs = {**defaults, "method": method, "log_relative_tolerance": rt, "log_absolute_tolerance": rt - 1}
-                    out, calls = run(nodes_mod.RungeKuttaSamplerImpl(**kwargs), gmm, ms, noise, sigmas)
+
+                    def thunk(kwargs=kwargs):
+                        out, calls = run(nodes_mod.RungeKuttaSamplerImpl(**kwargs), gmm, ms, noise, sigmas)
+                        return calls, rms_error(out, reference)
                     why = " (README default)" if rt == -2.5 else ""
-                    rows.append(("RK pack", f"RKS {method}", f"rtol 1e{rt:g}{why}", calls, rms_error(out, reference)))
+                    jobs.append((("RK pack", f"RKS {method}", f"rtol 1e{rt:g}{why}"), thunk))
+            rows += run_family("ComfyUI-RK-Sampler", jobs)
         else:
             print(f"{path}: not ComfyUI-ODE or ComfyUI-RK-Sampler, skipped")
     return rows
@@ -249,6 +316,12 @@ def print_tables(rows):
         print(f"{level:9.0e} | {fmt(ours, our_name):>24} | " + " | ".join(cells) + f" | {ratio}")
 
 
+def print_entries(entries):
+    print("\nKSampler entries at their defaults (the sampler list's flowanime_*):\n")
+    for _origin, name, setting, calls, err in entries:
+        print(f"  {name:20} {setting:28} {calls:5d} calls/image  RMS error {err:.2e}")
+
+
 def measure_overhead(comfy_samplers, ms, call_ms=50.0):
     """Wall time outside the model, per model call, for an SD3 1024x1024 latent (16x128x128).
 
@@ -264,6 +337,7 @@ def measure_overhead(comfy_samplers, ms, call_ms=50.0):
           f"{torch.get_num_threads()} threads; model = {call_ms:g} ms + exact denoiser):\n")
     print(f"{'method':10} {'model':>13} {'calls':>6} {'wall s':>8} {'in model s':>11} {'overhead/call ms':>17} "
           f"{'% of wall':>10}")
+    progress = Progress("solver overhead", 3 * 2 * 3)
     for method in ("dopri5", "bosh3", "adams_pc"):
         fn = make_sampler_function(SamplerConfig(method))
         fn(CountingModel(gmm, ms), noise.clone(), sigmas, extra_args={}, callback=None, disable=True)  # warm-up
@@ -275,13 +349,29 @@ def measure_overhead(comfy_samplers, ms, call_ms=50.0):
                 fn(model, noise.clone(), sigmas, extra_args={}, callback=None, disable=True)
                 wall = time.perf_counter() - start
                 runs.append((wall - model.seconds, wall, model))
+                progress.step()
             outside, wall, model = min(runs, key=lambda r: r[0])
             kind = "CPU compute" if busy else "sleep (GPU)"
             print(f"{method:10} {kind:>13} {model.calls:6d} {wall:8.2f} {model.seconds:11.2f} "
                   f"{outside / model.calls * 1000:17.3f} {100 * outside / wall:9.2f}%")
+    progress.close()
 
 
-def plot(rows, out_dir: Path):
+# The plot: one colour per family, a distinct line style and marker per method within it.
+FAMILY_COLOURS = {"FlowAnime adaptive": "tab:blue", "FlowAnime fixed-step": "tab:green", "ComfyUI built-in": "tab:orange",
+                  "ComfyUI-ODE": "tab:red", "ComfyUI-RK-Sampler": "tab:purple"}
+LINESTYLES = ["-", "--", "-.", ":", (0, (8, 2)), (0, (3, 1, 1, 1, 1, 1)), (0, (1, 3)), (0, (6, 2, 1, 2)), (0, (2, 1)),
+              (0, (10, 3, 2, 3))]
+MARKERS = ["o", "s", "^", "v", "D", "P", "X", "<", ">", "h"]
+
+
+def family_of(origin: str, method: str) -> str:
+    if origin == "FlowAnime":
+        return "FlowAnime fixed-step" if "(fixed)" in method else "FlowAnime adaptive"
+    return {"ComfyUI": "ComfyUI built-in", "ODE pack": "ComfyUI-ODE", "RK pack": "ComfyUI-RK-Sampler"}.get(origin, origin)
+
+
+def plot(rows, entries, path: Path):
     try:
         import matplotlib
 
@@ -290,27 +380,44 @@ def plot(rows, out_dir: Path):
     except ImportError:
         print("\n(matplotlib not installed: no plot)")
         return
-    fig, ax = plt.subplots(figsize=(10, 6))
-    # One line per sampler: its best error at each call count over schedulers and settings (the
-    # lower envelope), so nine schedules per built-in stay readable.
-    for family in dict.fromkeys(r[1].split(" / ")[0] for r in rows):
-        pts = sorted((r[3], r[4]) for r in rows if r[1].split(" / ")[0] == family)
+    fig, ax = plt.subplots(figsize=(11, 6.5))
+    # One line per method: its best error at each call count over schedulers and settings (the lower
+    # envelope), so nine schedules per built-in stay readable.
+    methods = {}  # method -> family, in the order the benchmark ran them
+    for origin, solver, *_ in rows:
+        methods.setdefault(solver.split(" / ")[0], family_of(origin, solver))
+    index_in_family = {}
+    for method, family in methods.items():
+        i = index_in_family[family] = index_in_family.get(family, -1) + 1
+        pts = sorted((r[3], r[4]) for r in rows if r[1].split(" / ")[0] == method)
         envelope, best = [], float("inf")
         for calls, err in pts:
             if err < best:
                 envelope.append((calls, err))
                 best = err
-        ours = any(r[0] == "FlowAnime" for r in rows if r[1].split(" / ")[0] == family)
-        ax.loglog([p[0] for p in envelope], [p[1] for p in envelope], "o-" if ours else "x--", label=family,
-                  linewidth=2 if ours else 1, markersize=4)
+        ours = family.startswith("FlowAnime")
+        ax.loglog([p[0] for p in envelope], [p[1] for p in envelope], color=FAMILY_COLOURS.get(family, "black"),
+                  linestyle=LINESTYLES[i % len(LINESTYLES)], marker=MARKERS[i % len(MARKERS)],
+                  label=f"{family}: {method}", linewidth=2 if ours else 1.2, markersize=4, alpha=0.95 if ours else 0.8)
+    for level in ERROR_LEVELS:  # the levels of the README's table
+        ax.axhline(level, color="0.45", linewidth=0.7, linestyle=(0, (2, 3)), zorder=0)
+        ax.annotate(f"{level:.0e}", xy=(1.0, level), xycoords=("axes fraction", "data"), xytext=(3, 0),
+                    textcoords="offset points", va="center", fontsize=7, color="0.3")
+    for _origin, name, _setting, calls, err in entries:  # where the KSampler entries' defaults land
+        ax.plot([calls], [err], marker="*", markersize=15, color="gold", markeredgecolor="black", linestyle="none",
+                zorder=5, label=f"KSampler {name} (default)" if name == entries[0][1] else None)
+        ax.annotate(name, xy=(calls, err), xytext=(6, -10), textcoords="offset points", fontsize=7, zorder=6)
     ax.set_xlabel("model calls per image")
     ax.set_ylabel("RMS error against the reference")
-    ax.set_title("Gaussian-mixture flow, SD3 shift 3: best error per model-call count\n"
-                 "FlowAnime (solid) vs ComfyUI's samplers over all schedulers and the other packs (dashed)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, ncol=1, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "samplers.png"
+    ax.set_title("Gaussian-mixture flow, SD3 shift 3: best error per model-call count (lower envelope over settings)\n"
+                 "dotted lines: the six error levels of the table; stars: the KSampler entries at their defaults",
+                 fontsize=10)
+    ax.grid(True, which="major", alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    if entries:  # one legend entry for all stars
+        labels = [("KSampler entries at their defaults" if lab.startswith("KSampler ") else lab) for lab in labels]
+    ax.legend(handles, labels, fontsize=7, ncol=1, loc="upper left", bbox_to_anchor=(1.06, 1.0))
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     print(f"\nplot: {path}")
 
@@ -321,16 +428,21 @@ def main():
     parser.add_argument("--out", type=Path, default=PACK_ROOT / "bench" / "out")
     parser.add_argument("--quick", action="store_true", help="fewer settings")
     parser.add_argument("--no-overhead", action="store_true")
-    parser.add_argument("--smoke", action="store_true", help="a small problem and a few settings: checks the script runs")
+    parser.add_argument("--smoke", action="store_true",
+                        help="a small problem, a few settings, no overhead timing (seconds); plot: samplers-smoke.png")
     parser.add_argument("--competitors", nargs="*", default=[], type=Path,
                         help="checkouts of ComfyUI-ODE / ComfyUI-RK-Sampler to run beside ours")
     args = parser.parse_args()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    rows, comfy_samplers, ms = benchmark(args.batch, args.quick, args.competitors, args.smoke)
+    start = time.perf_counter()
+    rows, entries, comfy_samplers, ms = benchmark(args.batch, args.quick, args.competitors, args.smoke)
     print_tables(rows)
-    if not args.no_overhead:
+    print_entries(entries)
+    if not (args.no_overhead or args.smoke):
         measure_overhead(comfy_samplers, ms)
-    plot(rows, args.out)
+    # the smoke and quick runs never overwrite the full run's plot
+    plot(rows, entries, args.out / ("samplers-smoke.png" if args.smoke else "samplers-quick.png" if args.quick else "samplers.png"))
+    print(f"\nbenchmark took {time.perf_counter() - start:.0f} s")
 
 
 if __name__ == "__main__":

@@ -52,30 +52,60 @@ RDBT_PROMPT = (
 )
 
 
+# The graph editor's geometry (ComfyUI frontend 1.27.10, the one ComfyUI 0.3.64 pins; LiteGraph constants
+# and LGraphNode.computeSize): a title bar above pos, one 20 px row per slot, 20 px widgets 4 px apart.
+TITLE_HEIGHT, SLOT_HEIGHT, WIDGET_HEIGHT, WIDGET_SPACING = 30, 20, 20, 4
+BADGE_HEIGHT = 20  # the node-source badge ("FlowAnime") sits above the title bar
+TEXTAREA_MIN_HEIGHT = 50  # a multiline widget's minimum in that frontend (--comfy-widget-min-height)
+CHAR_WIDTH = 8.4  # the editor's own estimate for text it cannot measure (0.6 x 14 px): generous
+GAP_X, GAP_Y = 110, 50  # clear space between columns, and between a node and the title bar below it
+MIN_WIDTH = {"Note": 380, "SaveImage": 380,  # SaveImage: room for the preview after a run
+             "FlowAnimeBooruPromptNormalizer": 400, "FlowAnimeCLIPTextEncodeBreak": 400}  # prompts: readable lines
+NODE_HEIGHT = {"SaveImage": 420}
+
+
+def textarea_height(text: str, width: float) -> int:
+    """A multiline widget tall enough to show the text (about 7 px a character, 16 px a line)."""
+    chars_per_line = max(20, int((width - 30) / 7))
+    lines = sum(1 + len(part) // chars_per_line for part in (text or "").split("\n")) + 1
+    return int(min(240, max(TEXTAREA_MIN_HEIGHT + 10, 16 * lines + 12)))
+
+
 class UIGraph:
-    """Builds a UI-format workflow: nodes with inputs/outputs/widgets_values, and the links table."""
+    """Builds a UI-format workflow: nodes with inputs/outputs/widgets_values, and the links table.
 
-    def __init__(self, node_classes):
-        self.node_classes = node_classes
+    Layout: nodes sit in columns, data flows left to right (every link goes to a later column), and a
+    node's size is the size the graph editor computes for it (rows for its slots, its widgets, a
+    taller text box for prompts). A node placed with y=None goes below the previous node of its
+    column; an explicit y lines slots up so that long links run straight through the gaps."""
+
+    def __init__(self, node_classes, display_names=None):
+        self.node_classes, self.display_names = node_classes, display_names or {}
         self.nodes, self.links = [], []
+        self.layout = {}  # node id -> (column, y or None)
 
-    def add(self, class_type, col, row, widgets=None, title=None, **links):
+    def add(self, class_type, col, y=None, widgets=None, title=None, **links):
         widgets = dict(widgets or {})
         cls = self.node_classes.get(class_type)
         node = {
-            "id": len(self.nodes) + 1, "type": class_type, "pos": [40 + col * 380, 40 + row * 250],
-            "size": [340, 220], "flags": {}, "order": len(self.nodes), "mode": 0,
-            "inputs": [], "outputs": [], "properties": {"Node name for S&R": class_type}, "widgets_values": [],
+            "id": len(self.nodes) + 1, "type": class_type, "pos": [0, 0], "size": [0, 0], "flags": {},
+            "order": len(self.nodes), "mode": 0, "inputs": [], "outputs": [],
+            "properties": {"Node name for S&R": class_type}, "widgets_values": [],
         }
         if title:
             node["title"] = title
         if class_type == "Note":
             node["widgets_values"] = [widgets.pop("text")]
             node["color"], node["bgcolor"] = "#432", "#653"
+            node["_widgets"] = [("text", "STRING", {"multiline": True})]
+            node["_rows"] = 1
         else:
             is_ours = class_type.startswith(kit.NODE_PREFIX)
             node["properties"].update({"cnr_id": "flowanime" if is_ours else "comfy-core",
                                        "ver": PACK_VERSION if is_ours else COMFY_VERSION})
+            if class_type == "FlowAnimeEmptyLatentForModel":  # the size widgets show the preset's size
+                widgets.update(dict(zip(("width", "height"), self._preset_size(cls, widgets.get("preset")) or ())))
+            node["_widgets"], slot_inputs = [], 0
             optional, trailing_defaults = kit.optional_inputs(cls), 0
             for name, kind, options, is_widget in kit.input_specs(cls):
                 if not is_widget or name in links:
@@ -87,17 +117,23 @@ class UIGraph:
                     given = name in widgets or name in links
                     value = widgets.pop(name) if name in widgets else kit.widget_default(kind, options)
                     node["widgets_values"].append(value)
+                    node["_widgets"].append((name, kind, options))
                     if kit.has_control_widget(name, kind, options):
                         node["widgets_values"].append("fixed")
+                        node["_widgets"].append(("control_after_generate", "COMBO", {}))
                         given = True
                     trailing_defaults = 0 if given or name not in optional else trailing_defaults + 1
-            # Optional widgets left at their default are not written: the editor fills them in, so the
-            # file is the same whether the ComfyUI it is built on has them or not (CLIPLoader's and,
-            # in newer ComfyUI, TripleCLIPLoader's `device`).
-            del node["widgets_values"][len(node["widgets_values"]) - trailing_defaults:]
+                else:
+                    slot_inputs += 1
+            # Optional widgets left at their default are not written (finish() drops them after the
+            # layout, which sizes the node with them as the editor shows it): the editor fills them in,
+            # so the file is the same whether the ComfyUI it is built on has them or not (CLIPLoader's
+            # and, in newer ComfyUI, TripleCLIPLoader's `device`).
+            node["_trailing_defaults"] = trailing_defaults
             returns = list(cls.RETURN_TYPES)
             names = list(getattr(cls, "RETURN_NAMES", None) or returns)
             node["outputs"] = [{"name": n, "type": t, "links": []} for n, t in zip(names, returns)]
+            node["_rows"] = max(1, slot_inputs, len(returns))
             for name, (source, slot) in links.items():
                 link_id = len(self.links) + 1
                 link_type = source["outputs"][slot]["type"]
@@ -106,9 +142,57 @@ class UIGraph:
         if widgets:
             raise KeyError(f"{class_type} has no widgets {sorted(widgets)}")
         self.nodes.append(node)
+        self.layout[node["id"]] = (col, y)
         return node
 
+    @staticmethod
+    def _preset_size(cls, preset):
+        import importlib
+
+        presets = importlib.import_module(cls.__module__).PRESETS  # the node's own table
+        return presets.get(preset or cls.INPUT_TYPES()["required"]["preset"][1]["default"])
+
+    def _width(self, node) -> int:
+        """At least what the editor's computeSize asks for, with its own text-width estimate."""
+        title = node.get("title") or self.display_names.get(node["type"]) or node["type"]
+        values = [v for v, (_n, kind, options) in zip(node["widgets_values"], node["_widgets"]) if not options.get("multiline")]
+        names = [n for n, _kind, options in node["_widgets"] if not options.get("multiline")]
+        # a widget shows its label and its value on one line: long file names need the room
+        widget_text = max((len(n) + len(str(v)) for n, v in zip(names, values)), default=0) * 7
+        slots = max((len(i["name"]) for i in node["inputs"]), default=0) + max((len(o["name"]) for o in node["outputs"]), default=0)
+        need = max(TITLE_HEIGHT * 1.33 + len(title) * CHAR_WIDTH, widget_text + 104, slots * CHAR_WIDTH + 45, 210)
+        return int(max(MIN_WIDTH.get(node["type"], 300), -(-need // 10) * 10))
+
+    def _height(self, node, width) -> int:
+        """LGraphNode.computeSize's height, with prompt boxes sized to their text."""
+        height = node["_rows"] * SLOT_HEIGHT
+        if node["_widgets"]:
+            values = iter(node["widgets_values"])
+            for _name, kind, options in node["_widgets"]:
+                value = next(values)
+                multiline = kind == "STRING" and options.get("multiline")
+                height += (textarea_height(value, width) if multiline else WIDGET_HEIGHT) + WIDGET_SPACING
+            height += 8
+        return max(NODE_HEIGHT.get(node["type"], 0), height + 6)
+
+    def _place(self):
+        columns = sorted({col for col, _ in self.layout.values()})
+        widths = {c: max(self._width(n) for n in self.nodes if self.layout[n["id"]][0] == c) for c in columns}
+        x, bottoms = 0, {}
+        col_x = {}
+        for c in columns:
+            col_x[c] = x
+            x += widths[c] + GAP_X
+        for node in self.nodes:
+            col, y = self.layout[node["id"]]
+            node["size"] = [widths[col], self._height(node, widths[col])]
+            if y is None:  # below the node added before it to this column (overlaps are checked after)
+                y = bottoms.get(col, -GAP_Y - TITLE_HEIGHT) + GAP_Y + TITLE_HEIGHT
+            node["pos"] = [col_x[col], y]
+            bottoms[col] = y + node["size"][1]
+
     def finish(self):
+        self._place()
         for link in self.links:  # input slot names -> indices, as the editor stores them
             target = self.nodes[link[3] - 1]
             index = next(i for i, inp in enumerate(target["inputs"]) if inp["name"] == link[4])
@@ -117,90 +201,167 @@ class UIGraph:
         for node in self.nodes:
             for slot, out in enumerate(node["outputs"]):
                 out["slot_index"] = slot
+        problems = layout_problems(self.nodes, self.links, {n["id"]: n.pop("_widgets") for n in self.nodes},
+                                   {n["id"]: n.pop("_rows") for n in self.nodes})
+        if problems:
+            raise ValueError("layout: " + "; ".join(problems))
+        for node in self.nodes:
+            values = node["widgets_values"]
+            del values[len(values) - node.pop("_trailing_defaults", 0):]
         return {
             "id": str(uuid.uuid5(uuid.NAMESPACE_URL, json.dumps(self.nodes[0]["widgets_values"]))),
             "revision": 0, "last_node_id": len(self.nodes), "last_link_id": len(self.links),
             "nodes": self.nodes, "links": self.links, "groups": [], "config": {},
-            "extra": {"ds": {"scale": 0.75, "offset": [0, 0]}}, "version": 0.4,
+            "extra": {"ds": {"scale": 0.6, "offset": [40, 60]}}, "version": 0.4,
         }
 
 
-def encode_pair(g, clip, positive, negative, normalize_options, col=1):
-    normalizer = g.add("FlowAnimeBooruPromptNormalizer", col, 0, {"text": positive, **normalize_options})
-    pos = g.add("FlowAnimeCLIPTextEncodeBreak", col + 1, 0, {"comma_backtrack": 20}, title="Positive",
+def node_rect(node, margin=0.0):
+    """The area a node covers on the canvas, title bar and the badges drawn above it included:
+    (left, top, right, bottom)."""
+    x, y = node["pos"]
+    w, h = node["size"]
+    return (x - margin, y - TITLE_HEIGHT - BADGE_HEIGHT - margin, x + w + margin, y + h + margin)
+
+
+def overlaps(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def spline(start, end, samples=48):
+    """The editor's link curve: a cubic Bezier leaving the output to the right and entering the input
+    from the left, control points a quarter of the distance out (LiteGraph's SPLINE_LINK)."""
+    (x0, y0), (x3, y3) = start, end
+    reach = 0.25 * ((x3 - x0) ** 2 + (y3 - y0) ** 2) ** 0.5
+    x1, x2 = x0 + reach, x3 - reach
+    points = []
+    for i in range(samples + 1):
+        t = i / samples
+        a, b, c, d = (1 - t) ** 3, 3 * (1 - t) ** 2 * t, 3 * (1 - t) * t**2, t**3
+        points.append((a * x0 + b * x1 + c * x2 + d * x3, a * y0 + b * y0 + c * y3 + d * y3))
+    return points
+
+
+def layout_problems(nodes, links, widgets_of, rows_of) -> list[str]:
+    """Overlapping nodes, links that run backwards or behind a third node (from the layout alone)."""
+    problems = []
+    by_id = {n["id"]: n for n in nodes}
+    for i, a in enumerate(nodes):
+        for b in nodes[i + 1:]:
+            if overlaps(node_rect(a, 10), node_rect(b, 10)):
+                problems.append(f"nodes {a['id']} {a['type']} and {b['id']} {b['type']} are closer than 20 px")
+    for _link_id, src, src_slot, dst, dst_slot, _type in links:
+        source, target = by_id[src], by_id[dst]
+        start = (source["pos"][0] + source["size"][0] - 9, source["pos"][1] + (src_slot + 0.7) * SLOT_HEIGHT)
+        end = (target["pos"][0] + 10, target["pos"][1] + input_slot_y(target, dst_slot, widgets_of[dst], rows_of[dst]))
+        if end[0] < start[0] + 40:
+            problems.append(f"link {source['type']} -> {target['type']} runs backwards")
+            continue
+        for other in nodes:
+            if other["id"] in (src, dst):
+                continue
+            rect = node_rect(other, 5)
+            if any(rect[0] < x < rect[2] and rect[1] < y < rect[3] for x, y in spline(start, end)):
+                problems.append(f"link {source['type']} -> {target['type']} runs behind {other['id']} {other['type']}")
+    return problems
+
+
+def input_slot_y(node, slot, widgets, rows) -> float:
+    """Slot rows from the top; an input that feeds a widget sits at that widget's row."""
+    entry = node["inputs"][slot]
+    if "widget" not in entry:
+        return (sum("widget" not in i for i in node["inputs"][:slot]) + 0.7) * SLOT_HEIGHT
+    y = rows * SLOT_HEIGHT + 6
+    for name, *_ in widgets:
+        if name == entry["name"]:
+            return y + WIDGET_HEIGHT / 2
+        y += WIDGET_HEIGHT + WIDGET_SPACING
+    return y
+
+
+# Where the long links run: the checkpoint's VAE goes along the top (y 54) to VAEDecode, the model
+# from the sampling patch straight along y 354 to the KSampler; the latent node sits above that lane,
+# the prompt encoders below it.
+TOP, LATENT_Y, MODEL_Y, VAE_DECODE_Y, PROMPTS_Y = 0, 140, 340, 20, 450
+
+
+def encode_pair(g, clip, positive, negative, normalize_options, col=0, encoder_col=1):
+    normalizer = g.add("FlowAnimeBooruPromptNormalizer", col, None, {"text": positive, **normalize_options})
+    pos = g.add("FlowAnimeCLIPTextEncodeBreak", encoder_col, None, {"comma_backtrack": 20}, title="Positive",
                 clip=clip, text=(normalizer, 0))
-    neg = g.add("FlowAnimeCLIPTextEncodeBreak", col + 1, 1, {"text": negative, "comma_backtrack": 20},
+    neg = g.add("FlowAnimeCLIPTextEncodeBreak", encoder_col, None, {"text": negative, "comma_backtrack": 20},
                 title="Negative", clip=clip)
     return pos, neg
 
 
-def sample_decode_save(g, model, pos, neg, latent, vae, prefix, **ksampler):
+def sample_decode_save(g, model, pos, neg, latent, vae, prefix, col=3, decode_y=VAE_DECODE_Y, **ksampler):
     """KSampler -> VAEDecode -> SaveImage, the tail every recipe shares."""
-    sample = g.add("KSampler", 3, 0, {"seed": 1, **ksampler}, model=model, positive=(pos, 0), negative=(neg, 0),
+    sample = g.add("KSampler", col, MODEL_Y, {"seed": 1, **ksampler}, model=model, positive=(pos, 0), negative=(neg, 0),
                    latent_image=(latent, 0))
-    image = g.add("VAEDecode", 4, 0, samples=(sample, 0), vae=vae)
-    g.add("SaveImage", 4, 1, {"filename_prefix": f"FlowAnime/{prefix}"}, images=(image, 0))
+    image = g.add("VAEDecode", col + 1, decode_y, samples=(sample, 0), vae=vae)
+    g.add("SaveImage", col + 2, decode_y, {"filename_prefix": f"FlowAnime/{prefix}"}, images=(image, 0))
 
 
 def nekofantasia(g):
-    ckpt = g.add("CheckpointLoaderSimple", 0, 0, {"ckpt_name": "nekofantasia_v0.1.safetensors"})
-    clip = g.add("TripleCLIPLoader", 0, 1, {"clip_name1": "clip_l.safetensors", "clip_name2": "clip_g.safetensors",
-                                            "clip_name3": "t5xxl_fp16.safetensors"})
+    ckpt = g.add("CheckpointLoaderSimple", 0, TOP, {"ckpt_name": "nekofantasia_v0.1.safetensors"})
+    clip = g.add("TripleCLIPLoader", 0, None, {"clip_name1": "clip_l.safetensors", "clip_name2": "clip_g.safetensors",
+                                               "clip_name3": "t5xxl_fp16.safetensors"})
+    flow = g.add(kit.PATCH, 1, MODEL_Y, {"shift": 3.0}, model=(ckpt, 0))
     pos, neg = encode_pair(g, (clip, 0), NEKO_PROMPT, NEKO_NEGATIVE, {"drop_quality_tags": True})
-    flow = g.add(kit.PATCH, 1, 1, {"shift": 3.0}, model=(ckpt, 0))
-    latent = g.add("FlowAnimeEmptyLatentForModel", 1, 2, {"preset": "896x1152 (7:9 portrait)"}, model=(flow, 0))
+    latent = g.add("FlowAnimeEmptyLatentForModel", 2, LATENT_Y, {"preset": "896x1152 (7:9 portrait)"}, model=(flow, 0))
     sample_decode_save(g, (flow, 0), pos, neg, latent, (ckpt, 2), "nekofantasia", steps=20, cfg=5.0,
                        sampler_name="flowanime_dopri5", scheduler="simple")
-    g.add("Note", 0, 2, {"text": "Nekofantasia 0.1 (SD3.5 Medium, rectified flow). Card recipe: Dopri5 (adaptive: "
-                                 "'steps' only sets the schedule's end points), CFG 3-7, ~1 MP with sides divisible "
-                                 "by 64, no quality tags, no underscores (the normalizer handles both)."})
+    g.add("Note", 3, None, {"text": "Nekofantasia 0.1 (SD3.5 Medium, rectified flow). Card recipe: Dopri5 (adaptive: "
+                                    "'steps' only sets the schedule's end points), CFG 3-7, ~1 MP with sides divisible "
+                                    "by 64, no quality tags, no underscores (the normalizer handles both)."})
 
 
 def nai_v2_fm(g):
-    ckpt = g.add("CheckpointLoaderSimple", 0, 0, {"ckpt_name": "nai-v2-fm-alpha.safetensors"})
+    ckpt = g.add("CheckpointLoaderSimple", 0, TOP, {"ckpt_name": "nai-v2-fm-alpha.safetensors"})
+    flow = g.add(kit.PATCH, 1, MODEL_Y, {"shift": 3.5}, model=(ckpt, 0))
     pos, neg = encode_pair(g, (ckpt, 1), NAI_PROMPT, NAI_NEGATIVE, {})
-    flow = g.add(kit.PATCH, 1, 1, {"shift": 3.5}, model=(ckpt, 0))
-    latent = g.add("FlowAnimeEmptyLatentForModel", 1, 2, {"preset": "768x1024 (3:4, nai-v2-fm)"}, model=(flow, 0))
+    latent = g.add("FlowAnimeEmptyLatentForModel", 2, LATENT_Y, {"preset": "768x1024 (3:4, nai-v2-fm)"}, model=(flow, 0))
     sample_decode_save(g, (flow, 0), pos, neg, latent, (ckpt, 2), "nai-v2-fm", steps=48, cfg=6.0,
                        sampler_name="euler", scheduler="simple")
-    g.add("Note", 0, 1, {"text": "nai-v2-fm-alpha: an SD1.5 UNet trained with a flow-matching objective. ComfyUI loads "
-                                 "it as eps; the FlowAnime patch makes it a flow model (shift 3-4). Card recipe: "
-                                 "Euler, 48 steps, CFG 6, 768x1024, tag order 1girl, character, series, tags, "
-                                 "artists, quality tags."})
+    g.add("Note", 3, None, {"text": "nai-v2-fm-alpha: an SD1.5 UNet trained with a flow-matching objective. ComfyUI loads "
+                                    "it as eps; the FlowAnime patch makes it a flow model (shift 3-4). Card recipe: "
+                                    "Euler, 48 steps, CFG 6, 768x1024, tag order 1girl, character, series, tags, "
+                                    "artists, quality tags."})
 
 
 def rouwei(g):
-    ckpt = g.add("CheckpointLoaderSimple", 0, 0, {"ckpt_name": "rouwei_v0.8_vpred.safetensors"})
+    ckpt = g.add("CheckpointLoaderSimple", 0, TOP, {"ckpt_name": "rouwei_v0.8_vpred.safetensors"})
+    vpred = g.add("ModelSamplingDiscrete", 1, MODEL_Y, {"sampling": "v_prediction", "zsnr": True}, model=(ckpt, 0))
     pos, neg = encode_pair(g, (ckpt, 1), ROUWEI_PROMPT, "worst quality, low quality, watermark",
                            {"artists_to_own_chunk": True})
-    vpred = g.add("ModelSamplingDiscrete", 1, 1, {"sampling": "v_prediction", "zsnr": True}, model=(ckpt, 0))
-    latent = g.add("FlowAnimeEmptyLatentForModel", 1, 2, {"preset": "832x1216 (13:19 portrait)"}, model=(vpred, 0))
+    latent = g.add("FlowAnimeEmptyLatentForModel", 2, LATENT_Y, {"preset": "832x1216 (13:19 portrait)"}, model=(vpred, 0))
     sample_decode_save(g, (vpred, 0), pos, neg, latent, (ckpt, 2), "rouwei", steps=24, cfg=4.0,
                        sampler_name="euler_ancestral", scheduler="normal")
-    g.add("Note", 0, 1, {"text": "RouWei 0.8 v-pred (SDXL). Artist tags must sit in their own CLIP chunk: the "
-                                 "normalizer moves them behind a BREAK, the encoder starts a chunk there. Card "
-                                 "recipe for v-pred: v_prediction + zsnr, Euler a, 20-28 steps, CFG 3-5, ~1 MP "
-                                 "with sides divisible by 32."})
+    g.add("Note", 3, None, {"text": "RouWei 0.8 v-pred (SDXL). Artist tags must sit in their own CLIP chunk: the "
+                                    "normalizer moves them behind a BREAK, the encoder starts a chunk there. Card "
+                                    "recipe for v-pred: v_prediction + zsnr, Euler a, 20-28 steps, CFG 3-5, ~1 MP "
+                                    "with sides divisible by 32."})
 
 
 def rdbt_anima(g):
-    unet = g.add("UNETLoader", 0, 0, {"unet_name": "rdbt_anima_v0.35.safetensors"})
-    lora_a = g.add("LoraLoaderModelOnly", 0, 1, {"lora_name": "anima_style_a.safetensors", "strength_model": 0.8},
+    # The model chain runs straight along one lane; each loader sits in the column before its user.
+    unet = g.add("UNETLoader", 0, MODEL_Y, {"unet_name": "rdbt_anima_v0.35.safetensors"})
+    lora_a = g.add("LoraLoaderModelOnly", 1, MODEL_Y, {"lora_name": "anima_style_a.safetensors", "strength_model": 0.8},
                    model=(unet, 0))
-    lora_b = g.add("LoraLoaderModelOnly", 0, 2, {"lora_name": "anima_style_b.safetensors", "strength_model": 0.5},
+    lora_b = g.add("LoraLoaderModelOnly", 2, MODEL_Y, {"lora_name": "anima_style_b.safetensors", "strength_model": 0.5},
                    model=(lora_a, 0))
-    clip = g.add("CLIPLoader", 1, 0, {"clip_name": "qwen_3_06b_base.safetensors", "type": "stable_diffusion"})
-    vae = g.add("VAELoader", 1, 1, {"vae_name": "qwen_image_vae.safetensors"})
-    pos = g.add("FlowAnimeCLIPTextEncodeBreak", 2, 0, {"text": RDBT_PROMPT}, title="Positive", clip=(clip, 0))
-    neg = g.add("FlowAnimeCLIPTextEncodeBreak", 2, 1, {"text": ""}, title="Negative (unused at CFG 1)", clip=(clip, 0))
-    flow = g.add(kit.PATCH, 1, 2, {"shift": 3.0, "timestep_multiplier": "1"}, model=(lora_b, 0))
-    latent = g.add("FlowAnimeEmptyLatentForModel", 2, 2, {"preset": "1024x1024 (1:1)"}, model=(flow, 0))
-    sample_decode_save(g, (flow, 0), pos, neg, latent, (vae, 0), "rdbt-anima", steps=24, cfg=1.0,
+    flow = g.add(kit.PATCH, 3, MODEL_Y, {"shift": 3.0, "timestep_multiplier": "1"}, model=(lora_b, 0))
+    clip = g.add("CLIPLoader", 3, None, {"clip_name": "qwen_3_06b_base.safetensors", "type": "stable_diffusion"})
+    latent = g.add("FlowAnimeEmptyLatentForModel", 4, LATENT_Y, {"preset": "1024x1024 (1:1)"}, model=(flow, 0))
+    pos = g.add("FlowAnimeCLIPTextEncodeBreak", 4, PROMPTS_Y, {"text": RDBT_PROMPT}, title="Positive", clip=(clip, 0))
+    neg = g.add("FlowAnimeCLIPTextEncodeBreak", 4, None, {"text": ""}, title="Negative (unused at CFG 1)", clip=(clip, 0))
+    vae = g.add("VAELoader", 5, 730, {"vae_name": "qwen_image_vae.safetensors"})
+    sample_decode_save(g, (flow, 0), pos, neg, latent, (vae, 0), "rdbt-anima", col=5, decode_y=MODEL_Y, steps=24, cfg=1.0,
                        sampler_name="er_sde", scheduler="simple")
-    g.add("Note", 3, 1, {"text": "RDBT on Anima: guidance-distilled, so CFG 1 (one model pass per step), 24 steps, "
-                                 "stacked style LoRAs, @ trigger words, natural-language captions. Anima feeds its "
-                                 "network sigma itself: the FlowAnime patch uses multiplier 1. Needs a ComfyUI with "
-                                 "Anima support (newer than 0.3.64)."})
+    g.add("Note", 0, None, {"text": "RDBT on Anima: guidance-distilled, so CFG 1 (one model pass per step), 24 steps, "
+                                    "stacked style LoRAs, @ trigger words, natural-language captions. Anima feeds its "
+                                    "network sigma itself: the FlowAnime patch uses multiplier 1. Needs a ComfyUI with "
+                                    "Anima support (newer than 0.3.64)."})
 
 
 WORKFLOWS = {
@@ -211,10 +372,11 @@ WORKFLOWS = {
 }
 
 
-def build(node_classes) -> dict[str, dict]:
+def build(node_classes, display_names=None) -> dict[str, dict]:
+    """display_names: ComfyUI's NODE_DISPLAY_NAME_MAPPINGS (titles decide how wide a node must be)."""
     out = {}
     for name, recipe in WORKFLOWS.items():
-        g = UIGraph(node_classes)
+        g = UIGraph(node_classes, display_names)
         recipe(g)
         out[name] = g.finish()
     return out
@@ -227,7 +389,7 @@ def main():
     harness = kit.ComfyHarness.start(comfy, PACK_ROOT, Path(tempfile.mkdtemp()))
     target = PACK_ROOT / "example_workflows"
     target.mkdir(exist_ok=True)
-    for name, workflow in build(harness.nodes.NODE_CLASS_MAPPINGS).items():
+    for name, workflow in build(harness.nodes.NODE_CLASS_MAPPINGS, harness.nodes.NODE_DISPLAY_NAME_MAPPINGS).items():
         (target / name).write_text(json.dumps(workflow, indent=2) + "\n")
         print("wrote", target / name)
 

@@ -1,18 +1,30 @@
-"""Open every bundled workflow in ComfyUI's real graph editor (headless Chromium) and check it.
+"""Open every bundled workflow from ComfyUI's template browser in headless Chromium and check it.
 
-For each file in example_workflows/: no missing-node dialog, no warning or error in the browser
-console while it loads, every node type known to the editor, and the editor's own conversion to the
-API format (app.graphToPrompt, what Queue sends) equal to the one the test suite validates
-(tests/flowanime_testkit.ui_to_api). Prints a line per workflow; exits 1 on any problem.
+For each file in example_workflows/, as a user does: the Templates button in the sidebar (or the
+template dialog ComfyUI opens on a first start), Custom Nodes -> FlowAnime, then the workflow's card.
+Checked: no console error or warning and no failed request (a missing thumbnail is a 404) from
+opening the dialog to the loaded graph; no missing-node dialog; every node type known to the editor;
+the editor's own API conversion (app.graphToPrompt, what Queue sends) equal to the one the test suite
+validates (tests/flowanime_testkit.ui_to_api); and the layout the editor computes: every node at least
+as large as LGraphNode.computeSize() asks (no widget cut off), every widget inside its node, no two
+nodes (title bars and badges included) overlapping, every link running left to right and behind no
+other node. A screenshot of each loaded workflow goes to a folder under /tmp (printed).
 
 Needs: Chromium (Debian: apt-get install chromium) and the playwright package (pip install
 playwright; no browser download: it drives /usr/bin/chromium). Uses the test environment's ComfyUI.
 
-    python scripts/check_workflows_in_browser.py
+    python scripts/check_workflows_in_browser.py [--shots DIR] [--write-thumbnails]
+
+--write-thumbnails renders each loaded graph to example_workflows/<name>.jpg, the thumbnail the
+template browser shows for it (it requests /api/workflow_templates/<pack folder>/<name>.jpg).
 """
 
 from __future__ import annotations
 
+import argparse
+import hashlib
+import importlib.util
+import io
 import json
 import os
 import shutil
@@ -31,6 +43,18 @@ import flowanime_testkit as kit  # noqa: E402
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+MODULE = "FlowAnime"  # the pack's folder name under custom_nodes/: the template browser's category
+VIEWPORT = {"width": 1600, "height": 1000}
+THUMBNAIL_SIZE = (800, 600)  # the template cards are about square; the graph is letterboxed into it
+TITLE_AND_BADGE = 50  # a node's title bar and the badge above it, over its pos
+
+
+def load_builder():
+    """The workflow generator: its layout geometry (spline, node_rect) is the one checked here."""
+    spec = importlib.util.spec_from_file_location("build_example_workflows", PACK_ROOT / "scripts" / "build_example_workflows.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def free_port() -> int:
@@ -59,7 +83,7 @@ def start_comfyui(comfy: Path, base: Path, port: int, python: str):
 def prepare_base(base: Path, workflows: dict) -> None:
     (base / "custom_nodes").mkdir(parents=True)
     (base / "user").mkdir()
-    (base / "custom_nodes" / "FlowAnime").symlink_to(PACK_ROOT, target_is_directory=True)
+    (base / "custom_nodes" / MODULE).symlink_to(PACK_ROOT, target_is_directory=True)
     for folder in set(kit.MODEL_FOLDERS.values()):
         (base / "models" / folder).mkdir(parents=True, exist_ok=True)
     for wf in workflows.values():  # stand-in files so the loaders' lists hold the names used
@@ -70,25 +94,137 @@ def prepare_base(base: Path, workflows: dict) -> None:
                         (base / "models" / folder / value).write_bytes(b"")
 
 
-def check(port: int, workflows: dict, node_classes: dict) -> list[str]:
+def open_from_template_browser(page, title: str) -> None:
+    """Sidebar Templates button (unless ComfyUI already opened the dialog, as on a first start),
+    Custom Nodes -> FlowAnime, the workflow's card; returns when the dialog has closed."""
+    dialog = page.locator(".p-dialog")
+    if not dialog.count():
+        page.locator(".templates-tab-button").first.click()
+    dialog.first.wait_for(state="visible", timeout=30000)
+    dialog.get_by_text(MODULE, exact=True).first.click()
+    dialog.get_by_text(title, exact=True).first.click()
+    page.wait_for_function("() => !document.querySelector('.p-dialog')", timeout=30000)
+    page.wait_for_timeout(1500)  # the editor lays out the nodes and draws the widgets
+
+
+EDITOR_GEOMETRY = """() => {
+  const graph = window.app.graph;
+  const nodes = graph._nodes.map(n => {
+    const min = n.computeSize();
+    const widgets = (n.widgets || []).filter(w => !w.hidden && (n.isWidgetVisible ? n.isWidgetVisible(w) : true))
+      .map(w => ({name: w.name, y: w.y ?? w.last_y ?? 0,
+                  height: w.computedHeight ?? (w.computeSize ? w.computeSize(n.size[0])[1] : window.LiteGraph.NODE_WIDGET_HEIGHT)}));
+    return {id: n.id, type: n.type, title: n.title, pos: [n.pos[0], n.pos[1]], size: [n.size[0], n.size[1]],
+            min: [min[0], min[1]], widgets};
+  });
+  const all = graph.links instanceof Map ? [...graph.links.values()] : Object.values(graph.links || {});
+  const links = all.filter(Boolean).map(l => {
+    const src = graph.getNodeById(l.origin_id), dst = graph.getNodeById(l.target_id);
+    return {src: l.origin_id, dst: l.target_id, start: [...src.getOutputPos(l.origin_slot)],
+            end: [...dst.getInputPos(l.target_slot)]};
+  });
+  return {nodes, links};
+}"""
+
+
+def editor_layout_problems(geometry: dict, builder) -> list[str]:
+    """The layout as the editor computed it: sizes, widgets inside their nodes, overlaps, link routes."""
+    problems = []
+    nodes = geometry["nodes"]
+    for n in nodes:
+        name = f"{n['id']} {n['title'] or n['type']}"
+        if n["size"][0] < n["min"][0] - 0.5 or n["size"][1] < n["min"][1] - 0.5:
+            problems.append(f"node {name} is {n['size']}, smaller than the {[round(v) for v in n['min']]} it needs")
+        for w in n["widgets"]:
+            if w["y"] + w["height"] > n["size"][1] + 0.5:
+                problems.append(f"widget {w['name']} of node {name} reaches below the node")
+    for i, a in enumerate(nodes):
+        for b in nodes[i + 1:]:
+            if builder.overlaps(builder.node_rect(a), builder.node_rect(b)):
+                problems.append(f"nodes {a['id']} {a['title']} and {b['id']} {b['title']} overlap")
+    by_id = {n["id"]: n for n in nodes}
+    for link in geometry["links"]:
+        source, target = by_id[link["src"]]["title"], by_id[link["dst"]]["title"]
+        if link["end"][0] <= link["start"][0]:
+            problems.append(f"link {source} -> {target} runs backwards")
+            continue
+        for other in nodes:
+            if other["id"] in (link["src"], link["dst"]):
+                continue
+            rect = builder.node_rect(other)
+            if any(rect[0] < x < rect[2] and rect[1] < y < rect[3] for x, y in builder.spline(link["start"], link["end"])):
+                problems.append(f"link {source} -> {target} runs behind node {other['id']} {other['title']}")
+    return problems
+
+
+def write_thumbnail(page, path: Path, workflow_text: str) -> int:
+    """The loaded graph drawn at 75 % (below about 60 % the editor drops text and widgets), cropped
+    clear of the menus, letterboxed into a small JPEG. Its comment holds the workflow file's SHA-256,
+    so the browser test can tell a stale thumbnail."""
+    from PIL import Image
+
+    scale, margin = 0.75, {"left": 100, "top": 110, "right": 40, "bottom": 280}  # menus, minimap, zoom buttons
+    left, top, right, bottom = page.evaluate(
+        "h => { const n = window.app.graph._nodes; return [Math.min(...n.map(n => n.pos[0])) - 20, "
+        "Math.min(...n.map(n => n.pos[1])) - h, Math.max(...n.map(n => n.pos[0] + n.size[0])) + 20, "
+        "Math.max(...n.map(n => n.pos[1] + n.size[1])) + 20]; }", TITLE_AND_BADGE)
+    width, height = int((right - left) * scale), int((bottom - top) * scale)
+    page.set_viewport_size({"width": width + margin["left"] + margin["right"], "height": height + margin["top"] + margin["bottom"]})
+    page.wait_for_timeout(500)
+    page.evaluate("""([scale, left, top, x, y]) => {
+        const c = window.app.canvas, r = c.canvas.getBoundingClientRect();
+        c.ds.scale = scale; c.ds.offset[0] = (x - r.left) / scale - left; c.ds.offset[1] = (y - r.top) / scale - top;
+        c.setDirty(true, true); }""", [scale, left, top, margin["left"], margin["top"]])
+    page.wait_for_timeout(1000)
+    shot = page.screenshot(clip={"x": margin["left"], "y": margin["top"], "width": width, "height": height})
+    page.set_viewport_size(VIEWPORT)
+    image = Image.open(io.BytesIO(shot)).convert("RGB")
+    background = image.getpixel((2, 2))
+    image.thumbnail(THUMBNAIL_SIZE, Image.LANCZOS)
+    canvas = Image.new("RGB", THUMBNAIL_SIZE, background)
+    canvas.paste(image, ((THUMBNAIL_SIZE[0] - image.width) // 2, (THUMBNAIL_SIZE[1] - image.height) // 2))
+    canvas.save(path, "JPEG", quality=85, optimize=True, comment=thumbnail_comment(workflow_text).encode())
+    return path.stat().st_size
+
+
+def thumbnail_comment(workflow_text: str) -> str:
+    return "flowanime-workflow-sha256:" + hashlib.sha256(workflow_text.encode()).hexdigest()
+
+
+def check(port: int, workflows: dict, node_classes: dict, shots_dir: Path | None = None,
+          thumbnails_dir: Path | None = None) -> list[str]:
     from playwright.sync_api import sync_playwright
 
+    builder = load_builder()
     problems = []
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
-        page = browser.new_page()
-        console = []
-        page.on("console", lambda msg: console.append((msg.type, msg.text)))
+        page = browser.new_page(viewport=VIEWPORT)
+        events = []
+        page.on("console", lambda msg: events.append(f"console {msg.type}: {msg.text.splitlines()[0]}")
+                if msg.type in ("error", "warning") else None)
+        page.on("response", lambda r: events.append(f"HTTP {r.status} {r.url}") if r.status >= 400 else None)
+        page.on("pageerror", lambda e: events.append(f"page error: {e}"))
         for name, wf in workflows.items():
-            # a fresh editor per workflow, so one file's dialogs cannot be blamed on the next
+            title = name[: -len(".json")]
+            # a fresh editor per workflow, so one file's dialogs cannot be blamed on the next; what a
+            # fresh profile logs at start (no user.css, no saved workflows yet) is not ours
             page.goto(f"http://127.0.0.1:{port}/", wait_until="networkidle")
             page.wait_for_function("() => window.app && window.app.graph && window.LiteGraph", timeout=120000)
-            page.wait_for_timeout(500)
-            console.clear()
-            page.evaluate("wf => window.app.loadGraphData(wf)", wf)
-            page.wait_for_timeout(1500)
-            found = []
+            page.wait_for_timeout(1000)
+            startup = [e for e in events if MODULE.lower() in e.lower()]
+            events.clear()
+            found = [f"at start-up: {e}" for e in startup]
+            try:
+                open_from_template_browser(page, title)
+            except Exception as e:  # noqa: BLE001 - reported, the other workflows still run
+                found.append(f"could not open it from the template browser: {str(e).splitlines()[0]}")
+            if events:
+                found.append(f"console / network while opening it: {events[:6]}")
+            loaded = page.evaluate("() => window.app.graph._nodes.length")
+            if loaded != len(wf["nodes"]):
+                found.append(f"the editor holds {loaded} nodes, the file {len(wf['nodes'])}")
             unknown = page.evaluate(
                 "types => types.filter(t => !(t in window.LiteGraph.registered_node_types))",
                 sorted({n["type"] for n in wf["nodes"]}))
@@ -97,9 +233,7 @@ def check(port: int, workflows: dict, node_classes: dict) -> list[str]:
             body = page.evaluate("() => document.body.innerText")
             if "missing" in body.lower():
                 found.append("the editor reports missing nodes or models")
-            noisy = [text for kind, text in console if kind in ("warning", "error")]
-            if noisy:
-                found.append(f"console: {noisy[:5]}")
+            found += editor_layout_problems(page.evaluate(EDITOR_GEOMETRY), builder)
             theirs = page.evaluate("async () => (await window.app.graphToPrompt()).output")
             ours = kit.ui_to_api(wf, node_classes)
             theirs = {k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in theirs.items()}
@@ -107,6 +241,11 @@ def check(port: int, workflows: dict, node_classes: dict) -> list[str]:
                 diff = [k for k in sorted(set(theirs) | set(ours)) if theirs.get(k) != ours.get(k)]
                 found.append(f"graphToPrompt differs from ui_to_api at nodes {diff}: "
                              f"{[(theirs.get(k), ours.get(k)) for k in diff[:2]]}")
+            if shots_dir is not None:
+                page.screenshot(path=str(shots_dir / f"{title}.png"))
+            if thumbnails_dir is not None:
+                size = write_thumbnail(page, thumbnails_dir / f"{title}.jpg", (PACK_ROOT / "example_workflows" / name).read_text())
+                print(f"     thumbnail {title}.jpg: {size // 1024} KiB")
             print(f"{'OK  ' if not found else 'FAIL'} {name}" + "".join(f"\n     - {f}" for f in found))
             problems += found
         browser.close()
@@ -114,22 +253,29 @@ def check(port: int, workflows: dict, node_classes: dict) -> list[str]:
 
 
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shots", type=Path, default=None, help="folder for the screenshots (default: a new one under /tmp)")
+    parser.add_argument("--write-thumbnails", action="store_true", help="write example_workflows/<name>.jpg")
+    args = parser.parse_args()
     comfy = kit.find_comfyui()
     if comfy is None:
         sys.exit(kit.NO_COMFYUI_REASON)
     workflows = {p.name: json.loads(p.read_text()) for p in sorted((PACK_ROOT / "example_workflows").glob("*.json"))}
     base = Path(tempfile.mkdtemp(prefix="flowanime-browser-"))
+    shots = args.shots or Path(tempfile.mkdtemp(prefix="flowanime-shots-"))
+    shots.mkdir(parents=True, exist_ok=True)
     prepare_base(base, workflows)
     harness = kit.ComfyHarness.start(comfy, PACK_ROOT, Path(tempfile.mkdtemp()))
     port = free_port()
     server = start_comfyui(comfy, base, port, os.environ.get("FLOWANIME_PYTHON", sys.executable))
     try:
-        problems = check(port, workflows, harness.nodes.NODE_CLASS_MAPPINGS)
+        problems = check(port, workflows, harness.nodes.NODE_CLASS_MAPPINGS, shots,
+                         PACK_ROOT / "example_workflows" if args.write_thumbnails else None)
     finally:
         server.terminate()
         server.wait(timeout=30)
     print(f"{len(workflows)} workflows checked in {shutil.which('chromium') or 'chromium'}: "
-          f"{'no problems' if not problems else f'{len(problems)} problems'}")
+          f"{'no problems' if not problems else f'{len(problems)} problems'}; screenshots in {shots}")
     sys.exit(1 if problems else 0)
 
 

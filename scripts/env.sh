@@ -1,6 +1,7 @@
 # Sourced by test.sh and bench.sh: finds ComfyUI and prepares the virtual environment (reused while
 # no requirements file changed). Sets: pack_root, comfy (empty if none), venv.
 
+set -o pipefail  # the pip install below relies on it
 pack_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$pack_root"
 
@@ -21,7 +22,15 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.flowanime-stamp" 2>/dev/null)
   [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
   pip_args=(-q -c tests/constraints.txt -r requirements.txt -r tests/requirements.txt torch torchvision torchaudio)
   [ -n "$comfy" ] && pip_args+=(-r "$comfy/requirements.txt")
-  "$venv/bin/python" -m pip install "${pip_args[@]}" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+  # pip's exit status decides, not the filter's: a failed install stops here, after pip's message.
+  # The filter drops one harmless line and must not fail when nothing is left (pipefail, PIPESTATUS).
+  pip_status=0
+  "$venv/bin/python" -m pip install "${pip_args[@]}" 2>&1 \
+    | { grep -v "is ignored: it is neither a file nor a directory" || true; } || pip_status=${PIPESTATUS[0]}
+  if [ "$pip_status" -ne 0 ]; then
+    echo "FlowAnime tests: pip install failed (exit $pip_status), see pip's message above; nothing was run" >&2
+    exit "$pip_status"
+  fi
   "$venv/bin/python" -c "import torch, torchvision" # fail here, not in the middle of the suite
   echo "$stamp" > "$venv/.flowanime-stamp"
 fi

@@ -14,4 +14,7 @@ else
   echo "FlowAnime tests: no ComfyUI found (COMFYUI_PATH, enclosing custom_nodes/, ~/comfy/ComfyUI); integration tests will skip"
 fi
 
-exec "$venv/bin/python" -m pytest "$@"
+# --rootdir=tests: the pack's own folder holds ComfyUI's entry point (__init__.py, relative imports);
+# rooted there, pytest would import it as a package, which fails in a clone whose folder name is no
+# Python identifier (ComfyUI-FlowAnime, fresh-clone): every test would error.
+exec "$venv/bin/python" -m pytest --rootdir=tests "$@"

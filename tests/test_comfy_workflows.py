@@ -121,7 +121,7 @@ def test_comfyuis_validator_accepts_the_workflow(comfyui, stand_in_models, path)
 def test_committed_workflows_match_the_recipes(comfyui, stand_in_models):
     """The files are generated from the node definitions: rerun scripts/build_example_workflows.py when
     a node's inputs change."""
-    built = load_builder().build(comfyui.nodes.NODE_CLASS_MAPPINGS)
+    built = load_builder().build(comfyui.nodes.NODE_CLASS_MAPPINGS, comfyui.nodes.NODE_DISPLAY_NAME_MAPPINGS)
     assert sorted(built) == [p.name for p in WORKFLOW_FILES]
     for path in WORKFLOW_FILES:
         assert json.loads(path.read_text()) == built[path.name], path.name
