@@ -62,6 +62,11 @@ GAP_X, GAP_Y = 110, 50  # clear space between columns, and between a node and th
 MIN_WIDTH = {"Note": 380, "SaveImage": 380,  # SaveImage: room for the preview after a run
              "FlowAnimeBooruPromptNormalizer": 400, "FlowAnimeCLIPTextEncodeBreak": 400}  # prompts: readable lines
 NODE_HEIGHT = {"SaveImage": 420}
+# Panels web/flowanime.js adds to the prompt nodes: the live token counter (always shown) and the
+# report after a run (the node grows by it). The node is sized for the counter; room for the report
+# is left below it.
+COUNTER_PANEL_HEIGHT, REPORT_PANEL_HEIGHT = 64, 110
+PROMPT_PANEL_NODES = {"FlowAnimeBooruPromptNormalizer", "FlowAnimeCLIPTextEncodeBreak"}
 
 
 def textarea_height(text: str, width: float) -> int:
@@ -172,6 +177,8 @@ class UIGraph:
                 value = next(values)
                 multiline = kind == "STRING" and options.get("multiline")
                 height += (textarea_height(value, width) if multiline else WIDGET_HEIGHT) + WIDGET_SPACING
+            if node["type"] in PROMPT_PANEL_NODES:
+                height += COUNTER_PANEL_HEIGHT + WIDGET_SPACING
             height += 8
         return max(NODE_HEIGHT.get(node["type"], 0), height + 6)
 
@@ -189,7 +196,8 @@ class UIGraph:
             if y is None:  # below the node added before it to this column (overlaps are checked after)
                 y = bottoms.get(col, -GAP_Y - TITLE_HEIGHT) + GAP_Y + TITLE_HEIGHT
             node["pos"] = [col_x[col], y]
-            bottoms[col] = y + node["size"][1]
+            report_room = REPORT_PANEL_HEIGHT + WIDGET_SPACING if node["type"] in PROMPT_PANEL_NODES else 0
+            bottoms[col] = y + node["size"][1] + report_room
 
     def finish(self):
         self._place()
