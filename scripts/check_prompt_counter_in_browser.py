@@ -251,7 +251,7 @@ def main():
         sys.exit(kit.NO_COMFYUI_REASON)
     harness = kit.ComfyHarness.start(comfy, PACK_ROOT, Path(tempfile.mkdtemp()))
     clip = harness.node_class("CLIPLoader")().load_clip(kit.CLIP_L, "stable_diffusion")[0]
-    encoder = harness.pack_submodule("prompt.encoder")
+    encoder = harness.pack_submodule("comfy_adapter.clip")
 
     def expected_chunks(prompt, backtrack):
         return encoder.tokenize(clip, prompt, backtrack).chunkings[0]["chunks"]

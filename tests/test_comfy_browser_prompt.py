@@ -22,7 +22,7 @@ def test_counter_equals_the_encoder_and_reports_show_on_the_nodes(comfyui):
     check = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(check)
     clip = comfyui.node_class("CLIPLoader")().load_clip(kit.CLIP_L, "stable_diffusion")[0]
-    encoder = comfyui.pack_submodule("prompt.encoder")
+    encoder = comfyui.pack_submodule("comfy_adapter.clip")
 
     def expected_chunks(prompt, backtrack):
         return encoder.tokenize(clip, prompt, backtrack).chunkings[0]["chunks"]

@@ -74,7 +74,7 @@ COUNTER_TABLE = [("", 20), ("1girl, solo", 20), ("by wlop BREAK 1girl BREAK BREA
 def test_counter_equals_the_encoders_chunking(comfyui, text, backtrack):
     """The counter (stock tokenizer files, no model) against the encoder on a loaded CLIP."""
     clip = comfyui.node_class("CLIPLoader")().load_clip(kit.CLIP_L, "stable_diffusion")[0]
-    encoded = comfyui.pack_submodule("prompt.encoder").tokenize(clip, text, backtrack)
+    encoded = comfyui.pack_submodule("comfy_adapter.clip").tokenize(clip, text, backtrack)
     counted = support(comfyui).count_tokens(text, backtrack)
     assert counted["chunks"] == encoded.chunkings[0]["chunks"]
     assert counted["split_tags"] == encoded.split_tags
