@@ -100,13 +100,13 @@ def test_empty_breaks_cost_nothing_and_moderate_breaks_encode(comfyui, text, chu
 
 @pytest.mark.parametrize("text, fragment", [
     ("(a:" + "1" * 40000 + "x)", None),
-    ("(" * 2000 + "tag" + ")" * 2000, "parentheses"),
-    ("a" * 200_000, "characters"),
+    ("(" * 2000 + "tag" + ")" * 2000, None),  # an explicit bracket stack: any depth, no RecursionError
+    ("a" * 1_000_001, "characters"),
     ("\u202etag\u202c, \x00\x1b[31m, \u200b, " * 2000, None),
 ])
 def test_hostile_prompts_through_the_normaliser_node(comfyui, text, fragment):
     """Items 1 and 8: the weight regex froze ComfyUI for ~36 s; 2000-deep parentheses raised
-    RecursionError."""
+    RecursionError. The normaliser's size cap (1,000,000 characters) is a clear error."""
     from comfy_execution.graph_utils import GraphBuilder
 
     g = GraphBuilder()
