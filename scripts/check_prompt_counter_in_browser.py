@@ -19,12 +19,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 PACK_ROOT = Path(__file__).resolve().parents[1]
@@ -32,8 +28,9 @@ sys.path.insert(0, str(PACK_ROOT / "tests"))
 
 import flowanime_testkit as kit  # noqa: E402
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from check_workflows_in_browser import CHROMIUM_FLAGS, free_port, start_comfyui  # noqa: E402
+
 ENCODER = "FlowAnimeCLIPTextEncodeBreak"
 NORMALIZER = "FlowAnimeBooruPromptNormalizer"
 
@@ -52,12 +49,6 @@ TYPED = "1girl, solo, long hair"  # typed key by key; the others are pasted (fil
 NORMALIZER_PROMPT = "blueeyes, long_hair, love_live!, not_a_real_tag_xyz, by wlop"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def prepare_base(base: Path, clip_file: Path) -> None:
     (base / "custom_nodes").mkdir(parents=True)
     (base / "user" / "default").mkdir(parents=True)
@@ -66,23 +57,6 @@ def prepare_base(base: Path, clip_file: Path) -> None:
     (base / "custom_nodes" / "FlowAnime").symlink_to(PACK_ROOT, target_is_directory=True)
     (base / "models" / "text_encoders").mkdir(parents=True)
     (base / "models" / "text_encoders" / kit.CLIP_L).symlink_to(clip_file)
-
-
-def start_comfyui(comfy: Path, base: Path, port: int, python: str):
-    log = open(base / "comfyui.log", "w")
-    proc = subprocess.Popen([python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-                             "--base-directory", str(base)], cwd=comfy, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/object_info", timeout=2).read()
-            return proc
-        except OSError:
-            if proc.poll() is not None:
-                raise SystemExit(f"ComfyUI exited: see {base / 'comfyui.log'}") from None
-            time.sleep(1)
-    proc.kill()
-    raise SystemExit("ComfyUI did not start in 180 s")
 
 
 def old_style_workflow() -> dict:
