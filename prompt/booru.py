@@ -252,37 +252,29 @@ def _drop_emoticon_parens(text, start, end, kinds, parens, first_paren) -> None:
         del parens[first_paren:]
 
 
-def break_segments(text: str) -> list[str]:
-    """The raw text between BREAKs that stand outside brackets (A1111's rule), BREAK itself removed."""
-    segments, start, depth = [], 0, 0
+def _split_outside_brackets(text: str, separator: str, width: int) -> list[str]:
+    """The text between separators (a kind from _specials) that stand outside brackets."""
+    pieces, start, depth = [], 0, 0
     for pos, kind in _specials(text):
         if kind == "(":
             depth += 1
         elif kind == ")":
             depth -= 1
-        elif kind == "B" and depth == 0:
-            segments.append(text[start:pos])
-            start = pos + len(BREAK)
-    segments.append(text[start:])
-    return segments
+        elif kind == separator and depth == 0:
+            pieces.append(text[start:pos])
+            start = pos + width
+    pieces.append(text[start:])
+    return pieces
+
+
+def break_segments(text: str) -> list[str]:
+    """The raw text between BREAKs that stand outside brackets (A1111's rule), BREAK itself removed."""
+    return _split_outside_brackets(text, "B", len(BREAK))
 
 
 def split_break(text: str) -> list[list[str]]:
     """The prompt's comma items (raw, empty ones included), in segments between BREAKs."""
-    segments: list[list[str]] = []
-    for segment in break_segments(text):
-        items, start, depth = [], 0, 0
-        for pos, kind in _specials(segment):
-            if kind == "(":
-                depth += 1
-            elif kind == ")":
-                depth -= 1
-            elif kind == "," and depth == 0:
-                items.append(segment[start:pos])
-                start = pos + 1
-        items.append(segment[start:])
-        segments.append(items)
-    return segments
+    return [_split_outside_brackets(segment, ",", 1) for segment in break_segments(text)]
 
 
 # --- the structure ------------------------------------------------------------------------------------
