@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import gc
 import re
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
+from itertools import accumulate, repeat
 
 # Kaomoji whose underscores are part of the tag (toriato/stable-diffusion-webui-wd14-tagger #7 list,
 # used verbatim by tagcomplete and imgutils), plus t_t and o_x from the current Danbooru tag list.
@@ -54,18 +56,21 @@ MAX_PROMPT_CHARS = 1_000_000  # ~60,000 tags; beyond this no encoder would use t
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _INVISIBLE = re.compile("[\u00ad\u061c\u180e\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 
-# Everything the parser reacts to, in one linear scan: an escape (a backslash and the character after
-# it, which is text), a parenthesis, a comma, or BREAK standing alone (white space or a comma, or the
-# start or end of the text, on both sides).
-_SPECIAL = re.compile(r"\\.|[(),]|BREAK", re.S)
+# What the parser reacts to: an escape (a backslash and the character after it, which is text), then,
+# outside escapes, a parenthesis, a comma, or BREAK standing alone (white space or a comma, or the start
+# or end of the text, on both sides). Each is a linear scan: no nested quantifier.
+_ESCAPE = re.compile(r"\\.", re.S)
+_MARK = re.compile(r"\((?<=[^\s,(]\()(?:[^(),B]|B(?!REAK))*\)|[()]|BREAK")
 _UNESCAPED_PAREN = re.compile(r"(?<!\\)([()])")
 _ARTIST_PREFIXES = ("@", "by ", "artist:")
 _VERBATIM_PREFIXES = ("embedding:", "<lora:", "<lyco:", "<hypernet:")
 _NUMBER_CHARS = frozenset("0123456789.+-")
+_PEOPLE_FIRST = frozenset("0123456789m")  # PEOPLE_TAG's first characters, the cheap test before it
 
 # Item categories, for the presets' tag order.
 TEXT, ARTIST, QUALITY, META, PEOPLE, CHARACTER, COPYRIGHT, GENERAL = (
     "text", "artist", "quality", "meta", "people", "character", "copyright", "general")
+_LIST_CATEGORIES = {3: COPYRIGHT, 4: CHARACTER, 5: META}  # the tag list's categories that order a prompt
 
 
 @dataclass(frozen=True)
@@ -165,8 +170,13 @@ def _escape_paren(m: re.Match) -> str:
 
 
 def _normalize_collapsed(tag: str, lowercase: bool) -> str:
-    if "_" in tag and _unescape(tag).lower() not in KAOMOJI and SCORE_TAG.fullmatch(tag) is None:
-        tag = _collapse(tag.replace("_", " "))
+    if "_" in tag:
+        key = tag.lower()
+        if "\\" in key:
+            key = _unescape(key)
+        # SCORE_TAG matches only "score_..." in any case (and "ſ" for "s"): "core_" is the cheap test
+        if key not in KAOMOJI and (key[1:6] != "core_" or SCORE_TAG.fullmatch(tag) is None):
+            tag = " ".join(tag.replace("_", " ").split())
     if "(" in tag or ")" in tag:
         if "\\" in tag:
             tag = _UNESCAPED_PAREN.sub(_escape_paren, tag)
@@ -202,54 +212,77 @@ def _is_number(s: str) -> bool:
 # --- the scan -----------------------------------------------------------------------------------------
 
 
-def _specials(text: str) -> list[tuple[int, str]]:
-    """(position, kind) of every parenthesis that is weight syntax, comma and BREAK; kind is one of
-    "(", ")", ",", "B". Escapes, emoticon parentheses and unmatched parentheses are text."""
-    positions, kinds, parens = [], [], []
-    piece_start, first_paren, end = 0, -1, len(text)
-    for m in _SPECIAL.finditer(text):
-        kind = m.group()[0]
-        pos = m.start()
-        if kind == "\\":
-            continue
-        if kind == "B" and ((pos and not _is_break_edge(text[pos - 1]))
-                            or (pos + 5 < end and not _is_break_edge(text[pos + 5]))):
-            continue  # part of a word: "BREAKS", "xBREAK"
-        if kind in ",B":
-            # emoticons are read piece by piece; a piece ends at a comma or a BREAK, as the items
-            # of the output do, so a second run reads the same pieces
-            if first_paren >= 0:
-                _drop_emoticon_parens(text, piece_start, pos, kinds, parens, first_paren)
-                first_paren = -1
-            piece_start = pos + (1 if kind == "," else len(BREAK))
+def _scan(text: str) -> tuple[list[tuple[int, str]], list[int]]:
+    """The prompt's syntax: (position, kind) of every parenthesis that is weight syntax and every BREAK,
+    kind "(", ")" or "B", in order; and the positions of the commas. Escapes, emoticon parentheses and
+    unmatched parentheses are text.
+
+    Escapes are masked first (each becomes two placeholders: positions stay), so what is left of
+    `(`, `)`, `,` and `BREAK` is syntax. Commas, one per tag, are found by str.split (no Python step per
+    comma); parentheses and BREAKs, rarer, by one regex scan."""
+    masked = _ESCAPE.sub("\0\0", text) if "\\" in text else text  # clean_text removed every \0
+    pieces = masked.split(",")
+    commas = list(accumulate([len(piece) + 1 for piece in pieces[:-1]], initial=-1))[1:]
+    positions, kinds, parens, breaks, end = [], [], [], [], len(text)
+    for m in _MARK.finditer(masked):
+        pos, found = m.start(), m.group()
+        if len(found) > 1 and found[0] == "(":
+            continue  # a qualifier, `karin_(blue_archive)`: text (see _MARK)
+        kind = found[0]
+        if kind == "B":
+            if (pos and not _is_break_edge(text[pos - 1])) or (pos + 5 < end and not _is_break_edge(text[pos + 5])):
+                continue  # part of a word: "BREAKS", "xBREAK"
+            breaks.append(pos)
         else:
-            if first_paren < 0:
-                first_paren = len(parens)
             parens.append(len(kinds))
         positions.append(pos)
         kinds.append(kind)
-    if first_paren >= 0:
-        _drop_emoticon_parens(text, piece_start, end, kinds, parens, first_paren)
-    # Parentheses ComfyUI would not match are text too.
-    stack = []
-    for index in parens:
-        if kinds[index] == "(":
-            stack.append(index)
-        elif stack:
-            stack.pop()
-        else:
+    if parens:
+        _drop_emoticon_parens(text, positions, kinds, parens, commas, breaks)
+        # Parentheses ComfyUI would not match are text too.
+        stack = []
+        for index in parens:
+            if not kinds[index]:
+                continue
+            if kinds[index] == "(":
+                stack.append(index)
+            elif stack:
+                stack.pop()
+            else:
+                kinds[index] = ""
+        for index in stack:
             kinds[index] = ""
-    for index in stack:
-        kinds[index] = ""
-    return [(p, k) for p, k in zip(positions, kinds) if k]
+    return [(p, k) for p, k in zip(positions, kinds) if k], commas
 
 
-def _drop_emoticon_parens(text, start, end, kinds, parens, first_paren) -> None:
-    """A comma piece that reads as an emoticon has literal parentheses."""
-    if _is_emoticon(text[start:end]):
-        for index in parens[first_paren:]:
-            kinds[index] = ""
-        del parens[first_paren:]
+def _drop_emoticon_parens(text, positions, kinds, parens, commas, breaks) -> None:
+    """Emoticons are read piece by piece; a piece ends at a comma or a BREAK, as the items of the
+    output do, so a second run reads the same pieces. A piece that reads as an emoticon has literal
+    parentheses."""
+    end, piece, members = len(text), None, []
+    for index in [*parens, -1]:
+        if index >= 0:
+            pos = positions[index]
+            c, b = bisect_right(commas, pos), bisect_right(breaks, pos)
+            if (c, b) == piece:
+                members.append(index)
+                continue
+        if members:
+            pc, pb = piece
+            start = max(commas[pc - 1] + 1 if pc else 0, breaks[pb - 1] + len(BREAK) if pb else 0)
+            stop = min(commas[pc] if pc < len(commas) else end, breaks[pb] if pb < len(breaks) else end)
+            if _is_emoticon(text[start:stop]):
+                for member in members:
+                    kinds[member] = ""
+        if index >= 0:
+            piece, members = (c, b), [index]
+
+
+def _specials(text: str) -> list[tuple[int, str]]:
+    """(position, kind) of every parenthesis that is weight syntax, comma and BREAK, in order; kind is
+    one of "(", ")", ",", "B"."""
+    marks, commas = _scan(text)
+    return sorted(marks + [(pos, ",") for pos in commas])
 
 
 def _split_outside_brackets(text: str, separator: str, width: int) -> list[str]:
@@ -289,7 +322,7 @@ class _Group:
 
     def __init__(self, index: int, parent: int, start: int):
         self.index, self.parent = index, parent
-        self.items: list = []  # (start, end, child group or None) per item; _SEGMENT at BREAKs
+        self.items: list = []  # (start, end, child group or None) per item (some blank); _SEGMENT at BREAKs
         self.weight = ""  # ":1.2" as written, without spaces
         self.whole = False  # the group is a whole comma item of its parent: weight syntax, not a qualifier
         self.item_start = self.run_start = start
@@ -333,14 +366,21 @@ def _trailing_weight(text: str, start: int, end: int):
 
 def _parse(text: str) -> tuple[_Group, list[_Group]]:
     """The root and the groups that are weight syntax (live), innermost first."""
+    marks, commas = _scan(text)
     root = _Group(0, -1, 0)
     groups, stack, closed = [root], [root], []
-    for pos, kind in _specials(text):
+    read = 0  # the commas before commas[read] are read
+    for pos, kind in [*marks, (len(text), "")]:  # the end reads the last commas
         g = stack[-1]
-        if kind == ",":
-            _end_item(text, g, pos)
-            g.item_start = g.run_start = pos + 1
-        elif kind == "B":
+        upto = bisect_left(commas, pos, read)
+        if upto > read:
+            # The commas before this mark are all the current group's: the first ends the item in
+            # progress, each one after it an item of text only (a blank one reads as nothing later).
+            _end_item(text, g, commas[read])
+            g.items.extend(zip([c + 1 for c in commas[read:upto - 1]], commas[read + 1:upto], repeat(None)))
+            g.item_start = g.run_start = commas[upto - 1] + 1
+            read = upto
+        if kind == "B":
             if g is root:
                 _end_item(text, g, pos)
                 g.items.append(_SEGMENT)
@@ -350,7 +390,7 @@ def _parse(text: str) -> tuple[_Group, list[_Group]]:
             child = _Group(len(groups), g.index, pos + 1)
             groups.append(child)
             stack.append(child)
-        else:  # ")"
+        elif kind == ")":
             stack.pop()
             end = pos
             weight = _trailing_weight(text, g.run_start, pos)
@@ -372,12 +412,12 @@ def _parse(text: str) -> tuple[_Group, list[_Group]]:
 # --- normalising the items ----------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class _Item:
     text: str | None  # a tag, a sentence...; None for a group
     key: object  # what duplicates are found by: lower-case text, or an id for a group
     category: str = GENERAL
-    children: list = field(default_factory=list)
+    children: list | tuple = ()
     weight: str = ""
 
 
@@ -396,7 +436,7 @@ class TagReport:
         """Prompt order (groups are read before the items around them)."""
         for name in ("known", "aliases", "unknown"):
             entries = getattr(self, name)
-            setattr(self, name, dict(sorted(entries.items(), key=lambda kv: self.positions.get(kv[0], 0))))
+            setattr(self, name, {key: entries[key] for key in sorted(entries, key=self.positions.get)})  # each is there
 
     def lines(self) -> list[str]:
         if not self.source:
@@ -411,9 +451,11 @@ class TagReport:
 
 
 class _Normalizer:
-    def __init__(self, text: str, opts: NormalizeOptions, tags, report: TagReport | None):
+    def __init__(self, text: str, opts: NormalizeOptions, tags, report: TagReport):
         self.text, self.opts, self.tags, self.report = text, opts, tags, report
         self.group_ids: dict = {}
+        if tags is not None:  # the list's own dict look-ups, bound once
+            self.tag_info, self.alias_of = tags.get, tags.alias_of
 
     def leaf(self, start: int, end: int) -> _Item | None:
         text = " ".join(self.text[start:end].split())  # white space collapsed (and stripped)
@@ -431,9 +473,8 @@ class _Normalizer:
         tag = _normalize_collapsed(text, opts.lowercase)
         if not tag:  # "_" alone, say
             return None
-        plain = tag.replace("\\", "") if "\\" in tag else tag
-        low = plain.lower()
-        if _is_quality_lower(low):
+        low = tag.replace("\\", "").lower() if "\\" in tag else tag.lower()
+        if low in QUALITY_TAGS or (low.startswith("score_") and SCORE_TAG.fullmatch(low) is not None):
             if opts.drop_quality_tags:
                 return None
             category = QUALITY
@@ -441,7 +482,7 @@ class _Normalizer:
             prefix_length = 1 if tag[0] == "@" else 3 if low.startswith("by ") else len("artist:")
             tag, category = self.artist(tag[prefix_length:], tag), ARTIST
         else:
-            category = PEOPLE if low[:1] in tuple("0123456789m") and PEOPLE_TAG.fullmatch(low) else GENERAL
+            category = PEOPLE if low[:1] in _PEOPLE_FIRST and PEOPLE_TAG.fullmatch(low) else GENERAL
             if tags is not None:
                 tag, category = self.look_up(tag, category, start)
         if _is_sentence_collapsed(tag) and not (tags is not None and tag_key(tag) in tags):
@@ -458,38 +499,35 @@ class _Normalizer:
         return as_written if not prefix else prefix + name
 
     def look_up(self, tag: str, category: str, position: int) -> tuple[str, str]:
-        tags, report = self.tags, self.report
+        report, opts = self.report, self.opts
         key = _unescape(tag).lower() if "\\" in tag else tag.lower()
-        info = tags.get(key)
+        info = self.tag_info(key)
         if info is None:
-            canonical = tags.alias_of(key)
+            canonical = self.alias_of(key)
             if canonical is not None:
-                info = tags.get(canonical)
-                if report is not None:
-                    report.aliases.setdefault(tag, (info.prompt, info.posts, self.opts.resolve_aliases))
-                    report.positions.setdefault(tag, position)
-                if self.opts.resolve_aliases:
-                    tag = info.prompt.lower() if self.opts.lowercase else info.prompt
-            elif report is not None:
+                info = self.tag_info(canonical)
+                report.aliases.setdefault(tag, (info.prompt, info.posts, opts.resolve_aliases))
+                report.positions.setdefault(tag, position)
+                if opts.resolve_aliases:
+                    tag = info.prompt.lower() if opts.lowercase else info.prompt
+            else:
                 report.unknown.setdefault(tag, None)
                 report.positions.setdefault(tag, position)
-        if info is not None:
-            if report is not None:
-                report.known.setdefault(info.prompt, info.posts)
-                report.positions.setdefault(info.prompt, position)
-            if info.category == 1 and self.opts.artist_prefix:  # presets only: a bare artist name gets its prefix
-                return self.artist(tag, tag), ARTIST
-            category = {3: COPYRIGHT, 4: CHARACTER, 5: META}.get(info.category, category)
-        return tag, category
+                return tag, category
+        report.known.setdefault(info.prompt, info.posts)
+        report.positions.setdefault(info.prompt, position)
+        if info.category == 1 and opts.artist_prefix:  # presets only: a bare artist name gets its prefix
+            return self.artist(tag, tag), ARTIST
+        return tag, _LIST_CATEGORIES.get(info.category, category)
 
     def container(self, g: _Group, results: dict) -> list:
-        out, seen = [], set()
+        out, seen, leaf = [], set(), self.leaf
         for entry in g.items:
             if entry is _SEGMENT:
                 out.append(_SEGMENT)
                 continue
             start, end, child = entry
-            item = results.get(child.index) if child is not None else self.leaf(start, end)
+            item = results.get(child.index) if child is not None else leaf(start, end)
             if item is None or item.key in seen:
                 continue
             seen.add(item.key)
@@ -505,8 +543,11 @@ class _Normalizer:
         return _Item(None, ("group", key), categories.pop() if len(categories) == 1 else GENERAL, children, g.weight)
 
 
-def _render(item: _Item, out: list) -> None:
-    """Write an item's text (a group's nesting may be deep: an explicit stack, no recursion)."""
+def _render(item: _Item) -> str:
+    """An item's text (a group's nesting may be deep: an explicit stack, no recursion)."""
+    if item.text is not None:
+        return item.text
+    out: list = []
     stack = [item]
     while stack:
         top = stack.pop()
@@ -522,6 +563,7 @@ def _render(item: _Item, out: list) -> None:
                     parts.append(", ")
                 parts.append(child)
             stack.extend(parts)
+    return "".join(out)
 
 
 def _arrange(segments: list[list[_Item]], opts: NormalizeOptions) -> list[list[_Item]]:
@@ -578,15 +620,8 @@ def _normalize_with_report(prompt: str, options: NormalizeOptions, tags) -> tupl
             seen.add(item.key)
             segments[-1].append(item)
     report.sort()
-    out: list[str] = []
-    for n, segment in enumerate(_arrange(segments, options)):
-        if n:
-            out.append(f" {BREAK} ")
-        for m, item in enumerate(segment):
-            if m:
-                out.append(", ")
-            _render(item, out)
-    return "".join(out), report
+    text = f" {BREAK} ".join(", ".join([_render(item) for item in segment]) for segment in _arrange(segments, options))
+    return text, report
 
 
 def normalize(prompt: str, options: NormalizeOptions = NormalizeOptions(), tags=None) -> str:

@@ -55,19 +55,17 @@ class TagList:
                 alias_key = tag_key(normalize_tag(alias))
                 if alias_key and alias_key not in self._tags:
                     self._aliases.setdefault(alias_key, key)
+        # The dicts' own look-ups (the normaliser makes a few per tag; a method around each would double
+        # their cost): get(key) -> TagInfo or None; alias_of(key) -> the key of the canonical tag the
+        # alias stands for, or None.
+        self.get = self._tags.get
+        self.alias_of = self._aliases.get
 
     def __len__(self) -> int:
         return len(self._tags)
 
     def __contains__(self, key: str) -> bool:
         return key in self._tags
-
-    def get(self, key: str) -> TagInfo | None:
-        return self._tags.get(key)
-
-    def alias_of(self, key: str) -> str | None:
-        """The key of the canonical tag this alias stands for, or None."""
-        return self._aliases.get(key)
 
     def items(self):
         return self._tags.items()
