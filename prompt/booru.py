@@ -123,7 +123,8 @@ def clean_text(text: str) -> str:
         raise TypeError(f"FlowAnime: the prompt must be text, got {type(text).__name__}.")
     if len(text) > MAX_PROMPT_CHARS:
         raise ValueError(f"FlowAnime: the prompt ('text') has {len(text):,} characters; the limit is {MAX_PROMPT_CHARS:,}.")
-    return _INVISIBLE.sub("", _CONTROL.sub(" ", text))
+    text = _CONTROL.sub(" ", text)
+    return text if text.isascii() else _INVISIBLE.sub("", text)  # every invisible character is beyond ASCII
 
 
 def _unescape(text: str) -> str:
@@ -458,11 +459,66 @@ class _Normalizer:
             self.tag_info, self.alias_of = tags.get, tags.alias_of
 
     def leaf(self, start: int, end: int) -> _Item | None:
+        """The item a comma piece of text makes. The common tag, printable ASCII without `, : @ \\` (so
+        no verbatim text, escape, or `@`/`artist:` prefix), takes the same steps as general_leaf with
+        fewer checks; kaomoji, `score_` and `by ` tags, what may be a sentence, and tags the list does
+        not know as they are written (aliases, unknown tags, bare artist names for a preset) take
+        general_leaf."""
         text = " ".join(self.text[start:end].split())  # white space collapsed (and stripped)
         if not text:
             return None
-        tags, opts = self.tags, self.opts
         lower = text.lower()
+        if not text.isascii() or "," in text or ":" in text or "@" in text or "\\" in text:
+            return self.general_leaf(text, lower, start)
+        if "_" in text:
+            if lower in KAOMOJI or lower.startswith("score_"):
+                return self.general_leaf(text, lower, start)
+            tag = text.replace("_", " ")
+            if "  " in tag or tag[0] == " " or tag[-1] == " ":  # the only white space is a single space
+                tag = " ".join(tag.split())
+                if not tag:  # "_" alone, say
+                    return None
+            low = tag.lower()
+        elif text[-1] in ".!?" or text.count(" ") >= 4:
+            return self.general_leaf(text, lower, start)
+        else:
+            tag, low = text, lower
+        opts = self.opts
+        if opts.lowercase:
+            tag = low
+        if low in QUALITY_TAGS:
+            return None if opts.drop_quality_tags else _Item(tag, low, QUALITY)
+        if low.startswith("by "):
+            return self.general_leaf(text, lower, start)
+        category = PEOPLE if low[:1] in _PEOPLE_FIRST and PEOPLE_TAG.fullmatch(low) else GENERAL
+        key = low
+        if "(" in tag or ")" in tag:
+            tag = tag.replace("(", "\\(").replace(")", "\\)")
+            key = tag.lower()
+        if self.tags is None:
+            if "_" in text and (tag[-1] in ".!?" or tag.count(" ") >= 4):
+                category = TEXT  # as in general_leaf: `made_up_tag!`
+            return _Item(tag, key, category)
+        info = self.tag_info(low)  # low has no backslash: it is the list's key
+        if info is not None and not (info.category == 1 and opts.artist_prefix):  # known as written
+            known = self.report.known
+            if info.prompt not in known:
+                known[info.prompt] = info.posts
+                self.report.positions.setdefault(info.prompt, start)
+            return _Item(tag, key, _LIST_CATEGORIES.get(info.category, category))
+        return self.listed(tag, category, start)
+
+    def listed(self, tag: str, category: str, position: int) -> _Item:
+        """The item of a tag (in prompt form) that the list may know: look-up, and a sentence's check."""
+        tag, category = self.look_up(tag, category, position)
+        if _is_sentence_collapsed(tag) and tag_key(tag) not in self.tags:
+            # `made_up_tag!` loses its underscores here and reads as a sentence next time: place it as
+            # one now, so that a second run changes nothing
+            category = TEXT
+        return _Item(tag, tag.lower(), category)
+
+    def general_leaf(self, text: str, lower: str, start: int) -> _Item | None:
+        tags, opts = self.tags, self.opts
         if "," in text or lower.startswith(_VERBATIM_PREFIXES):
             # A comma survives only inside parentheses that do not enclose the whole item, e.g.
             # "tag (a, b)": emphasis the user wrote (no Danbooru tag holds a comma). Embeddings and
@@ -484,11 +540,9 @@ class _Normalizer:
         else:
             category = PEOPLE if low[:1] in _PEOPLE_FIRST and PEOPLE_TAG.fullmatch(low) else GENERAL
             if tags is not None:
-                tag, category = self.look_up(tag, category, start)
+                return self.listed(tag, category, start)
         if _is_sentence_collapsed(tag) and not (tags is not None and tag_key(tag) in tags):
-            # `made_up_tag!` loses its underscores here and reads as a sentence next time: place it as
-            # one now, so that a second run changes nothing
-            category = TEXT
+            category = TEXT  # as in listed()
         return _Item(tag, tag.lower(), category)
 
     def artist(self, name: str, as_written: str) -> str:
@@ -545,8 +599,6 @@ class _Normalizer:
 
 def _render(item: _Item) -> str:
     """An item's text (a group's nesting may be deep: an explicit stack, no recursion)."""
-    if item.text is not None:
-        return item.text
     out: list = []
     stack = [item]
     while stack:
@@ -612,15 +664,14 @@ def _normalize_with_report(prompt: str, options: NormalizeOptions, tags) -> tupl
     for g in live:
         results[g.index] = worker.group(g, results)
     segments: list[list[_Item]] = [[]]
-    seen: set = set()
-    for item in worker.container(root, results):
+    for item in worker.container(root, results):  # without duplicates, across segments too: the first one stays
         if item is _SEGMENT:
             segments.append([])
-        elif item.key not in seen:  # duplicates across segments too: the first one stays
-            seen.add(item.key)
+        else:
             segments[-1].append(item)
     report.sort()
-    text = f" {BREAK} ".join(", ".join([_render(item) for item in segment]) for segment in _arrange(segments, options))
+    text = f" {BREAK} ".join(", ".join([item.text if item.text is not None else _render(item) for item in segment])
+                             for segment in _arrange(segments, options))
     return text, report
 
 
