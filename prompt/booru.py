@@ -29,6 +29,7 @@ import re
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from itertools import accumulate, repeat
+from operator import add
 
 # Kaomoji whose underscores are part of the tag (toriato/stable-diffusion-webui-wd14-tagger #7 list,
 # used verbatim by tagcomplete and imgutils), plus t_t and o_x from the current Danbooru tag list.
@@ -58,9 +59,12 @@ _INVISIBLE = re.compile("[\u00ad\u061c\u180e\u200b\u200e\u200f\u202a-\u202e\u206
 
 # What the parser reacts to: an escape (a backslash and the character after it, which is text), then,
 # outside escapes, a parenthesis, a comma, or BREAK standing alone (white space or a comma, or the start
-# or end of the text, on both sides). Each is a linear scan: no nested quantifier.
+# or end of the text, on both sides).
 _ESCAPE = re.compile(r"\\.", re.S)
-_MARK = re.compile(r"\((?<=[^\s,(]\()(?:[^(),B]|B(?!REAK))*\)|[()]|BREAK")
+# A qualifier, `karin_(blue_archive)`: parentheses right after text in the same item, with no other
+# parenthesis, comma or BREAK inside, can only be text (weight syntax encloses a whole item); read as
+# text at once, they need no group. ("B" stays out: a BREAK inside would end an emoticon's piece.)
+_QUALIFIER = re.compile(r"\((?<=[^\s,(]\()[^(),B]*\)")
 _UNESCAPED_PAREN = re.compile(r"(?<!\\)([()])")
 _ARTIST_PREFIXES = ("@", "by ", "artist:")
 _VERBATIM_PREFIXES = ("embedding:", "<lora:", "<lyco:", "<hypernet:")
@@ -123,8 +127,9 @@ def clean_text(text: str) -> str:
         raise TypeError(f"FlowAnime: the prompt must be text, got {type(text).__name__}.")
     if len(text) > MAX_PROMPT_CHARS:
         raise ValueError(f"FlowAnime: the prompt ('text') has {len(text):,} characters; the limit is {MAX_PROMPT_CHARS:,}.")
-    text = _CONTROL.sub(" ", text)
-    return text if text.isascii() else _INVISIBLE.sub("", text)  # every invisible character is beyond ASCII
+    if text.isprintable():  # no control character, nothing invisible: no scan needed
+        return text
+    return _INVISIBLE.sub("", _CONTROL.sub(" ", text))
 
 
 def _unescape(text: str) -> str:
@@ -213,23 +218,32 @@ def _is_number(s: str) -> bool:
 # --- the scan -----------------------------------------------------------------------------------------
 
 
+def _positions(text: str, sub: str) -> list[int]:
+    """Where sub occurs in text (left to right, no overlaps), found by str.split: no Python step each."""
+    pieces = text.split(sub)
+    width = len(sub)
+    return list(map(add, accumulate(map(len, pieces[:-1])), range(0, width * (len(pieces) - 1), width)))
+
+
 def _scan(text: str) -> tuple[list[tuple[int, str]], list[int]]:
     """The prompt's syntax: (position, kind) of every parenthesis that is weight syntax and every BREAK,
     kind "(", ")" or "B", in order; and the positions of the commas. Escapes, emoticon parentheses and
     unmatched parentheses are text.
 
     Escapes are masked first (each becomes two placeholders: positions stay), so what is left of
-    `(`, `)`, `,` and `BREAK` is syntax. Commas, one per tag, are found by str.split (no Python step per
-    comma); parentheses and BREAKs, rarer, by one regex scan."""
+    `(`, `)`, `,` and `BREAK` is syntax; each is found by str.split, in linear time."""
     masked = _ESCAPE.sub("\0\0", text) if "\\" in text else text  # clean_text removed every \0
-    pieces = masked.split(",")
-    commas = list(accumulate([len(piece) + 1 for piece in pieces[:-1]], initial=-1))[1:]
+    commas = _positions(masked, ",")
+    opens, closes = _positions(masked, "("), _positions(masked, ")")
+    qualifiers = list(map(re.Match.span, _QUALIFIER.finditer(masked)))
+    if qualifiers:
+        text_opens, text_closes = {start for start, _ in qualifiers}, {end - 1 for _, end in qualifiers}
+        opens = [pos for pos in opens if pos not in text_opens]
+        closes = [pos for pos in closes if pos not in text_closes]
+    found = sorted([*zip(opens, repeat("(")), *zip(closes, repeat(")")),
+                    *zip(_positions(masked, BREAK) if BREAK in masked else (), repeat("B"))])
     positions, kinds, parens, breaks, end = [], [], [], [], len(text)
-    for m in _MARK.finditer(masked):
-        pos, found = m.start(), m.group()
-        if len(found) > 1 and found[0] == "(":
-            continue  # a qualifier, `karin_(blue_archive)`: text (see _MARK)
-        kind = found[0]
+    for pos, kind in found:
         if kind == "B":
             if (pos and not _is_break_edge(text[pos - 1])) or (pos + 5 < end and not _is_break_edge(text[pos + 5])):
                 continue  # part of a word: "BREAKS", "xBREAK"
@@ -413,13 +427,10 @@ def _parse(text: str) -> tuple[_Group, list[_Group]]:
 # --- normalising the items ----------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class _Item:
-    text: str | None  # a tag, a sentence...; None for a group
-    key: object  # what duplicates are found by: lower-case text, or an id for a group
-    category: str = GENERAL
-    children: list | tuple = ()
-    weight: str = ""
+# An item is a plain tuple (ten thousand of them cost little): (text, key, category) for a tag, a sentence
+# or other text, and (None, key, category, children, weight) for a group; key is what duplicates are
+# found by, the lower-case text or ("group", id).
+_Item = tuple
 
 
 @dataclass
@@ -458,55 +469,69 @@ class _Normalizer:
         if tags is not None:  # the list's own dict look-ups, bound once
             self.tag_info, self.alias_of = tags.get, tags.alias_of
 
-    def leaf(self, start: int, end: int) -> _Item | None:
-        """The item a comma piece of text makes. The common tag, printable ASCII without `, : @ \\` (so
-        no verbatim text, escape, or `@`/`artist:` prefix), takes the same steps as general_leaf with
-        fewer checks; kaomoji, `score_` and `by ` tags, what may be a sentence, and tags the list does
-        not know as they are written (aliases, unknown tags, bare artist names for a preset) take
-        general_leaf."""
-        text = " ".join(self.text[start:end].split())  # white space collapsed (and stripped)
-        if not text:
-            return None
-        lower = text.lower()
-        if not text.isascii() or "," in text or ":" in text or "@" in text or "\\" in text:
-            return self.general_leaf(text, lower, start)
-        if "_" in text:
-            if lower in KAOMOJI or lower.startswith("score_"):
-                return self.general_leaf(text, lower, start)
-            tag = text.replace("_", " ")
-            if "  " in tag or tag[0] == " " or tag[-1] == " ":  # the only white space is a single space
-                tag = " ".join(tag.split())
-                if not tag:  # "_" alone, say
-                    return None
-            low = tag.lower()
-        elif text[-1] in ".!?" or text.count(" ") >= 4:
-            return self.general_leaf(text, lower, start)
-        else:
-            tag, low = text, lower
-        opts = self.opts
-        if opts.lowercase:
-            tag = low
-        if low in QUALITY_TAGS:
-            return None if opts.drop_quality_tags else _Item(tag, low, QUALITY)
-        if low.startswith("by "):
-            return self.general_leaf(text, lower, start)
-        category = PEOPLE if low[:1] in _PEOPLE_FIRST and PEOPLE_TAG.fullmatch(low) else GENERAL
-        key = low
-        if "(" in tag or ")" in tag:
-            tag = tag.replace("(", "\\(").replace(")", "\\)")
-            key = tag.lower()
-        if self.tags is None:
-            if "_" in text and (tag[-1] in ".!?" or tag.count(" ") >= 4):
-                category = TEXT  # as in general_leaf: `made_up_tag!`
-            return _Item(tag, key, category)
-        info = self.tag_info(low)  # low has no backslash: it is the list's key
-        if info is not None and not (info.category == 1 and opts.artist_prefix):  # known as written
-            known = self.report.known
-            if info.prompt not in known:
-                known[info.prompt] = info.posts
-                self.report.positions.setdefault(info.prompt, start)
-            return _Item(tag, key, _LIST_CATEGORIES.get(info.category, category))
-        return self.listed(tag, category, start)
+    def leaves(self, spans: list) -> list:
+        """The items (or None) that the comma pieces text[start:end] make, in order. The common tag,
+        printable ASCII without `, : @ \\` (so no verbatim text, escape, or `@`/`artist:` prefix),
+        takes the same steps as general_leaf with fewer checks, in one loop; kaomoji, `score_` and `by `
+        tags, what may be a sentence, and tags the list does not know as they are written (aliases,
+        unknown tags, bare artist names for a preset) take general_leaf."""
+        starts = [span[0] for span in spans]
+        texts = list(map(" ".join, map(str.split, map(self.text.__getitem__, map(slice, starts, [span[1] for span in spans])))))
+        items: list = []
+        add, general = items.append, self.general_leaf
+        lowercase, drop_quality, artist_prefix = self.opts.lowercase, self.opts.drop_quality_tags, self.opts.artist_prefix
+        tag_info = self.tag_info if self.tags is not None else None
+        known, positions = self.report.known, self.report.positions
+        for text, lower, start in zip(texts, map(str.lower, texts), starts):
+            if not text:
+                add(None)
+                continue
+            if not text.isascii() or "," in text or ":" in text or "@" in text or "\\" in text:
+                add(general(text, lower, start))
+                continue
+            if "_" in text:
+                if lower in KAOMOJI or lower.startswith("score_"):
+                    add(general(text, lower, start))
+                    continue
+                tag = text.replace("_", " ")
+                if "  " in tag or tag[0] == " " or tag[-1] == " ":  # the only white space is a single space
+                    tag = " ".join(tag.split())
+                    if not tag:  # "_" alone, say
+                        add(None)
+                        continue
+                low = tag.lower()
+            elif text[-1] in ".!?" or text.count(" ") >= 4:
+                add(general(text, lower, start))
+                continue
+            else:
+                tag, low = text, lower
+            if lowercase:
+                tag = low
+            if low in QUALITY_TAGS:
+                add(None if drop_quality else (tag, low, QUALITY))
+                continue
+            if low.startswith("by "):
+                add(general(text, lower, start))
+                continue
+            category = PEOPLE if low[:1] in _PEOPLE_FIRST and PEOPLE_TAG.fullmatch(low) else GENERAL
+            key = low
+            if "(" in tag or ")" in tag:
+                tag = tag.replace("(", "\\(").replace(")", "\\)")
+                key = tag.lower()
+            if tag_info is None:
+                if "_" in text and (tag[-1] in ".!?" or tag.count(" ") >= 4):
+                    category = TEXT  # as in general_leaf: `made_up_tag!`
+                add((tag, key, category))
+                continue
+            info = tag_info(low)  # low has no backslash: it is the list's key
+            if info is not None and not (info.category == 1 and artist_prefix):  # known as written
+                if info.prompt not in known:
+                    known[info.prompt] = info.posts
+                    positions.setdefault(info.prompt, start)
+                add((tag, key, _LIST_CATEGORIES.get(info.category, category)))
+            else:
+                add(self.listed(tag, category, start))
+        return items
 
     def listed(self, tag: str, category: str, position: int) -> _Item:
         """The item of a tag (in prompt form) that the list may know: look-up, and a sentence's check."""
@@ -515,7 +540,7 @@ class _Normalizer:
             # `made_up_tag!` loses its underscores here and reads as a sentence next time: place it as
             # one now, so that a second run changes nothing
             category = TEXT
-        return _Item(tag, tag.lower(), category)
+        return tag, tag.lower(), category
 
     def general_leaf(self, text: str, lower: str, start: int) -> _Item | None:
         tags, opts = self.tags, self.opts
@@ -523,9 +548,9 @@ class _Normalizer:
             # A comma survives only inside parentheses that do not enclose the whole item, e.g.
             # "tag (a, b)": emphasis the user wrote (no Danbooru tag holds a comma). Embeddings and
             # LoRA syntax are file names, underscores included.
-            return _Item(text, lower, TEXT)
+            return text, lower, TEXT
         if _is_sentence_collapsed(text) and not (tags is not None and tag_key(text) in tags):
-            return _Item(text, lower, TEXT)
+            return text, lower, TEXT
         tag = _normalize_collapsed(text, opts.lowercase)
         if not tag:  # "_" alone, say
             return None
@@ -543,7 +568,7 @@ class _Normalizer:
                 return self.listed(tag, category, start)
         if _is_sentence_collapsed(tag) and not (tags is not None and tag_key(tag) in tags):
             category = TEXT  # as in listed()
-        return _Item(tag, tag.lower(), category)
+        return tag, tag.lower(), category
 
     def artist(self, name: str, as_written: str) -> str:
         name = name.strip()
@@ -574,27 +599,31 @@ class _Normalizer:
             return self.artist(tag, tag), ARTIST
         return tag, _LIST_CATEGORIES.get(info.category, category)
 
-    def container(self, g: _Group, results: dict) -> list:
-        out, seen, leaf = [], set(), self.leaf
+    def container(self, g: _Group, results: dict) -> list[list[_Item]]:
+        """The group's items in order, without duplicates (the first one stays), in segments between
+        BREAKs (only the root has them)."""
+        leaves = iter(self.leaves([entry for entry in g.items if entry is not _SEGMENT and entry[2] is None]))
+        out, seen = [], set()
+        segments = [out]
         for entry in g.items:
             if entry is _SEGMENT:
-                out.append(_SEGMENT)
+                out = []
+                segments.append(out)
                 continue
-            start, end, child = entry
-            item = results.get(child.index) if child is not None else leaf(start, end)
-            if item is None or item.key in seen:
+            item = next(leaves) if entry[2] is None else results.get(entry[2].index)
+            if item is None or item[1] in seen:
                 continue
-            seen.add(item.key)
+            seen.add(item[1])
             out.append(item)
-        return out
+        return segments
 
     def group(self, g: _Group, results: dict) -> _Item | None:
-        children = self.container(g, results)
+        children = self.container(g, results)[0]
         if not children:
             return None
-        key = self.group_ids.setdefault((tuple(c.key for c in children), g.weight), len(self.group_ids))
-        categories = {c.category for c in children}
-        return _Item(None, ("group", key), categories.pop() if len(categories) == 1 else GENERAL, children, g.weight)
+        key = self.group_ids.setdefault((tuple([c[1] for c in children]), g.weight), len(self.group_ids))
+        categories = {c[2] for c in children}
+        return None, ("group", key), categories.pop() if len(categories) == 1 else GENERAL, children, g.weight
 
 
 def _render(item: _Item) -> str:
@@ -605,12 +634,12 @@ def _render(item: _Item) -> str:
         top = stack.pop()
         if isinstance(top, str):
             out.append(top)
-        elif top.text is not None:
-            out.append(top.text)
+        elif top[0] is not None:
+            out.append(top[0])
         else:
             out.append("(")
-            parts: list = [top.weight + ")"]
-            for n, child in enumerate(reversed(top.children)):
+            parts: list = [top[4] + ")"]
+            for n, child in enumerate(reversed(top[3])):
                 if n:
                     parts.append(", ")
                 parts.append(child)
@@ -625,14 +654,14 @@ def _arrange(segments: list[list[_Item]], opts: NormalizeOptions) -> list[list[_
     if opts.tag_order:
         rank = {c: n for n, c in enumerate(opts.tag_order)}
         last = len(rank)
-        segments = [sorted(seg, key=lambda i: rank.get(i.category, last)) for seg in segments]
+        segments = [sorted(seg, key=lambda i: rank.get(i[2], last)) for seg in segments]
     style: list[_Item] = []
     if opts.style_chunk or opts.artists_to_own_chunk:
         moved = (ARTIST, QUALITY, META) if opts.style_chunk == "last" else (ARTIST, QUALITY) if opts.style_chunk else (ARTIST,)
-        if any(i.category == ARTIST for seg in segments for i in seg):
-            style = [i for seg in segments for i in seg if i.category in moved]
-            segments = [[i for i in seg if i.category not in moved] for seg in segments]
-            style.sort(key=lambda i: i.category != ARTIST)  # artists first, then quality (the cards' order)
+        if any(i[2] == ARTIST for seg in segments for i in seg):
+            style = [i for seg in segments for i in seg if i[2] in moved]
+            segments = [[i for i in seg if i[2] not in moved] for seg in segments]
+            style.sort(key=lambda i: i[2] != ARTIST)  # artists first, then quality (the cards' order)
     segments = [seg for seg in segments if seg]
     if style:
         segments = [style, *segments] if opts.style_chunk == "first" else [*segments, style]
@@ -663,14 +692,9 @@ def _normalize_with_report(prompt: str, options: NormalizeOptions, tags) -> tupl
     results: dict = {}
     for g in live:
         results[g.index] = worker.group(g, results)
-    segments: list[list[_Item]] = [[]]
-    for item in worker.container(root, results):  # without duplicates, across segments too: the first one stays
-        if item is _SEGMENT:
-            segments.append([])
-        else:
-            segments[-1].append(item)
+    segments = worker.container(root, results)  # without duplicates across segments too: the first one stays
     report.sort()
-    text = f" {BREAK} ".join(", ".join([item.text if item.text is not None else _render(item) for item in segment])
+    text = f" {BREAK} ".join(", ".join([item[0] if item[0] is not None else _render(item) for item in segment])
                              for segment in _arrange(segments, options))
     return text, report
 
