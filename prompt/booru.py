@@ -29,7 +29,6 @@ import re
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from itertools import accumulate, repeat
-from operator import add
 
 # Kaomoji whose underscores are part of the tag (toriato/stable-diffusion-webui-wd14-tagger #7 list,
 # used verbatim by tagcomplete and imgutils), plus t_t and o_x from the current Danbooru tag list.
@@ -219,10 +218,9 @@ def _is_number(s: str) -> bool:
 
 
 def _positions(text: str, sub: str) -> list[int]:
-    """Where sub occurs in text (left to right, no overlaps), found by str.split: no Python step each."""
-    pieces = text.split(sub)
+    """Where sub occurs in text (left to right, no overlaps), found by str.split."""
     width = len(sub)
-    return list(map(add, accumulate(map(len, pieces[:-1])), range(0, width * (len(pieces) - 1), width)))
+    return list(accumulate([len(piece) + width for piece in text.split(sub)[:-1]], initial=-width))[1:]
 
 
 def _scan(text: str) -> tuple[list[tuple[int, str]], list[int]]:
@@ -599,10 +597,9 @@ class _Normalizer:
             return self.artist(tag, tag), ARTIST
         return tag, _LIST_CATEGORIES.get(info.category, category)
 
-    def container(self, g: _Group, results: dict) -> list[list[_Item]]:
+    def container(self, g: _Group, results: dict, leaves) -> list[list[_Item]]:
         """The group's items in order, without duplicates (the first one stays), in segments between
-        BREAKs (only the root has them)."""
-        leaves = iter(self.leaves([entry for entry in g.items if entry is not _SEGMENT and entry[2] is None]))
+        BREAKs (only the root has them); leaves: an iterator that gives its text items' leaves in turn."""
         out, seen = [], set()
         segments = [out]
         for entry in g.items:
@@ -617,8 +614,8 @@ class _Normalizer:
             out.append(item)
         return segments
 
-    def group(self, g: _Group, results: dict) -> _Item | None:
-        children = self.container(g, results)[0]
+    def group(self, g: _Group, results: dict, leaves) -> _Item | None:
+        children = self.container(g, results, leaves)[0]
         if not children:
             return None
         key = self.group_ids.setdefault((tuple([c[1] for c in children]), g.weight), len(self.group_ids))
@@ -689,10 +686,12 @@ def _normalize_with_report(prompt: str, options: NormalizeOptions, tags) -> tupl
     report = TagReport(source=tags.source, size=len(tags)) if tags is not None else TagReport()
     worker = _Normalizer(text, options, tags, report)
     root, live = _parse(text)
+    # The groups (innermost first), then the root: all the text items in one bulk, in that order
+    leaves = iter(worker.leaves([entry for g in [*live, root] for entry in g.items if entry is not _SEGMENT and entry[2] is None]))
     results: dict = {}
     for g in live:
-        results[g.index] = worker.group(g, results)
-    segments = worker.container(root, results)  # without duplicates across segments too: the first one stays
+        results[g.index] = worker.group(g, results, leaves)
+    segments = worker.container(root, results, leaves)  # without duplicates across segments too: the first one stays
     report.sort()
     text = f" {BREAK} ".join(", ".join([item[0] if item[0] is not None else _render(item) for item in segment])
                              for segment in _arrange(segments, options))
