@@ -122,13 +122,18 @@ def preset_options(preset: str, custom: NormalizeOptions) -> NormalizeOptions:
 
 
 def clean_text(text: str) -> str:
+    return _clean(text)[0]
+
+
+def _clean(text: str) -> tuple[str, bool]:
+    """The text cleaned, and whether it was printable (then its only white space is " ")."""
     if not isinstance(text, str):
         raise TypeError(f"FlowAnime: the prompt must be text, got {type(text).__name__}.")
     if len(text) > MAX_PROMPT_CHARS:
         raise ValueError(f"FlowAnime: the prompt ('text') has {len(text):,} characters; the limit is {MAX_PROMPT_CHARS:,}.")
     if text.isprintable():  # no control character, nothing invisible: no scan needed
-        return text
-    return _INVISIBLE.sub("", _CONTROL.sub(" ", text))
+        return text, True
+    return _INVISIBLE.sub("", _CONTROL.sub(" ", text)), False
 
 
 def _unescape(text: str) -> str:
@@ -461,9 +466,10 @@ class TagReport:
 
 
 class _Normalizer:
-    def __init__(self, text: str, opts: NormalizeOptions, tags, report: TagReport):
+    def __init__(self, text: str, opts: NormalizeOptions, tags, report: TagReport, printable: bool = False):
         self.text, self.opts, self.tags, self.report = text, opts, tags, report
         self.group_ids: dict = {}
+        self.single_spaced = printable and "  " not in text  # printable: no white space but " "
         if tags is not None:  # the list's own dict look-ups, bound once
             self.tag_info, self.alias_of = tags.get, tags.alias_of
 
@@ -474,7 +480,9 @@ class _Normalizer:
         tags, what may be a sentence, and tags the list does not know as they are written (aliases,
         unknown tags, bare artist names for a preset) take general_leaf."""
         starts = [span[0] for span in spans]
-        texts = list(map(" ".join, map(str.split, map(self.text.__getitem__, map(slice, starts, [span[1] for span in spans])))))
+        raws = map(self.text.__getitem__, map(slice, starts, [span[1] for span in spans]))
+        # white space collapsed (and stripped); where every white space is a single space, strip does it
+        texts = list(map(str.strip, raws) if self.single_spaced else map(" ".join, map(str.split, raws)))
         items: list = []
         add, general = items.append, self.general_leaf
         lowercase, drop_quality, artist_prefix = self.opts.lowercase, self.opts.drop_quality_tags, self.opts.artist_prefix
@@ -682,9 +690,9 @@ def normalize_with_report(prompt: str, options: NormalizeOptions = NormalizeOpti
 
 
 def _normalize_with_report(prompt: str, options: NormalizeOptions, tags) -> tuple[str, TagReport]:
-    text = clean_text(prompt)
+    text, printable = _clean(prompt)
     report = TagReport(source=tags.source, size=len(tags)) if tags is not None else TagReport()
-    worker = _Normalizer(text, options, tags, report)
+    worker = _Normalizer(text, options, tags, report, printable)
     root, live = _parse(text)
     # The groups (innermost first), then the root: all the text items in one bulk, in that order
     leaves = iter(worker.leaves([entry for g in [*live, root] for entry in g.items if entry is not _SEGMENT and entry[2] is None]))
