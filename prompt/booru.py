@@ -29,6 +29,7 @@ import re
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from itertools import accumulate, repeat
+from operator import itemgetter
 
 # Kaomoji whose underscores are part of the tag (toriato/stable-diffusion-webui-wd14-tagger #7 list,
 # used verbatim by tagcomplete and imgutils), plus t_t and o_x from the current Danbooru tag list.
@@ -228,6 +229,10 @@ def _positions(text: str, sub: str) -> list[int]:
     return list(accumulate([len(piece) + width for piece in text.split(sub)[:-1]], initial=-width))[1:]
 
 
+def _blank(m: re.Match) -> str:
+    return "\0" * (m.end() - m.start())
+
+
 def _scan(text: str) -> tuple[list[tuple[int, str]], list[int]]:
     """The prompt's syntax: (position, kind) of every parenthesis that is weight syntax and every BREAK,
     kind "(", ")" or "B", in order; and the positions of the commas. Escapes, emoticon parentheses and
@@ -237,13 +242,8 @@ def _scan(text: str) -> tuple[list[tuple[int, str]], list[int]]:
     `(`, `)`, `,` and `BREAK` is syntax; each is found by str.split, in linear time."""
     masked = _ESCAPE.sub("\0\0", text) if "\\" in text else text  # clean_text removed every \0
     commas = _positions(masked, ",")
-    opens, closes = _positions(masked, "("), _positions(masked, ")")
-    qualifiers = list(map(re.Match.span, _QUALIFIER.finditer(masked)))
-    if qualifiers:
-        text_opens, text_closes = {start for start, _ in qualifiers}, {end - 1 for _, end in qualifiers}
-        opens = [pos for pos in opens if pos not in text_opens]
-        closes = [pos for pos in closes if pos not in text_closes]
-    found = sorted([*zip(opens, repeat("(")), *zip(closes, repeat(")")),
+    unqualified = _QUALIFIER.sub(_blank, masked) if "(" in masked else masked
+    found = sorted([*zip(_positions(unqualified, "("), repeat("(")), *zip(_positions(unqualified, ")"), repeat(")")),
                     *zip(_positions(masked, BREAK) if BREAK in masked else (), repeat("B"))])
     positions, kinds, parens, breaks, end = [], [], [], [], len(text)
     for pos, kind in found:
@@ -479,8 +479,8 @@ class _Normalizer:
         takes the same steps as general_leaf with fewer checks, in one loop; kaomoji, `score_` and `by `
         tags, what may be a sentence, and tags the list does not know as they are written (aliases,
         unknown tags, bare artist names for a preset) take general_leaf."""
-        starts = [span[0] for span in spans]
-        raws = map(self.text.__getitem__, map(slice, starts, [span[1] for span in spans]))
+        starts = list(map(itemgetter(0), spans))
+        raws = map(self.text.__getitem__, map(slice, starts, map(itemgetter(1), spans)))
         # white space collapsed (and stripped); where every white space is a single space, strip does it
         texts = list(map(str.strip, raws) if self.single_spaced else map(" ".join, map(str.split, raws)))
         items: list = []
