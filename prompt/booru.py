@@ -172,6 +172,24 @@ def _is_quality_lower(key: str) -> bool:
     return key in QUALITY_TAGS or (key.startswith("score_") and SCORE_TAG.fullmatch(key) is not None)
 
 
+def written_as_listed(name: str, key: str) -> bool:
+    """Whether the normaliser, given `name` (a tag list's row name; key: its entry's key) as a tag, makes
+    the entry's own prompt form by its plain steps (see _Normalizer.leaves), general before the list's
+    category: lower-case printable ASCII without `, : @ \\`, white space collapsed; not a kaomoji, a
+    `score_`, `by `, quality or people tag, nor what may be a sentence. A tag list maps these spellings
+    straight to their entry."""
+    if not (name and name.isascii() and name == name.lower() and name == " ".join(name.split())):
+        return False
+    if "," in name or ":" in name or "@" in name or "\\" in name:
+        return False
+    if "_" in name:
+        if name in KAOMOJI or name.startswith("score_"):
+            return False
+    elif name[-1] in ".!?" or name.count(" ") >= 4:
+        return False
+    return not (key in QUALITY_TAGS or key.startswith("by ") or (key[:1] in _PEOPLE_FIRST and PEOPLE_TAG.fullmatch(key)))
+
+
 def normalize_tag(tag: str, lowercase: bool = False) -> str:
     return _normalize_collapsed(_collapse(tag), lowercase)
 
@@ -487,11 +505,24 @@ class _Normalizer:
         add, general = items.append, self.general_leaf
         lowercase, drop_quality, artist_prefix = self.opts.lowercase, self.opts.drop_quality_tags, self.opts.artist_prefix
         tag_info = self.tag_info if self.tags is not None else None
+        as_written = self.tags.as_written if self.tags is not None else None
         known, positions = self.report.known, self.report.positions
-        for text, lower, start in zip(texts, map(str.lower, texts), starts):
+        for text, start in zip(texts, starts):
+            if as_written is not None:
+                info = as_written(text)
+                if info is not None:  # the steps below would give its prompt form and this entry
+                    if info.category == 1 and artist_prefix:
+                        add(self.listed(info.prompt, GENERAL, start))
+                        continue
+                    if info.prompt not in known:
+                        known[info.prompt] = info.posts
+                        positions.setdefault(info.prompt, start)
+                    add((info.prompt, info.prompt, _LIST_CATEGORIES.get(info.category, GENERAL)))
+                    continue
             if not text:
                 add(None)
                 continue
+            lower = text.lower()
             if not text.isascii() or "," in text or ":" in text or "@" in text or "\\" in text:
                 add(general(text, lower, start))
                 continue
