@@ -469,7 +469,8 @@ class TagReport:
         """Prompt order (groups are read before the items around them)."""
         for name in ("known", "aliases", "unknown"):
             entries = getattr(self, name)
-            setattr(self, name, {key: entries[key] for key in sorted(entries, key=self.positions.get)})  # each is there
+            order = sorted(entries, key=self.positions.__getitem__)  # each is there
+            setattr(self, name, dict(zip(order, map(entries.__getitem__, order))))
 
     def lines(self) -> list[str]:
         if not self.source:
