@@ -28,7 +28,7 @@ import gc
 import re
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
-from itertools import accumulate, repeat
+from itertools import accumulate, compress, repeat
 from operator import itemgetter
 
 # Kaomoji whose underscores are part of the tag (toriato/stable-diffusion-webui-wd14-tagger #7 list,
@@ -74,6 +74,7 @@ _PEOPLE_FIRST = frozenset("0123456789m")  # PEOPLE_TAG's first characters, the c
 # Item categories, for the presets' tag order.
 TEXT, ARTIST, QUALITY, META, PEOPLE, CHARACTER, COPYRIGHT, GENERAL = (
     "text", "artist", "quality", "meta", "people", "character", "copyright", "general")
+_CATEGORIES = (TEXT, ARTIST, QUALITY, META, PEOPLE, CHARACTER, COPYRIGHT, GENERAL)
 _LIST_CATEGORIES = {3: COPYRIGHT, 4: CHARACTER, 5: META}  # the tag list's categories that order a prompt
 
 
@@ -512,13 +513,15 @@ class _Normalizer:
             if as_written is not None:
                 info = as_written(text)
                 if info is not None:  # the steps below would give its prompt form and this entry
-                    if info.category == 1 and artist_prefix:
-                        add(self.listed(info.prompt, GENERAL, start))
-                        continue
                     if info.prompt not in known:
                         known[info.prompt] = info.posts
                         positions.setdefault(info.prompt, start)
-                    add((info.prompt, info.prompt, _LIST_CATEGORIES.get(info.category, GENERAL)))
+                    if info.category == 1 and artist_prefix:  # as look_up and listed do
+                        tag = artist_prefix + info.prompt
+                        sentence = _is_sentence_collapsed(tag) and tag_key(tag) not in self.tags
+                        add((tag, tag.lower(), TEXT if sentence else ARTIST))
+                    else:
+                        add((info.prompt, info.prompt, _LIST_CATEGORIES.get(info.category, GENERAL)))
                     continue
             if not text:
                 add(None)
@@ -688,16 +691,20 @@ def _arrange(segments: list[list[_Item]], opts: NormalizeOptions) -> list[list[_
     """Presets: BREAKs removed, tag order within each segment, the style chunk."""
     if opts.remove_break:
         segments = [[i for seg in segments for i in seg]]
+    category = itemgetter(2)
     if opts.tag_order:
         rank = {c: n for n, c in enumerate(opts.tag_order)}
         last = len(rank)
-        segments = [sorted(seg, key=lambda i: rank.get(i[2], last)) for seg in segments]
+        ranks = [list(map(rank.get, map(category, seg), repeat(last))) for seg in segments]
+        # a stable sort by rank (the items' own order among equals), with C-level look-ups
+        segments = [list(map(seg.__getitem__, sorted(range(len(seg)), key=r.__getitem__))) for seg, r in zip(segments, ranks)]
     style: list[_Item] = []
     if opts.style_chunk or opts.artists_to_own_chunk:
-        moved = (ARTIST, QUALITY, META) if opts.style_chunk == "last" else (ARTIST, QUALITY) if opts.style_chunk else (ARTIST,)
-        if any(i[2] == ARTIST for seg in segments for i in seg):
-            style = [i for seg in segments for i in seg if i[2] in moved]
-            segments = [[i for i in seg if i[2] not in moved] for seg in segments]
+        moved = frozenset((ARTIST, QUALITY, META) if opts.style_chunk == "last" else (ARTIST, QUALITY) if opts.style_chunk else (ARTIST,))
+        kept = frozenset(_CATEGORIES) - moved
+        if any(ARTIST in set(map(category, seg)) for seg in segments):
+            style = [i for seg in segments for i in compress(seg, map(moved.__contains__, map(category, seg)))]
+            segments = [list(compress(seg, map(kept.__contains__, map(category, seg)))) for seg in segments]
             style.sort(key=lambda i: i[2] != ARTIST)  # artists first, then quality (the cards' order)
     segments = [seg for seg in segments if seg]
     if style:
