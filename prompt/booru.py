@@ -15,9 +15,12 @@ What it does to a prompt, and why:
 - Options: drop quality tags, gather artist tags into their own BREAK segment, lower-case, and with a
   tag list (tags.py): resolve aliases, order tags by category, report the tags the list does not know.
 
-One pass reads the prompt: a single regular-expression scan (linear: no nested quantifier) finds
-escapes, parentheses, commas and BREAKs; a stack (never recursion) matches parentheses and builds the
-items; each character is then looked at a bounded number of times, however deep the brackets nest.
+A few linear passes read the prompt: escapes are masked by one regular expression (no nested
+quantifier), commas, parentheses and BREAKs are found by str.split (qualifier parentheses blanked first
+by another such expression), a stack (never recursion) matches parentheses and builds the items; each
+character is then looked at a bounded number of times, however deep the brackets nest. The tags are
+then read in bulk: most take a short path of plain string steps (or, with a tag list, one look-up of
+the spelling the list itself writes), the rest the general steps; a property test holds them equal.
 
 normalize() is idempotent and never loses a tag it was not asked to drop.
 """
@@ -63,7 +66,8 @@ _INVISIBLE = re.compile("[\u00ad\u061c\u180e\u200b\u200e\u200f\u202a-\u202e\u206
 _ESCAPE = re.compile(r"\\.", re.S)
 # A qualifier, `karin_(blue_archive)`: parentheses right after text in the same item, with no other
 # parenthesis, comma or BREAK inside, can only be text (weight syntax encloses a whole item); read as
-# text at once, they need no group. ("B" stays out: a BREAK inside would end an emoticon's piece.)
+# text at once, they need no group. ("B" stays out: a BREAK inside would end an emoticon's piece.) _scan
+# blanks them (same length) before it looks for parentheses.
 _QUALIFIER = re.compile(r"\((?<=[^\s,(]\()[^(),B]*\)")
 _UNESCAPED_PAREN = re.compile(r"(?<!\\)([()])")
 _ARTIST_PREFIXES = ("@", "by ", "artist:")
