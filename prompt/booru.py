@@ -506,7 +506,7 @@ class _Normalizer:
         starts = list(map(itemgetter(0), spans))
         raws = map(self.text.__getitem__, map(slice, starts, map(itemgetter(1), spans)))
         # white space collapsed (and stripped); where every white space is a single space, strip does it
-        texts = list(map(str.strip, raws) if self.single_spaced else map(" ".join, map(str.split, raws)))
+        texts = map(str.strip, raws) if self.single_spaced else map(" ".join, map(str.split, raws))  # made as used
         items: list = []
         add, general = items.append, self.general_leaf
         lowercase, drop_quality, artist_prefix = self.opts.lowercase, self.opts.drop_quality_tags, self.opts.artist_prefix
