@@ -498,7 +498,8 @@ class _Normalizer:
             self.tag_info, self.alias_of = tags.get, tags.alias_of
 
     def leaves(self, spans: list) -> list:
-        """The items (or None) that the comma pieces text[start:end] make, in order. The common tag,
+        """The items (or None) that the comma pieces text[start:end] make, in order. A tag written as the
+        tag list writes it (`long_hair`) is its entry at once (TagList.as_written). The common tag,
         printable ASCII without `, : @ \\` (so no verbatim text, escape, or `@`/`artist:` prefix),
         takes the same steps as general_leaf with fewer checks, in one loop; kaomoji, `score_` and `by `
         tags, what may be a sentence, and tags the list does not know as they are written (aliases,
