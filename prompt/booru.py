@@ -15,9 +15,12 @@ What it does to a prompt, and why:
 - Options: drop quality tags, gather artist tags into their own BREAK segment, lower-case, and with a
   tag list (tags.py): resolve aliases, order tags by category, report the tags the list does not know.
 
-One pass reads the prompt: a single regular-expression scan (linear: no nested quantifier) finds
-escapes, parentheses, commas and BREAKs; a stack (never recursion) matches parentheses and builds the
-items; each character is then looked at a bounded number of times, however deep the brackets nest.
+A few linear passes read the prompt: escapes are masked by one regular expression (no nested
+quantifier), commas, parentheses and BREAKs are found by str.split (qualifier parentheses blanked first
+by another such expression), a stack (never recursion) matches parentheses and builds the items; each
+character is then looked at a bounded number of times, however deep the brackets nest. The tags are
+then read in bulk: most take a short path of plain string steps (or, with a tag list, one look-up of
+the spelling the list itself writes), the rest the general steps; a property test holds them equal.
 
 normalize() is idempotent and never loses a tag it was not asked to drop.
 """
@@ -26,7 +29,10 @@ from __future__ import annotations
 
 import gc
 import re
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
+from itertools import accumulate, compress, repeat
+from operator import itemgetter
 
 # Kaomoji whose underscores are part of the tag (toriato/stable-diffusion-webui-wd14-tagger #7 list,
 # used verbatim by tagcomplete and imgutils), plus t_t and o_x from the current Danbooru tag list.
@@ -54,18 +60,26 @@ MAX_PROMPT_CHARS = 1_000_000  # ~60,000 tags; beyond this no encoder would use t
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _INVISIBLE = re.compile("[\u00ad\u061c\u180e\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 
-# Everything the parser reacts to, in one linear scan: an escape (a backslash and the character after
-# it, which is text), a parenthesis, a comma, or BREAK standing alone (white space or a comma, or the
-# start or end of the text, on both sides).
-_SPECIAL = re.compile(r"\\.|[(),]|BREAK", re.S)
+# What the parser reacts to: an escape (a backslash and the character after it, which is text), then,
+# outside escapes, a parenthesis, a comma, or BREAK standing alone (white space or a comma, or the start
+# or end of the text, on both sides).
+_ESCAPE = re.compile(r"\\.", re.S)
+# A qualifier, `karin_(blue_archive)`: parentheses right after text in the same item, with no other
+# parenthesis, comma or BREAK inside, can only be text (weight syntax encloses a whole item); read as
+# text at once, they need no group. ("B" stays out: a BREAK inside would end an emoticon's piece.) _scan
+# blanks them (same length) before it looks for parentheses.
+_QUALIFIER = re.compile(r"\((?<=[^\s,(]\()[^(),B]*\)")
 _UNESCAPED_PAREN = re.compile(r"(?<!\\)([()])")
 _ARTIST_PREFIXES = ("@", "by ", "artist:")
 _VERBATIM_PREFIXES = ("embedding:", "<lora:", "<lyco:", "<hypernet:")
 _NUMBER_CHARS = frozenset("0123456789.+-")
+_PEOPLE_FIRST = frozenset("0123456789m")  # PEOPLE_TAG's first characters, the cheap test before it
 
 # Item categories, for the presets' tag order.
 TEXT, ARTIST, QUALITY, META, PEOPLE, CHARACTER, COPYRIGHT, GENERAL = (
     "text", "artist", "quality", "meta", "people", "character", "copyright", "general")
+_CATEGORIES = (TEXT, ARTIST, QUALITY, META, PEOPLE, CHARACTER, COPYRIGHT, GENERAL)
+_LIST_CATEGORIES = {3: COPYRIGHT, 4: CHARACTER, 5: META}  # the tag list's categories that order a prompt
 
 
 @dataclass(frozen=True)
@@ -114,11 +128,18 @@ def preset_options(preset: str, custom: NormalizeOptions) -> NormalizeOptions:
 
 
 def clean_text(text: str) -> str:
+    return _clean(text)[0]
+
+
+def _clean(text: str) -> tuple[str, bool]:
+    """The text cleaned, and whether it was printable (then its only white space is " ")."""
     if not isinstance(text, str):
         raise TypeError(f"FlowAnime: the prompt must be text, got {type(text).__name__}.")
     if len(text) > MAX_PROMPT_CHARS:
         raise ValueError(f"FlowAnime: the prompt ('text') has {len(text):,} characters; the limit is {MAX_PROMPT_CHARS:,}.")
-    return _INVISIBLE.sub("", _CONTROL.sub(" ", text))
+    if text.isprintable():  # no control character, nothing invisible: no scan needed
+        return text, True
+    return _INVISIBLE.sub("", _CONTROL.sub(" ", text)), False
 
 
 def _unescape(text: str) -> str:
@@ -156,6 +177,24 @@ def _is_quality_lower(key: str) -> bool:
     return key in QUALITY_TAGS or (key.startswith("score_") and SCORE_TAG.fullmatch(key) is not None)
 
 
+def written_as_listed(name: str, key: str) -> bool:
+    """Whether the normaliser, given `name` (a tag list's row name; key: its entry's key) as a tag, makes
+    the entry's own prompt form by its plain steps (see _Normalizer.leaves), general before the list's
+    category: lower-case printable ASCII without `, : @ \\`, white space collapsed; not a kaomoji, a
+    `score_`, `by `, quality or people tag, nor what may be a sentence. A tag list maps these spellings
+    straight to their entry."""
+    if not (name and name.isascii() and name == name.lower() and name == " ".join(name.split())):
+        return False
+    if "," in name or ":" in name or "@" in name or "\\" in name:
+        return False
+    if "_" in name:
+        if name in KAOMOJI or name.startswith("score_"):
+            return False
+    elif name[-1] in ".!?" or name.count(" ") >= 4:
+        return False
+    return not (key in QUALITY_TAGS or key.startswith("by ") or (key[:1] in _PEOPLE_FIRST and PEOPLE_TAG.fullmatch(key)))
+
+
 def normalize_tag(tag: str, lowercase: bool = False) -> str:
     return _normalize_collapsed(_collapse(tag), lowercase)
 
@@ -165,8 +204,13 @@ def _escape_paren(m: re.Match) -> str:
 
 
 def _normalize_collapsed(tag: str, lowercase: bool) -> str:
-    if "_" in tag and _unescape(tag).lower() not in KAOMOJI and SCORE_TAG.fullmatch(tag) is None:
-        tag = _collapse(tag.replace("_", " "))
+    if "_" in tag:
+        key = tag.lower()
+        if "\\" in key:
+            key = _unescape(key)
+        # SCORE_TAG matches only "score_..." in any case (and "ſ" for "s"): "core_" is the cheap test
+        if key not in KAOMOJI and (key[1:6] != "core_" or SCORE_TAG.fullmatch(tag) is None):
+            tag = " ".join(tag.replace("_", " ").split())
     if "(" in tag or ")" in tag:
         if "\\" in tag:
             tag = _UNESCAPED_PAREN.sub(_escape_paren, tag)
@@ -202,54 +246,84 @@ def _is_number(s: str) -> bool:
 # --- the scan -----------------------------------------------------------------------------------------
 
 
-def _specials(text: str) -> list[tuple[int, str]]:
-    """(position, kind) of every parenthesis that is weight syntax, comma and BREAK; kind is one of
-    "(", ")", ",", "B". Escapes, emoticon parentheses and unmatched parentheses are text."""
-    positions, kinds, parens = [], [], []
-    piece_start, first_paren, end = 0, -1, len(text)
-    for m in _SPECIAL.finditer(text):
-        kind = m.group()[0]
-        pos = m.start()
-        if kind == "\\":
-            continue
-        if kind == "B" and ((pos and not _is_break_edge(text[pos - 1]))
-                            or (pos + 5 < end and not _is_break_edge(text[pos + 5]))):
-            continue  # part of a word: "BREAKS", "xBREAK"
-        if kind in ",B":
-            # emoticons are read piece by piece; a piece ends at a comma or a BREAK, as the items
-            # of the output do, so a second run reads the same pieces
-            if first_paren >= 0:
-                _drop_emoticon_parens(text, piece_start, pos, kinds, parens, first_paren)
-                first_paren = -1
-            piece_start = pos + (1 if kind == "," else len(BREAK))
+def _positions(text: str, sub: str) -> list[int]:
+    """Where sub occurs in text (left to right, no overlaps), found by str.split."""
+    width = len(sub)
+    return list(accumulate([len(piece) + width for piece in text.split(sub)[:-1]], initial=-width))[1:]
+
+
+def _blank(m: re.Match) -> str:
+    return "\0" * (m.end() - m.start())
+
+
+def _scan(text: str) -> tuple[list[tuple[int, str]], list[int]]:
+    """The prompt's syntax: (position, kind) of every parenthesis that is weight syntax and every BREAK,
+    kind "(", ")" or "B", in order; and the positions of the commas. Escapes, emoticon parentheses and
+    unmatched parentheses are text.
+
+    Escapes are masked first (each becomes two placeholders: positions stay), so what is left of
+    `(`, `)`, `,` and `BREAK` is syntax; each is found by str.split, in linear time."""
+    masked = _ESCAPE.sub("\0\0", text) if "\\" in text else text  # clean_text removed every \0
+    commas = _positions(masked, ",")
+    unqualified = _QUALIFIER.sub(_blank, masked) if "(" in masked else masked
+    found = sorted([*zip(_positions(unqualified, "("), repeat("(")), *zip(_positions(unqualified, ")"), repeat(")")),
+                    *zip(_positions(masked, BREAK) if BREAK in masked else (), repeat("B"))])
+    positions, kinds, parens, breaks, end = [], [], [], [], len(text)
+    for pos, kind in found:
+        if kind == "B":
+            if (pos and not _is_break_edge(text[pos - 1])) or (pos + 5 < end and not _is_break_edge(text[pos + 5])):
+                continue  # part of a word: "BREAKS", "xBREAK"
+            breaks.append(pos)
         else:
-            if first_paren < 0:
-                first_paren = len(parens)
             parens.append(len(kinds))
         positions.append(pos)
         kinds.append(kind)
-    if first_paren >= 0:
-        _drop_emoticon_parens(text, piece_start, end, kinds, parens, first_paren)
-    # Parentheses ComfyUI would not match are text too.
-    stack = []
-    for index in parens:
-        if kinds[index] == "(":
-            stack.append(index)
-        elif stack:
-            stack.pop()
-        else:
+    if parens:
+        _drop_emoticon_parens(text, positions, kinds, parens, commas, breaks)
+        # Parentheses ComfyUI would not match are text too.
+        stack = []
+        for index in parens:
+            if not kinds[index]:
+                continue
+            if kinds[index] == "(":
+                stack.append(index)
+            elif stack:
+                stack.pop()
+            else:
+                kinds[index] = ""
+        for index in stack:
             kinds[index] = ""
-    for index in stack:
-        kinds[index] = ""
-    return [(p, k) for p, k in zip(positions, kinds) if k]
+    return [(p, k) for p, k in zip(positions, kinds) if k], commas
 
 
-def _drop_emoticon_parens(text, start, end, kinds, parens, first_paren) -> None:
-    """A comma piece that reads as an emoticon has literal parentheses."""
-    if _is_emoticon(text[start:end]):
-        for index in parens[first_paren:]:
-            kinds[index] = ""
-        del parens[first_paren:]
+def _drop_emoticon_parens(text, positions, kinds, parens, commas, breaks) -> None:
+    """Emoticons are read piece by piece; a piece ends at a comma or a BREAK, as the items of the
+    output do, so a second run reads the same pieces. A piece that reads as an emoticon has literal
+    parentheses."""
+    end, piece, members = len(text), None, []
+    for index in [*parens, -1]:
+        if index >= 0:
+            pos = positions[index]
+            c, b = bisect_right(commas, pos), bisect_right(breaks, pos)
+            if (c, b) == piece:
+                members.append(index)
+                continue
+        if members:
+            pc, pb = piece
+            start = max(commas[pc - 1] + 1 if pc else 0, breaks[pb - 1] + len(BREAK) if pb else 0)
+            stop = min(commas[pc] if pc < len(commas) else end, breaks[pb] if pb < len(breaks) else end)
+            if _is_emoticon(text[start:stop]):
+                for member in members:
+                    kinds[member] = ""
+        if index >= 0:
+            piece, members = (c, b), [index]
+
+
+def _specials(text: str) -> list[tuple[int, str]]:
+    """(position, kind) of every parenthesis that is weight syntax, comma and BREAK, in order; kind is
+    one of "(", ")", ",", "B"."""
+    marks, commas = _scan(text)
+    return sorted(marks + [(pos, ",") for pos in commas])
 
 
 def _split_outside_brackets(text: str, separator: str, width: int) -> list[str]:
@@ -289,7 +363,7 @@ class _Group:
 
     def __init__(self, index: int, parent: int, start: int):
         self.index, self.parent = index, parent
-        self.items: list = []  # (start, end, child group or None) per item; _SEGMENT at BREAKs
+        self.items: list = []  # (start, end, child group or None) per item (some blank); _SEGMENT at BREAKs
         self.weight = ""  # ":1.2" as written, without spaces
         self.whole = False  # the group is a whole comma item of its parent: weight syntax, not a qualifier
         self.item_start = self.run_start = start
@@ -333,14 +407,21 @@ def _trailing_weight(text: str, start: int, end: int):
 
 def _parse(text: str) -> tuple[_Group, list[_Group]]:
     """The root and the groups that are weight syntax (live), innermost first."""
+    marks, commas = _scan(text)
     root = _Group(0, -1, 0)
     groups, stack, closed = [root], [root], []
-    for pos, kind in _specials(text):
+    read = 0  # the commas before commas[read] are read
+    for pos, kind in [*marks, (len(text), "")]:  # the end reads the last commas
         g = stack[-1]
-        if kind == ",":
-            _end_item(text, g, pos)
-            g.item_start = g.run_start = pos + 1
-        elif kind == "B":
+        upto = bisect_left(commas, pos, read)
+        if upto > read:
+            # The commas before this mark are all the current group's: the first ends the item in
+            # progress, each one after it an item of text only (a blank one reads as nothing later).
+            _end_item(text, g, commas[read])
+            g.items.extend(zip([c + 1 for c in commas[read:upto - 1]], commas[read + 1:upto], repeat(None)))
+            g.item_start = g.run_start = commas[upto - 1] + 1
+            read = upto
+        if kind == "B":
             if g is root:
                 _end_item(text, g, pos)
                 g.items.append(_SEGMENT)
@@ -350,7 +431,7 @@ def _parse(text: str) -> tuple[_Group, list[_Group]]:
             child = _Group(len(groups), g.index, pos + 1)
             groups.append(child)
             stack.append(child)
-        else:  # ")"
+        elif kind == ")":
             stack.pop()
             end = pos
             weight = _trailing_weight(text, g.run_start, pos)
@@ -372,13 +453,10 @@ def _parse(text: str) -> tuple[_Group, list[_Group]]:
 # --- normalising the items ----------------------------------------------------------------------------
 
 
-@dataclass
-class _Item:
-    text: str | None  # a tag, a sentence...; None for a group
-    key: object  # what duplicates are found by: lower-case text, or an id for a group
-    category: str = GENERAL
-    children: list = field(default_factory=list)
-    weight: str = ""
+# An item is a plain tuple (ten thousand of them cost little): (text, key, category) for a tag, a sentence
+# or other text, and (None, key, category, children, weight) for a group; key is what duplicates are
+# found by, the lower-case text or ("group", id).
+_Item = tuple
 
 
 @dataclass
@@ -396,7 +474,8 @@ class TagReport:
         """Prompt order (groups are read before the items around them)."""
         for name in ("known", "aliases", "unknown"):
             entries = getattr(self, name)
-            setattr(self, name, dict(sorted(entries.items(), key=lambda kv: self.positions.get(kv[0], 0))))
+            order = sorted(entries, key=self.positions.__getitem__)  # each is there
+            setattr(self, name, dict(zip(order, map(entries.__getitem__, order))))
 
     def lines(self) -> list[str]:
         if not self.source:
@@ -411,29 +490,118 @@ class TagReport:
 
 
 class _Normalizer:
-    def __init__(self, text: str, opts: NormalizeOptions, tags, report: TagReport | None):
+    def __init__(self, text: str, opts: NormalizeOptions, tags, report: TagReport, printable: bool = False):
         self.text, self.opts, self.tags, self.report = text, opts, tags, report
         self.group_ids: dict = {}
+        self.single_spaced = printable and "  " not in text  # printable: no white space but " "
+        if tags is not None:  # the list's own dict look-ups, bound once
+            self.tag_info, self.alias_of = tags.get, tags.alias_of
 
-    def leaf(self, start: int, end: int) -> _Item | None:
-        text = " ".join(self.text[start:end].split())  # white space collapsed (and stripped)
-        if not text:
-            return None
+    def leaves(self, spans: list) -> list:
+        """The items (or None) that the comma pieces text[start:end] make, in order. A tag written as the
+        tag list writes it (`long_hair`) is its entry at once (TagList.as_written). The common tag,
+        printable ASCII without `, : @ \\` (so no verbatim text, escape, or `@`/`artist:` prefix),
+        takes the same steps as general_leaf with fewer checks, in one loop; kaomoji, `score_` and `by `
+        tags, what may be a sentence, and tags the list does not know as they are written (aliases,
+        unknown tags, bare artist names for a preset) take general_leaf."""
+        starts = list(map(itemgetter(0), spans))
+        raws = map(self.text.__getitem__, map(slice, starts, map(itemgetter(1), spans)))
+        # white space collapsed (and stripped); where every white space is a single space, strip does it
+        texts = map(str.strip, raws) if self.single_spaced else map(" ".join, map(str.split, raws))  # made as used
+        items: list = []
+        add, general = items.append, self.general_leaf
+        lowercase, drop_quality, artist_prefix = self.opts.lowercase, self.opts.drop_quality_tags, self.opts.artist_prefix
+        tag_info = self.tag_info if self.tags is not None else None
+        as_written = self.tags.as_written if self.tags is not None else None
+        known, positions = self.report.known, self.report.positions
+        for text, start in zip(texts, starts):
+            if as_written is not None:
+                info = as_written(text)
+                if info is not None:  # the steps below would give its prompt form and this entry
+                    if info.prompt not in known:
+                        known[info.prompt] = info.posts
+                        positions.setdefault(info.prompt, start)
+                    if info.category == 1 and artist_prefix:  # as look_up and listed do
+                        tag = artist_prefix + info.prompt
+                        sentence = _is_sentence_collapsed(tag) and tag_key(tag) not in self.tags
+                        add((tag, tag.lower(), TEXT if sentence else ARTIST))
+                    else:
+                        add((info.prompt, info.prompt, _LIST_CATEGORIES.get(info.category, GENERAL)))
+                    continue
+            if not text:
+                add(None)
+                continue
+            lower = text.lower()
+            if not text.isascii() or "," in text or ":" in text or "@" in text or "\\" in text:
+                add(general(text, lower, start))
+                continue
+            if "_" in text:
+                if lower in KAOMOJI or lower.startswith("score_"):
+                    add(general(text, lower, start))
+                    continue
+                tag = text.replace("_", " ")
+                if "  " in tag or tag[0] == " " or tag[-1] == " ":  # the only white space is a single space
+                    tag = " ".join(tag.split())
+                    if not tag:  # "_" alone, say
+                        add(None)
+                        continue
+                low = tag.lower()
+            elif text[-1] in ".!?" or text.count(" ") >= 4:
+                add(general(text, lower, start))
+                continue
+            else:
+                tag, low = text, lower
+            if lowercase:
+                tag = low
+            if low in QUALITY_TAGS:
+                add(None if drop_quality else (tag, low, QUALITY))
+                continue
+            if low.startswith("by "):
+                add(general(text, lower, start))
+                continue
+            category = PEOPLE if low[:1] in _PEOPLE_FIRST and PEOPLE_TAG.fullmatch(low) else GENERAL
+            key = low
+            if "(" in tag or ")" in tag:
+                tag = tag.replace("(", "\\(").replace(")", "\\)")
+                key = tag.lower()
+            if tag_info is None:
+                if "_" in text and (tag[-1] in ".!?" or tag.count(" ") >= 4):
+                    category = TEXT  # as in general_leaf: `made_up_tag!`
+                add((tag, key, category))
+                continue
+            info = tag_info(low)  # low has no backslash: it is the list's key
+            if info is not None and not (info.category == 1 and artist_prefix):  # known as written
+                if info.prompt not in known:
+                    known[info.prompt] = info.posts
+                    positions.setdefault(info.prompt, start)
+                add((tag, key, _LIST_CATEGORIES.get(info.category, category)))
+            else:
+                add(self.listed(tag, category, start))
+        return items
+
+    def listed(self, tag: str, category: str, position: int) -> _Item:
+        """The item of a tag (in prompt form) that the list may know: look-up, and a sentence's check."""
+        tag, category = self.look_up(tag, category, position)
+        if _is_sentence_collapsed(tag) and tag_key(tag) not in self.tags:
+            # `made_up_tag!` loses its underscores here and reads as a sentence next time: place it as
+            # one now, so that a second run changes nothing
+            category = TEXT
+        return tag, tag.lower(), category
+
+    def general_leaf(self, text: str, lower: str, start: int) -> _Item | None:
         tags, opts = self.tags, self.opts
-        lower = text.lower()
         if "," in text or lower.startswith(_VERBATIM_PREFIXES):
             # A comma survives only inside parentheses that do not enclose the whole item, e.g.
             # "tag (a, b)": emphasis the user wrote (no Danbooru tag holds a comma). Embeddings and
             # LoRA syntax are file names, underscores included.
-            return _Item(text, lower, TEXT)
+            return text, lower, TEXT
         if _is_sentence_collapsed(text) and not (tags is not None and tag_key(text) in tags):
-            return _Item(text, lower, TEXT)
+            return text, lower, TEXT
         tag = _normalize_collapsed(text, opts.lowercase)
         if not tag:  # "_" alone, say
             return None
-        plain = tag.replace("\\", "") if "\\" in tag else tag
-        low = plain.lower()
-        if _is_quality_lower(low):
+        low = tag.replace("\\", "").lower() if "\\" in tag else tag.lower()
+        if low in QUALITY_TAGS or (low.startswith("score_") and SCORE_TAG.fullmatch(low) is not None):
             if opts.drop_quality_tags:
                 return None
             category = QUALITY
@@ -441,14 +609,12 @@ class _Normalizer:
             prefix_length = 1 if tag[0] == "@" else 3 if low.startswith("by ") else len("artist:")
             tag, category = self.artist(tag[prefix_length:], tag), ARTIST
         else:
-            category = PEOPLE if low[:1] in tuple("0123456789m") and PEOPLE_TAG.fullmatch(low) else GENERAL
+            category = PEOPLE if low[:1] in _PEOPLE_FIRST and PEOPLE_TAG.fullmatch(low) else GENERAL
             if tags is not None:
-                tag, category = self.look_up(tag, category, start)
+                return self.listed(tag, category, start)
         if _is_sentence_collapsed(tag) and not (tags is not None and tag_key(tag) in tags):
-            # `made_up_tag!` loses its underscores here and reads as a sentence next time: place it as
-            # one now, so that a second run changes nothing
-            category = TEXT
-        return _Item(tag, tag.lower(), category)
+            category = TEXT  # as in listed()
+        return tag, tag.lower(), category
 
     def artist(self, name: str, as_written: str) -> str:
         name = name.strip()
@@ -458,87 +624,93 @@ class _Normalizer:
         return as_written if not prefix else prefix + name
 
     def look_up(self, tag: str, category: str, position: int) -> tuple[str, str]:
-        tags, report = self.tags, self.report
+        report, opts = self.report, self.opts
         key = _unescape(tag).lower() if "\\" in tag else tag.lower()
-        info = tags.get(key)
+        info = self.tag_info(key)
         if info is None:
-            canonical = tags.alias_of(key)
+            canonical = self.alias_of(key)
             if canonical is not None:
-                info = tags.get(canonical)
-                if report is not None:
-                    report.aliases.setdefault(tag, (info.prompt, info.posts, self.opts.resolve_aliases))
-                    report.positions.setdefault(tag, position)
-                if self.opts.resolve_aliases:
-                    tag = info.prompt.lower() if self.opts.lowercase else info.prompt
-            elif report is not None:
+                info = self.tag_info(canonical)
+                report.aliases.setdefault(tag, (info.prompt, info.posts, opts.resolve_aliases))
+                report.positions.setdefault(tag, position)
+                if opts.resolve_aliases:
+                    tag = info.prompt.lower() if opts.lowercase else info.prompt
+            else:
                 report.unknown.setdefault(tag, None)
                 report.positions.setdefault(tag, position)
-        if info is not None:
-            if report is not None:
-                report.known.setdefault(info.prompt, info.posts)
-                report.positions.setdefault(info.prompt, position)
-            if info.category == 1 and self.opts.artist_prefix:  # presets only: a bare artist name gets its prefix
-                return self.artist(tag, tag), ARTIST
-            category = {3: COPYRIGHT, 4: CHARACTER, 5: META}.get(info.category, category)
-        return tag, category
+                return tag, category
+        report.known.setdefault(info.prompt, info.posts)
+        report.positions.setdefault(info.prompt, position)
+        if info.category == 1 and opts.artist_prefix:  # presets only: a bare artist name gets its prefix
+            return self.artist(tag, tag), ARTIST
+        return tag, _LIST_CATEGORIES.get(info.category, category)
 
-    def container(self, g: _Group, results: dict) -> list:
+    def container(self, g: _Group, results: dict, leaves) -> list[list[_Item]]:
+        """The group's items in order, without duplicates (the first one stays), in segments between
+        BREAKs (only the root has them); leaves: an iterator that gives its text items' leaves in turn."""
         out, seen = [], set()
+        segments = [out]
         for entry in g.items:
             if entry is _SEGMENT:
-                out.append(_SEGMENT)
+                out = []
+                segments.append(out)
                 continue
-            start, end, child = entry
-            item = results.get(child.index) if child is not None else self.leaf(start, end)
-            if item is None or item.key in seen:
+            item = next(leaves) if entry[2] is None else results.get(entry[2].index)
+            if item is None or item[1] in seen:
                 continue
-            seen.add(item.key)
+            seen.add(item[1])
             out.append(item)
-        return out
+        return segments
 
-    def group(self, g: _Group, results: dict) -> _Item | None:
-        children = self.container(g, results)
+    def group(self, g: _Group, results: dict, leaves) -> _Item | None:
+        children = self.container(g, results, leaves)[0]
         if not children:
             return None
-        key = self.group_ids.setdefault((tuple(c.key for c in children), g.weight), len(self.group_ids))
-        categories = {c.category for c in children}
-        return _Item(None, ("group", key), categories.pop() if len(categories) == 1 else GENERAL, children, g.weight)
+        key = self.group_ids.setdefault((tuple([c[1] for c in children]), g.weight), len(self.group_ids))
+        categories = {c[2] for c in children}
+        return None, ("group", key), categories.pop() if len(categories) == 1 else GENERAL, children, g.weight
 
 
-def _render(item: _Item, out: list) -> None:
-    """Write an item's text (a group's nesting may be deep: an explicit stack, no recursion)."""
+def _render(item: _Item) -> str:
+    """An item's text (a group's nesting may be deep: an explicit stack, no recursion)."""
+    out: list = []
     stack = [item]
     while stack:
         top = stack.pop()
         if isinstance(top, str):
             out.append(top)
-        elif top.text is not None:
-            out.append(top.text)
+        elif top[0] is not None:
+            out.append(top[0])
         else:
             out.append("(")
-            parts: list = [top.weight + ")"]
-            for n, child in enumerate(reversed(top.children)):
+            parts: list = [top[4] + ")"]
+            for n, child in enumerate(reversed(top[3])):
                 if n:
                     parts.append(", ")
                 parts.append(child)
             stack.extend(parts)
+    return "".join(out)
 
 
 def _arrange(segments: list[list[_Item]], opts: NormalizeOptions) -> list[list[_Item]]:
     """Presets: BREAKs removed, tag order within each segment, the style chunk."""
     if opts.remove_break:
         segments = [[i for seg in segments for i in seg]]
+    category = itemgetter(2)
     if opts.tag_order:
         rank = {c: n for n, c in enumerate(opts.tag_order)}
         last = len(rank)
-        segments = [sorted(seg, key=lambda i: rank.get(i.category, last)) for seg in segments]
+        ranks = [list(map(rank.get, map(category, seg), repeat(last))) for seg in segments]
+        # a stable sort by rank (the items' own order among equals), with C-level look-ups
+        segments = [list(map(seg.__getitem__, sorted(range(len(seg)), key=r.__getitem__))) for seg, r in zip(segments, ranks)]
     style: list[_Item] = []
     if opts.style_chunk or opts.artists_to_own_chunk:
-        moved = (ARTIST, QUALITY, META) if opts.style_chunk == "last" else (ARTIST, QUALITY) if opts.style_chunk else (ARTIST,)
-        if any(i.category == ARTIST for seg in segments for i in seg):
-            style = [i for seg in segments for i in seg if i.category in moved]
-            segments = [[i for i in seg if i.category not in moved] for seg in segments]
-            style.sort(key=lambda i: i.category != ARTIST)  # artists first, then quality (the cards' order)
+        moved = frozenset((ARTIST, QUALITY, META) if opts.style_chunk == "last" else (ARTIST, QUALITY) if opts.style_chunk else (ARTIST,))
+        kept = frozenset(_CATEGORIES) - moved
+        if any(ARTIST in set(map(category, seg)) for seg in segments):
+            style = [i for seg in segments for i in compress(seg, map(moved.__contains__, map(category, seg)))]
+            segments = [list(compress(seg, map(kept.__contains__, map(category, seg)))) for seg in segments]
+            style.sort(key=lambda i: i[2] != ARTIST)  # artists first, then quality (the cards' order)
     segments = [seg for seg in segments if seg]
     if style:
         segments = [style, *segments] if opts.style_chunk == "first" else [*segments, style]
@@ -562,31 +734,20 @@ def normalize_with_report(prompt: str, options: NormalizeOptions = NormalizeOpti
 
 
 def _normalize_with_report(prompt: str, options: NormalizeOptions, tags) -> tuple[str, TagReport]:
-    text = clean_text(prompt)
+    text, printable = _clean(prompt)
     report = TagReport(source=tags.source, size=len(tags)) if tags is not None else TagReport()
-    worker = _Normalizer(text, options, tags, report)
+    worker = _Normalizer(text, options, tags, report, printable)
     root, live = _parse(text)
+    # The groups (innermost first), then the root: all the text items in one bulk, in that order
+    leaves = iter(worker.leaves([entry for g in [*live, root] for entry in g.items if entry is not _SEGMENT and entry[2] is None]))
     results: dict = {}
     for g in live:
-        results[g.index] = worker.group(g, results)
-    segments: list[list[_Item]] = [[]]
-    seen: set = set()
-    for item in worker.container(root, results):
-        if item is _SEGMENT:
-            segments.append([])
-        elif item.key not in seen:  # duplicates across segments too: the first one stays
-            seen.add(item.key)
-            segments[-1].append(item)
+        results[g.index] = worker.group(g, results, leaves)
+    segments = worker.container(root, results, leaves)  # without duplicates across segments too: the first one stays
     report.sort()
-    out: list[str] = []
-    for n, segment in enumerate(_arrange(segments, options)):
-        if n:
-            out.append(f" {BREAK} ")
-        for m, item in enumerate(segment):
-            if m:
-                out.append(", ")
-            _render(item, out)
-    return "".join(out), report
+    text = f" {BREAK} ".join(", ".join([item[0] if item[0] is not None else _render(item) for item in segment])
+                             for segment in _arrange(segments, options))
+    return text, report
 
 
 def normalize(prompt: str, options: NormalizeOptions = NormalizeOptions(), tags=None) -> str:

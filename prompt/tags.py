@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
-from .booru import normalize_tag, tag_key
+from .booru import normalize_tag, tag_key, written_as_listed
 
 BUNDLED = Path(__file__).resolve().parent / "data" / "danbooru.csv.gz"
 BUNDLED_SOURCE = "danbooru.csv (tagcomplete, bundled)"
@@ -36,6 +36,7 @@ class TagList:
         alias never hides a canonical tag."""
         self.source = source
         self._tags: dict[str, TagInfo] = {}
+        self._written: dict[str, TagInfo] = {}  # `long_hair` as the list writes it -> its entry
         alias_rows = []
         for name, category, posts, aliases in rows:
             prompt = normalize_tag(name)
@@ -43,7 +44,9 @@ class TagList:
                 continue
             key = tag_key(prompt)
             if key not in self._tags:
-                self._tags[key] = TagInfo(prompt, category, posts)
+                self._tags[key] = info = TagInfo(prompt, category, posts)
+                if written_as_listed(name, key):
+                    self._written[key if name == key else name] = info
                 if aliases:
                     alias_rows.append((key, aliases))
         self._aliases: dict[str, str] = {}
@@ -55,19 +58,21 @@ class TagList:
                 alias_key = tag_key(normalize_tag(alias))
                 if alias_key and alias_key not in self._tags:
                     self._aliases.setdefault(alias_key, key)
+        # The dicts' own look-ups (the normaliser makes a few per tag; a method around each would double
+        # their cost): get(key) -> TagInfo or None; alias_of(key) -> the key of the canonical tag the
+        # alias stands for, or None.
+        self.get = self._tags.get
+        self.alias_of = self._aliases.get
+        # as_written(text) -> TagInfo or None: the entry of a tag the normaliser may take straight from
+        # how the list writes it (booru.written_as_listed); built once per list, it spares those tags
+        # the steps that find their prompt form.
+        self.as_written = self._written.get
 
     def __len__(self) -> int:
         return len(self._tags)
 
     def __contains__(self, key: str) -> bool:
         return key in self._tags
-
-    def get(self, key: str) -> TagInfo | None:
-        return self._tags.get(key)
-
-    def alias_of(self, key: str) -> str | None:
-        """The key of the canonical tag this alias stands for, or None."""
-        return self._aliases.get(key)
 
     def items(self):
         return self._tags.items()

@@ -10,7 +10,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowanime.prompt.booru import PRESET_NAMES, NormalizeOptions, normalize, normalize_with_report, preset_options, split_break
+from flowanime.prompt import booru
+from flowanime.prompt.booru import (
+    KAOMOJI,
+    PRESET_NAMES,
+    QUALITY_TAGS,
+    NormalizeOptions,
+    normalize,
+    normalize_with_report,
+    preset_options,
+    split_break,
+)
 from flowanime.prompt.tags import BUNDLED, load_tag_list, read_tag_csv
 
 # tagcomplete's underscore exclusion list (wd14-tagger issue #7), plus t_t and o_x from the list itself
@@ -227,6 +237,68 @@ def test_idempotent_with_tag_list_and_presets(pieces, preset, resolve, lowercase
     options = preset_options(preset, NormalizeOptions(True, True, lowercase, resolve))
     once = normalize(text, options, tags)
     assert normalize(once, options, tags) == once
+
+
+# --- the fast steps agree with the general ones ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def spellings(rows):
+    """Tags as users write them: names from the list (raw), their aliases, and a few other kinds."""
+    names = [r[0] for r in rows[:20000]]
+    aliases = [a for r in rows[:20000] for a in r[3].split(",") if a and not a.startswith("/")]
+    return names, aliases
+
+
+def _general_leaves(self, spans):
+    """_Normalizer.leaves without its fast steps: every comma piece through general_leaf."""
+    items = []
+    for start, end, _ in spans:
+        text = " ".join(self.text[start:end].split())
+        items.append(self.general_leaf(text, text.lower(), start) if text else None)
+    return items
+
+
+def _three_ways(text, options, tags):
+    """(prompt, report lines) with the fast steps, without the list's spellings, and with general steps only."""
+    def run():
+        out, report = normalize_with_report(text, options, tags)
+        return out, report.lines()
+
+    fast = run()
+    with pytest.MonkeyPatch.context() as patch:
+        if tags is not None:
+            patch.setattr(tags, "as_written", lambda _text: None)
+        unlisted = run()
+        patch.setattr(booru._Normalizer, "leaves", _general_leaves)
+        general = run()
+    return fast, unlisted, general
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.data(), st.sampled_from(PRESET_NAMES), st.booleans(), st.booleans(), st.booleans(), st.booleans())
+def test_fast_steps_give_what_the_general_steps_give(spellings, tags, data, preset, resolve, lowercase, drop, with_list):
+    names, aliases = spellings
+    piece = st.one_of(
+        st.sampled_from(names), st.sampled_from(names).map(str.upper), st.sampled_from(names).map(lambda n: n.replace("_", " ")),
+        st.sampled_from(aliases), st.sampled_from(PIECES + sorted(KAOMOJI) + sorted(QUALITY_TAGS) + ["multiple_girls", "6+girls"]),
+        st.text(alphabet="aBk_ (),:\\.@1!?^>_<-'\u00e9\u212a\t", max_size=12))
+    pieces = data.draw(st.lists(st.tuples(piece, st.booleans(), st.sampled_from([", ", ",", " BREAK ", ",  ", ",\n"])),
+                                min_size=1, max_size=12))
+    text = "".join((f"({p}:1.2)" if weighted else p) + sep for p, weighted, sep in pieces)
+    options = preset_options(preset, NormalizeOptions(drop, preset == "custom" and drop, lowercase, resolve))
+    fast, unlisted, general = _three_ways(text, options, tags if with_list else None)
+    assert fast == unlisted == general, text
+
+
+def test_fast_steps_on_the_whole_list(rows, tags):
+    """Every tag of the list, raw and in prompt form, as long prompts: the same either way."""
+    names = [r[0] for r in rows]
+    for start in range(0, len(names), 20000):
+        chunk = names[start:start + 20000]
+        for text in (", ".join(chunk), ", ".join(prompt_form(n) for n in chunk)):
+            fast, unlisted, general = _three_ways(text, preset_options("nai-v2-fm", NormalizeOptions(resolve_aliases=True)), tags)
+            assert fast == unlisted == general
 
 
 def test_regressions_found_by_hypothesis(tags):
