@@ -33,7 +33,9 @@ class SamplerRungeKuttaODE:
                     "tooltip": "Adaptive (choose their own steps): dopri5 (5th order, 6 calls/step), bosh3 (3rd, 3 "
                                "calls/step), heun_euler and fehlberg2 (2nd, cheap), adams_pc (multistep predictor-"
                                "corrector, 1 call/step: the fewest calls at most accuracies). Fixed-step (follow "
-                               "the scheduler's sigmas): euler (= DDIM here), heun, midpoint, ralston3, rk4.",
+                               "the scheduler's sigmas): euler (= DDIM here), heun, midpoint, ralston3, rk4, and exp_multistep "
+                               "(adams_pc's predictor-corrector on the scheduler's sigmas, order 3: one call per step, "
+                               "like UniPC).",
                 }),
                 "log10_rtol": ("FLOAT", {
                     "default": -2.5, "min": -12.0, "max": 0.0, "step": 0.1,
