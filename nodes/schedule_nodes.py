@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..comfy_adapter import calibration
-from ..samplers.calibrate import DENSITY_POWER, MAX_STEPS, CalibrationSettings
+from ..samplers.calibrate import MAX_STEPS, CalibrationSettings
 
 
 class CalibratedSchedule:
@@ -33,18 +33,15 @@ class CalibratedSchedule:
                     "default": -2.5, "min": -6.0, "max": -1.5, "step": 0.25, "advanced": True,
                     "tooltip": "Tolerance of the adaptive teacher solve (power of ten): tighter finds the bends more "
                                "finely and costs more calls, once."}),
-                "density_power": ("FLOAT", {
-                    "default": DENSITY_POWER, "min": 0.25, "max": 2.0, "step": 0.05, "advanced": True,
-                    "tooltip": "How closely the calls follow the teacher's step density: 1 follows it, lower spreads "
-                               "them more evenly in log sigma."}),
                 "sigma_floor": ("FLOAT", {
                     "default": 0.001, "min": 0.00001, "max": 0.05, "step": 0.0001, "round": False, "advanced": True,
                     "tooltip": "Where the teacher stops and the last call is made (eps/v models: no lower than their "
                                "smallest trained sigma)."}),
                 "check": ("BOOLEAN", {
                     "default": True, "advanced": True,
-                    "tooltip": "Run the schedule once on the draws (steps more calls) and report its error against "
-                               "the teacher."}),
+                    "tooltip": "Run the schedule on the draws for two spreads of the calls (2 x steps more calls), "
+                               "keep the one closer to the teacher and report both errors. Off: the first spread, "
+                               "unchecked."}),
                 "use_cache": ("BOOLEAN", {
                     "default": True, "advanced": True,
                     "tooltip": "Read and write the schedule under ComfyUI's user directory (flowanime/schedules)."}),
@@ -62,9 +59,9 @@ class CalibratedSchedule:
     )
 
     def calibrate(self, model, positive, negative, cfg, latent, steps, order, draws, seed,
-                  teacher_log10_rtol=-2.5, density_power=DENSITY_POWER, sigma_floor=0.001, check=True, use_cache=True):
+                  teacher_log10_rtol=-2.5, sigma_floor=0.001, check=True, use_cache=True):
         settings = CalibrationSettings(steps=steps, order=order, teacher_log10_rtol=teacher_log10_rtol,
-                                       sigma_floor=sigma_floor, density_power=density_power, check=check)
+                                       sigma_floor=sigma_floor, check=check)
         sigmas, report, _ = calibration.calibrate(model, positive, negative, cfg, latent, settings, draws, seed,
                                                   use_cache=use_cache)
         return {"ui": {"text": [report]}, "result": (sigmas, report)}

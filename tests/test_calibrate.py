@@ -49,7 +49,10 @@ def test_calibration_counts_its_calls_and_its_check_is_a_real_run():
     assert all(b < a for a, b in zip(sigmas, sigmas[1:]))
     assert sigmas[-2] == pytest.approx(CalibrationSettings().sigma_floor, rel=1e-5)
     assert result.model_calls == len(calls) == result.teacher_calls + result.check_calls
-    assert result.check_calls == 8 and result.draws == 1 and result.image_evaluations == sum(calls)
+    # each of the two spreads is run once on the draw, and the one closer to the teacher is kept
+    assert result.check_calls == 16 and result.draws == 1 and result.image_evaluations == sum(calls)
+    assert set(result.checked) == {0.75, 1.33} and result.checked_error == min(result.checked.values())
+    assert result.density_power == min(result.checked, key=result.checked.get)
     # the check is the schedule's own error against the teacher: compare with the exact flow
     out, _ = solve_exp_multistep(gmm.denoise, noise[:1].clone(), result.sigmas.double().tolist(), 3)
     assert result.checked_error == pytest.approx(rms_error(out, exact[:1]), abs=5e-3)
@@ -70,7 +73,8 @@ def test_calibrated_schedule_samples_the_gaussian_accurately():
     (dict(teacher_log10_rtol=-1.0), "'teacher_log10_rtol'"),
     (dict(teacher_log10_rtol=math.nan), "'teacher_log10_rtol'"),
     (dict(sigma_floor=0.5), "'sigma_floor'"),
-    (dict(density_power=5.0), "'density_power'"),
+    (dict(density_powers=(0.75, 5.0)), "'density_powers'"),
+    (dict(density_powers=()), "'density_powers'"),
 ])
 def test_bad_settings_name_the_setting(change, message):
     with pytest.raises(ValueError, match=message):
@@ -84,6 +88,13 @@ def test_a_teacher_out_of_budget_says_what_to_change():
                                                                                    teacher_log10_rtol=-5))
     with pytest.raises(ValueError, match="sigma_max"):
         calibrate_schedule(gmm.denoise, noise, 0.001, 6)
+
+
+def test_without_the_check_the_first_spread_is_used_unchecked():
+    gmm, noise, _ = single_gaussian(batch=1, std=0.05)
+    result = calibrate_schedule(gmm.denoise, noise, 1.0, 6, settings=CalibrationSettings(check=False))
+    assert result.check_calls == 0 and result.checked_error is None and result.density_power == 0.75
+    assert result.model_calls == result.teacher_calls
 
 
 def test_half_precision_noise_is_calibrated_in_float32():
