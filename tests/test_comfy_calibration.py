@@ -7,7 +7,8 @@ import pytest
 import torch
 
 NODE = "FlowAnimeCalibratedSchedule"
-NODE_DEFAULTS = dict(cfg=4.0, steps=6, order=3, draws=1, seed=0, teacher_log10_rtol=-1.5)
+# A loose teacher and no check: random-weight stand-ins are stiff, and the check has its own test.
+NODE_DEFAULTS = dict(cfg=4.0, steps=6, order=3, draws=1, seed=0, teacher_log10_rtol=-1.5, check=False)
 
 
 @pytest.fixture
@@ -52,7 +53,7 @@ def test_calibrated_sigmas_drive_sampler_custom_advanced(comfyui, user_dir, fami
     latent = comfyui.saved_latent(result, save_id)
     assert latent.shape == (2, channels, 8, 8) and torch.isfinite(latent).all() and latent.std() > 0
     report = result.outputs[schedule_id]["text"][0]
-    assert "6 steps" in report and "calibration cost" in report
+    assert "6 steps" in report and "calibration cost" in report and "0 check" in report
     assert len(list((user_dir / "flowanime" / "schedules").glob("*.json"))) == 1
 
 
@@ -86,29 +87,27 @@ def calibrate(comfyui, model, positive, negative, latent, **changes):
 def test_a_second_run_reads_the_cache_without_model_calls(comfyui, user_dir, sd3_inputs):
     model, positive, negative, latent = sd3_inputs
     counted, calls = observed_calls(model)
-    sigmas, report = calibrate(comfyui, counted, positive, negative, latent)
+    sigmas, report = calibrate(comfyui, counted, positive, negative, latent, check=True)
     first_calls = len(calls)
     assert first_calls > 6 and "calibration cost" in report
     # the reported cost is what the model saw: a CFG pair is one call, made as one batch of 2 x draws
     reported = int(report.split("calibration cost ")[1].split(" model calls")[0])
     assert reported == first_calls
     assert sigmas.shape == (7,) and float(sigmas[0]) == 1.0 and float(sigmas[-1]) == 0.0
-    again, report2 = calibrate(comfyui, counted, positive, negative, latent)
+    again, report2 = calibrate(comfyui, counted, positive, negative, latent, check=True)
     assert len(calls) == first_calls and "read from the cache" in report2
     assert torch.equal(again, sigmas)
-    # what the schedule depends on changes the key: another CFG, another step count
-    calibrate(comfyui, counted, positive, negative, latent, cfg=2.0)
+    # what the schedule depends on changes the key: here the CFG
+    calibrate(comfyui, counted, positive, negative, latent, check=True, cfg=2.0)
     assert len(calls) > first_calls
-    steps8, _ = calibrate(comfyui, counted, positive, negative, latent, steps=8)
-    assert steps8.shape == (9,)
 
 
 def test_without_the_cache_it_calibrates_again(comfyui, user_dir, sd3_inputs):
     model, positive, negative, latent = sd3_inputs
     counted, calls = observed_calls(model)
-    calibrate(comfyui, counted, positive, negative, latent, use_cache=False, check=False)
+    calibrate(comfyui, counted, positive, negative, latent, use_cache=False)
     n = len(calls)
-    calibrate(comfyui, counted, positive, negative, latent, use_cache=False, check=False)
+    calibrate(comfyui, counted, positive, negative, latent, use_cache=False)
     assert len(calls) == 2 * n
 
 
