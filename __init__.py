@@ -10,6 +10,7 @@ from .nodes.latent_nodes import EmptyLatentForModel
 from .nodes.model_sampling_nodes import ModelSamplingRectifiedFlow
 from .nodes.prompt_nodes import BooruPromptNormalizer, CLIPTextEncodeBreak
 from .nodes.sampler_nodes import SamplerRungeKuttaODE, register_ksampler_entries
+from .nodes.schedule_nodes import CalibratedSchedule
 
 # Node ids are stable forever: saved workflows refer to them.
 NODE_CLASS_MAPPINGS = {
@@ -18,6 +19,7 @@ NODE_CLASS_MAPPINGS = {
     "FlowAnimeBooruPromptNormalizer": BooruPromptNormalizer,
     "FlowAnimeCLIPTextEncodeBreak": CLIPTextEncodeBreak,
     "FlowAnimeEmptyLatentForModel": EmptyLatentForModel,
+    "FlowAnimeCalibratedSchedule": CalibratedSchedule,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -26,6 +28,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "FlowAnimeBooruPromptNormalizer": "Booru Prompt Normalizer (FlowAnime)",
     "FlowAnimeCLIPTextEncodeBreak": "CLIP Text Encode with BREAK (FlowAnime)",
     "FlowAnimeEmptyLatentForModel": "Empty Latent for Model (FlowAnime)",
+    "FlowAnimeCalibratedSchedule": "Calibrated Schedule (FlowAnime)",
 }
 
 # The graph editor's extension (web/flowanime.js): live token/chunk counter and the reports on the nodes.

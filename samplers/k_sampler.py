@@ -14,13 +14,14 @@ import torch
 
 from . import tableaux
 from .inputs import check_conditioning, check_latent, check_sigmas, resolvable_tolerances, solve_dtype
-from .multistep import solve_adams_pc
+from .multistep import solve_adams_pc, solve_exp_multistep
 from .ode import ODE_FORMS, AdaptiveSettings, StepInfo, check_model_output, solve_adaptive, solve_fixed
 
 log = logging.getLogger("FlowAnime")
 
 MULTISTEP = ("adams_pc",)  # adaptive, one model call per step (samplers/multistep.py)
-METHODS = tuple(tableaux.ADAPTIVE) + MULTISTEP + tuple(tableaux.FIXED)
+FIXED_MULTISTEP = ("exp_multistep",)  # the same predictor-corrector on the given sigmas
+METHODS = tuple(tableaux.ADAPTIVE) + MULTISTEP + tuple(tableaux.FIXED) + FIXED_MULTISTEP
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class SamplerConfig:
     max_model_calls: int = 300
     sigma_min: float = 1e-3  # where an adaptive solve stops and returns the denoised prediction
     ode_form: str = "data"
+    order: int = 3  # exp_multistep's predictor order (its corrector is one higher)
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -43,17 +45,19 @@ class SamplerConfig:
                 raise ValueError(f"FlowAnime: '{name}' must be between -12 and 0, got {value!r}. Typical: -2.5 and -3.5.")
         if self.max_model_calls < 4:
             raise ValueError(f"FlowAnime: 'max_model_calls' must be at least 4, got {self.max_model_calls}.")
+        if self.order not in (1, 2, 3):
+            raise ValueError(f"FlowAnime: 'order' must be 1, 2 or 3, got {self.order!r}.")
         if not 0 < self.sigma_min < 1:
             raise ValueError(f"FlowAnime: 'sigma_min' must be between 0 and 1, got {self.sigma_min!r}. Typical: 0.001.")
 
     @property
     def tableau(self):
-        """The Butcher tableau of a Runge-Kutta method; None for adams_pc."""
+        """The Butcher tableau of a Runge-Kutta method; None for the multistep methods."""
         return tableaux.ALL.get(self.method)
 
     @property
     def adaptive(self) -> bool:
-        return self.method in MULTISTEP or self.tableau.adaptive
+        return self.method in MULTISTEP or (self.tableau is not None and self.tableau.adaptive)
 
     @property
     def adaptive_settings(self):
@@ -108,7 +112,9 @@ def make_sampler_function(config: SamplerConfig, on_model_call: Callable[[], Non
 
         tableau = config.tableau
         try:
-            if not config.adaptive:
+            if config.method in FIXED_MULTISTEP:
+                out, stats = solve_exp_multistep(denoiser, x, sig, config.order, on_step, on_model_call)
+            elif not config.adaptive:
                 out, stats = solve_fixed(denoiser, x, sig, tableau, config.ode_form, on_step, on_model_call)
             else:
                 # A rising schedule (inversion, unsampling) is integrated up to its last sigma.

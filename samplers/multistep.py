@@ -205,3 +205,89 @@ def solve_adams_pc(
     stats.final_sigma = sigma_end
     stats.seconds = time.perf_counter() - started
     return x, denoised, stats
+
+
+# On a given schedule, a polynomial through the last values extrapolated over a step much longer than
+# the last ones amplifies their errors: such a step drops to a lower order (the limit for order 3 is
+# the adaptive solver's; order 2 allows what its controller's growth allows).
+MAX_STEP_RATIO_FOR_ORDER = {3: MAX_STEP_RATIO_FOR_ORDER_3, 2: MAX_FACTOR}
+
+
+def usable_order(order: int, history_lam: list[float], lam_new: float) -> int:
+    """The predictor order a step can use: at most `order` and the history's length, lowered while the
+    step is longer than MAX_STEP_RATIO_FOR_ORDER times the shortest gap between the nodes it would use."""
+    k = min(order, len(history_lam))
+    step = abs(lam_new - history_lam[-1])
+    while k > 1 and step > MAX_STEP_RATIO_FOR_ORDER[k] * min(
+            abs(a - b) for a, b in zip(history_lam[-k:], history_lam[-k + 1:])):
+        k -= 1
+    return k
+
+
+def solve_exp_multistep(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: list[float],
+    order: int = 3,
+    on_step: Callable[[StepInfo], None] | None = None,
+    on_model_call: Callable[[], None] | None = None,
+):
+    """The Adams predictor-corrector above on a given schedule: one model call per sigma above 0.
+
+    Each step predicts with the polynomial through the last `order` denoised predictions, calls the
+    model at the predicted point and corrects with the polynomial through those and the new one, as
+    UniPC does (Zhao et al. 2023, arXiv 2302.04867, with the exponential weights integrated exactly
+    as in DPM-Solver++, Lu et al. 2022, arXiv 2211.01095); a step much longer than the last drops to a
+    lower order (usable_order). A final interval to sigma 0 returns the
+    denoised prediction of the last call; a schedule ending above 0 returns the last predicted
+    latent (no call is left for its corrector). Returns (latent, stats)."""
+    if order not in (1, 2, 3):
+        raise ValueError(f"exp_multistep order must be 1, 2 or 3, got {order}")
+    name = f"exp_multistep (order {order})"
+    stats = SolveStats(name)
+    started = time.perf_counter()
+    span = abs(sigmas[0] - sigmas[-1]) or 1.0
+
+    def call(x_, sigma):
+        if on_model_call is not None:
+            on_model_call()
+        stats.model_calls += 1
+        denoised_ = denoiser(x_, sigma)
+        check_model_output(name, denoised_, sigma, stats.model_calls)
+        return denoised_
+
+    history_lam: list[float] = []
+    history_d: list[torch.Tensor] = []
+    denoised = None
+    for i in range(len(sigmas) - 1):
+        s, s_next = sigmas[i], sigmas[i + 1]
+        if s_next == s:
+            continue
+        if not history_d:
+            history_lam.append(-math.log(s))
+            history_d.append(call(x, s))
+        lam, d_last = history_lam[-1], history_d[-1]
+        if s_next <= 0:
+            x = denoised = d_last
+        else:
+            lam_new = -math.log(s_next)
+            k = usable_order(order, history_lam, lam_new)
+            nodes, known = history_lam[-k:], history_d[-k:]
+            w_pred = exponential_adams_weights(nodes, lam, lam_new)
+            x_pred = _combine(x, math.exp(-(lam_new - lam)), w_pred, known)
+            if i + 1 == len(sigmas) - 1:  # ends above 0: no call left for the corrector
+                x, denoised = x_pred, d_last
+            else:
+                d_new = call(x_pred, s_next)
+                w_corr = exponential_adams_weights([*nodes, lam_new], lam, lam_new)
+                x = _combine(x, math.exp(-(lam_new - lam)), w_corr, [*known, d_new])
+                history_lam.append(lam_new)
+                history_d.append(d_new)
+                del history_lam[:-order], history_d[:-order]
+                denoised = d_new
+        stats.accepted += 1
+        if on_step is not None:
+            on_step(StepInfo(max(s_next, 0.0), x, denoised, abs(sigmas[0] - max(s_next, 0.0)) / span, stats))
+    stats.final_sigma = max(sigmas[-1], 0.0)
+    stats.seconds = time.perf_counter() - started
+    return x, stats

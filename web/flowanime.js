@@ -162,3 +162,23 @@ app.registerExtension({
     };
   },
 });
+
+// The Calibrated Schedule node: its report (sigmas, calibration cost, cache hit) after a run.
+app.registerExtension({
+  name: "FlowAnime.CalibrationReport",
+  async beforeRegisterNodeDef(nodeType, nodeData) {
+    if (nodeData.name !== "FlowAnimeCalibratedSchedule") return;
+    const onExecuted = nodeType.prototype.onExecuted;
+    nodeType.prototype.onExecuted = function (output) {
+      onExecuted?.apply(this, arguments);
+      const text = output?.text?.[0];
+      if (typeof text !== "string") return;
+      if (!this.flowanimeReport) {
+        this.flowanimeReport = addPanel(this, "flowanime_report", 110).el;
+        this.setSize([this.size[0], Math.max(this.size[1], this.computeSize()[1])]);
+      }
+      this.flowanimeReport.textContent = text;
+      this.setDirtyCanvas(true, true);
+    };
+  },
+});

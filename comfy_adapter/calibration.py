@@ -1,0 +1,178 @@
+"""The schedule calibration (samplers/calibrate.py) on a ComfyUI model, and its cache.
+
+The teacher solve runs through ComfyUI's own CFGGuider and KSAMPLER, as SamplerCustomAdvanced runs a
+sampler: the model's patches, LoRAs, CFG and conditioning all apply, and a CFG pair is one call.
+The result is cached as JSON under ComfyUI's user directory (flowanime/schedules/), keyed by a hash
+of everything the schedule depends on: the model's weights (a sample of each tensor), its patches
+(LoRA keys, strengths and a sample of their tensors), its model-sampling settings, the conditioning
+tensors, CFG, the latent's shape, the draws, the seed and the calibration settings.
+
+Checked against newer ComfyUI: comfy/samplers.py@311c014 (CFGGuider(model_patcher), set_conds,
+set_cfg, sample(noise, latent_image, sampler, sigmas, ..., seed); KSAMPLER(sampler_function)),
+comfy/sample.py (prepare_noise, fix_empty_latent_channels) and folder_paths.get_user_directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from pathlib import Path
+
+import torch
+
+from ..samplers.calibrate import Calibration, CalibrationSettings, calibrate_schedule
+from .models import require_supported_config
+from .samplers import base_model_of, interrupt_check, sigma_floor
+
+log = logging.getLogger("FlowAnime")
+CACHE_VERSION = 1  # bump when the calibration's method changes what it returns
+SAMPLE_VALUES = 64  # values read from each weight tensor for the fingerprint
+MAX_FINGERPRINT_DEPTH = 4
+
+
+def cache_directory() -> Path:
+    import folder_paths
+
+    return Path(folder_paths.get_user_directory()) / "flowanime" / "schedules"
+
+
+def _tensor_digest(t: torch.Tensor, full: bool) -> list:
+    if t.device.type == "meta":  # weights not materialised (dynamic loading): their shape only
+        return [list(t.shape), str(t.dtype)]
+    flat = t.detach().reshape(-1)
+    if not full and flat.numel() > SAMPLE_VALUES:
+        stride = flat.numel() // SAMPLE_VALUES
+        flat = flat[::stride][:SAMPLE_VALUES]
+    data = flat.to("cpu", torch.float32).contiguous().numpy().tobytes()
+    return [list(t.shape), str(t.dtype), hashlib.sha256(data).hexdigest()[:16]]
+
+
+def _fingerprint(value, full: bool = False, depth: int = 0):
+    """A JSON-able summary of a value: tensors by shape, dtype and a hash of (a sample of) their values."""
+    if torch.is_tensor(value):
+        return _tensor_digest(value, full)
+    if isinstance(value, (int, float, str, bool)) or value is None:
+        return value
+    if depth >= MAX_FINGERPRINT_DEPTH:
+        return type(value).__name__
+    if isinstance(value, dict):
+        return {str(k): _fingerprint(v, full, depth + 1) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [_fingerprint(v, full, depth + 1) for v in value]
+    weights = getattr(value, "weights", None)  # a LoRA adapter object (newer ComfyUI)
+    if weights is not None:
+        return [type(value).__name__, _fingerprint(weights, full, depth + 1)]
+    return getattr(value, "__qualname__", type(value).__name__)
+
+
+def model_fingerprint(model) -> dict:
+    """What a schedule depends on in a ModelPatcher: weights, patches, model sampling, options."""
+    base = model.model
+    weights = base.state_dict()
+    # While a model is loaded its weights may carry its LoRA patches; the originals are in `backup`.
+    for key, saved in (getattr(model, "backup", None) or {}).items():
+        original = getattr(saved, "weight", None)
+        if key in weights and torch.is_tensor(original):
+            weights[key] = original
+    weights = {k: v for k, v in weights.items() if k.startswith("diffusion_model.")} or weights
+    model_sampling = model.get_model_object("model_sampling")
+    sampling = {"class": type(model_sampling).__name__}
+    for name in ("sigma_min", "sigma_max", "shift", "multiplier"):
+        value = getattr(model_sampling, name, None)
+        if value is not None:
+            sampling[name] = float(value)
+    return {
+        "model": type(base).__name__,
+        "weights": {k: _tensor_digest(v, full=False) for k, v in sorted(weights.items())},
+        "patches": _fingerprint(getattr(model, "patches", {})),
+        "sampling": sampling,
+        "options": _fingerprint({k: v for k, v in model.model_options.items() if k != "transformer_options"}),
+        "transformer_options": _fingerprint(model.model_options.get("transformer_options", {})),
+    }
+
+
+def conditioning_fingerprint(conditioning) -> list:
+    return [[_tensor_digest(c[0], full=True), _fingerprint(c[1], full=True)] for c in conditioning]
+
+
+def cache_key(model, positive, negative, cfg: float, latent_shape, draws: int, seed: int,
+              settings: CalibrationSettings) -> str:
+    description = {
+        "version": CACHE_VERSION,
+        "model": model_fingerprint(model),
+        "positive": conditioning_fingerprint(positive),
+        "negative": conditioning_fingerprint(negative),
+        "cfg": float(cfg), "latent": list(latent_shape), "draws": draws, "seed": seed,
+        "settings": settings.__dict__,
+    }
+    text = json.dumps(description, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _read_cache(path: Path, steps: int):
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        sigmas = [float(s) for s in data["sigmas"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    good = (len(sigmas) == steps + 1 and all(math.isfinite(s) for s in sigmas) and sigmas[-1] == 0.0
+            and all(b < a for a, b in zip(sigmas, sigmas[1:])))
+    return data if good else None
+
+
+def calibrate(model, positive, negative, cfg: float, latent: dict, settings: CalibrationSettings, draws: int,
+              seed: int, use_cache: bool = True) -> tuple[torch.Tensor, str, Calibration | None]:
+    """The calibrated sigmas for this model and these inputs: from the cache, or computed (and cached).
+    Returns (sigmas, report, the Calibration when one ran)."""
+    import comfy.sample
+    import comfy.samplers
+
+    require_supported_config(getattr(model.model, "model_config", None))
+    samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
+    latent_image = samples[:1].repeat(draws, *[1] * (samples.dim() - 1))
+    key = cache_key(model, positive, negative, cfg, latent_image.shape[1:], draws, seed, settings)
+    path = cache_directory() / f"{key}.json"
+    if use_cache:
+        cached = _read_cache(path, settings.steps)
+        if cached is not None:
+            report = f"read from the cache ({path.name}): no model calls. Calibrated: {cached.get('report', '')}"
+            return torch.tensor(cached["sigmas"], dtype=torch.float32), report, None
+
+    model_sampling = model.get_model_object("model_sampling")
+    sigma_max = float(model_sampling.sigma_max)
+    found = {}
+
+    def calibration_sampler(k_model, x, sigmas, extra_args=None, callback=None, disable=None):
+        extra_args = extra_args or {}
+        floor = max(settings.sigma_floor, sigma_floor(k_model))
+        used = CalibrationSettings(**{**settings.__dict__, "sigma_floor": floor})
+        s_in = x.new_ones([x.shape[0]])
+
+        def denoise(x_, sigma):
+            return k_model(x_, sigma * s_in, **extra_args).to(x_.dtype)
+
+        found["result"] = calibrate_schedule(denoise, x, float(sigmas[0]), settings.steps, settings.order, used,
+                                             on_model_call=interrupt_check())
+        if base_model_of(k_model) is None:
+            raise RuntimeError("FlowAnime calibration: the model was not reached through ComfyUI's sampler")
+        return x
+
+    guider = comfy.samplers.CFGGuider(model)
+    guider.set_conds(positive, negative)
+    guider.set_cfg(cfg)
+    noise = comfy.sample.prepare_noise(latent_image, seed)
+    sigmas = torch.tensor([sigma_max, 0.0])
+    guider.sample(noise, latent_image, comfy.samplers.KSAMPLER(calibration_sampler), sigmas, seed=seed)
+    result: Calibration = found["result"]
+    report = result.summary()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"sigmas": result.sigmas.tolist(), "report": report,
+                                    "teacher_calls": result.teacher_calls, "check_calls": result.check_calls,
+                                    "checked_error": result.checked_error}), encoding="utf-8")
+    except OSError as e:  # a read-only user directory costs a recalibration next time, nothing else
+        log.warning("FlowAnime calibration: could not write the cache %s: %s", path, e)
+    log.info("FlowAnime calibration: %s", report)
+    return result.sigmas, report, result

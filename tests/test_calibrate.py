@@ -1,0 +1,131 @@
+"""The schedule calibration core (samplers/calibrate.py): the schedule follows the teacher's step
+density, its cost is counted, its check is an independent run, bad settings are named. Whether the
+calibrated schedules need fewer calls than other schedules is measured by bench/bench_samplers.py,
+not asserted here."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from solver_problems import single_gaussian
+
+from flowanime.bench.gmm import rms_error
+from flowanime.samplers.calibrate import CalibrationSettings, calibrate_schedule, schedule_from_nodes
+from flowanime.samplers.multistep import solve_exp_multistep
+
+TEACHER = [0.0, 0.01, 0.03, 0.1, 0.4, 1.2, 3.0, 6.9]
+
+
+def test_power_zero_spreads_the_calls_evenly_in_log_sigma():
+    assert schedule_from_nodes(TEACHER, 5, 0.0) == pytest.approx([0.0, 1.725, 3.45, 5.175, 6.9])
+
+
+def test_power_one_puts_the_calls_on_the_teachers_steps():
+    assert schedule_from_nodes(TEACHER, 8, 1.0) == pytest.approx(TEACHER)
+    # every other teacher node, when there are half as many calls
+    assert schedule_from_nodes(TEACHER[:7], 4, 1.0) == pytest.approx(TEACHER[:7:2])
+
+
+def test_a_stronger_power_crowds_the_calls_where_the_teacher_stepped_short():
+    loose, strong = (schedule_from_nodes(TEACHER, 6, p) for p in (0.5, 1.0))
+    assert loose[0] == strong[0] == 0.0 and loose[-1] == strong[-1] == pytest.approx(6.9)
+    assert strong[1] < loose[1] and strong[2] < loose[2]
+    assert all(b > a for a, b in zip(loose, loose[1:]))
+
+
+def test_calibration_counts_its_calls_and_its_check_is_a_real_run():
+    gmm, noise, exact = single_gaussian(batch=2, std=0.05)
+    calls = []
+
+    def denoise(x, sigma):
+        calls.append(x.shape[0])
+        return gmm.denoise(x, sigma)
+
+    result = calibrate_schedule(denoise, noise[:1], 1.0, 8, order=3)
+    sigmas = result.sigmas.tolist()
+    assert len(sigmas) == 9 and sigmas[0] == 1.0 and sigmas[-1] == 0.0
+    assert all(b < a for a, b in zip(sigmas, sigmas[1:]))
+    assert sigmas[-2] == pytest.approx(CalibrationSettings().sigma_floor, rel=1e-5)
+    assert result.model_calls == len(calls) == result.teacher_calls + result.check_calls
+    # each of the two spreads is run once on the draw, and the one closer to the teacher is kept
+    assert result.check_calls == 16 and result.draws == 1 and result.image_evaluations == sum(calls)
+    assert set(result.checked) == {0.75, 1.33} and result.checked_error == min(result.checked.values())
+    assert result.density_power == min(result.checked, key=result.checked.get)
+    # the check is the schedule's own error against the teacher: compare with the exact flow
+    out, _ = solve_exp_multistep(gmm.denoise, noise[:1].clone(), result.sigmas.double().tolist(), 3)
+    assert result.checked_error == pytest.approx(rms_error(out, exact[:1]), abs=5e-3)
+    assert "calibration cost" in result.summary()
+
+
+def test_calibrated_schedule_samples_the_gaussian_accurately():
+    gmm, noise, exact = single_gaussian(batch=3, std=0.05)
+    result = calibrate_schedule(gmm.denoise, noise[:1], 1.0, 16, order=3)
+    out, stats = solve_exp_multistep(gmm.denoise, noise[1:].clone(), result.sigmas.tolist(), 3)
+    assert stats.model_calls == 16
+    assert rms_error(out, exact[1:]) < 1e-3
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(steps=1), "'steps' must be between 2"),
+    (dict(order=4), "'order' must be 1, 2 or 3"),
+    (dict(teacher_log10_rtol=-1.0), "'teacher_log10_rtol'"),
+    (dict(teacher_log10_rtol=math.nan), "'teacher_log10_rtol'"),
+    (dict(sigma_floor=0.5), "'sigma_floor'"),
+    (dict(density_powers=(0.75, 5.0)), "'density_powers'"),
+    (dict(density_powers=()), "'density_powers'"),
+])
+def test_bad_settings_name_the_setting(change, message):
+    with pytest.raises(ValueError, match=message):
+        CalibrationSettings(**change)
+
+
+def test_a_teacher_out_of_budget_says_what_to_change():
+    gmm, noise, _ = single_gaussian(batch=1, std=0.05)
+    with pytest.raises(RuntimeError, match="teacher_log10_rtol"):
+        calibrate_schedule(gmm.denoise, noise, 1.0, 6, settings=CalibrationSettings(max_teacher_calls=8,
+                                                                                   teacher_log10_rtol=-5))
+    with pytest.raises(ValueError, match="sigma_max"):
+        calibrate_schedule(gmm.denoise, noise, 0.001, 6)
+
+
+def test_without_the_check_the_first_spread_is_used_unchecked():
+    gmm, noise, _ = single_gaussian(batch=1, std=0.05)
+    result = calibrate_schedule(gmm.denoise, noise, 1.0, 6, settings=CalibrationSettings(check=False))
+    assert result.check_calls == 0 and result.checked_error is None and result.density_power == 0.75
+    assert result.model_calls == result.teacher_calls
+
+
+def test_half_precision_noise_is_calibrated_in_float32():
+    gmm, noise, _ = single_gaussian(batch=1, std=0.05)
+    result = calibrate_schedule(lambda x, s: gmm.denoise(x.float(), s), noise.half(), 1.0, 6)
+    assert torch.isfinite(result.sigmas).all() and result.checked_error < 0.1
+
+
+@pytest.mark.parametrize("steps", [6, 12])
+def test_calibrated_schedule_beats_uniform_geometric_and_shifted_schedules(steps):
+    """A mixture whose draws must settle on a mode early (solution: scipy's DOP853 at 1e-10):
+    the calibrated schedule, from another noise draw, has under half the error of the same number of
+    calls spread uniformly in sigma, geometrically, or as ComfyUI's `simple` at shift 3."""
+    from flowanime.bench.gmm import GaussianMixture, reference_solution
+
+    gmm = GaussianMixture.latent_like(shape=(4, 16, 16), components=8, seed=3)
+    noise = gmm.sample_noise(3, seed=11)
+    reference = reference_solution(gmm, noise)
+    calibration = calibrate_schedule(gmm.denoise, gmm.sample_noise(1, seed=99), 1.0, steps, order=3)
+
+    def error(sigmas):
+        out, stats = solve_exp_multistep(gmm.denoise, noise.clone(), sigmas, 3)
+        assert stats.model_calls == steps
+        return rms_error(out, reference)
+
+    t = torch.linspace(1, 0, steps + 1)[:-1]
+    others = {
+        "uniform": [*torch.linspace(1, 1e-3, steps).tolist(), 0.0],
+        "geometric": [*torch.exp(torch.linspace(0, math.log(1e-3), steps)).tolist(), 0.0],
+        "simple, shift 3": [*(3 * t / (1 + 2 * t)).tolist(), 0.0],
+    }
+    ours = error(calibration.sigmas.tolist())
+    for name, sigmas in others.items():
+        assert ours < 0.5 * error(sigmas), name

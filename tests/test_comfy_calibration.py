@@ -1,0 +1,143 @@
+"""The Calibrated Schedule node inside the real ComfyUI: in a graph with SamplerCustomAdvanced on the
+tiny SD3 and SD1.5 stand-ins, its cache (a second run makes no model call; another CFG recalibrates),
+its report, and clear errors for bad settings."""
+
+import flowanime_testkit as kit
+import pytest
+import torch
+
+NODE = "FlowAnimeCalibratedSchedule"
+# A loose teacher and no check: random-weight stand-ins are stiff, and the check has its own test.
+NODE_DEFAULTS = dict(cfg=4.0, steps=6, order=3, draws=1, seed=0, teacher_log10_rtol=-1.5, check=False)
+
+
+@pytest.fixture
+def user_dir(comfyui, tmp_path):
+    """ComfyUI's user directory moved to a temporary folder, so the cache starts empty."""
+    import folder_paths
+
+    previous = folder_paths.get_user_directory()
+    folder_paths.set_user_directory(str(tmp_path / "user"))
+    yield tmp_path / "user"
+    folder_paths.set_user_directory(previous)
+
+
+def calibrated_graph(family, steps=6, cfg=4.0):
+    from comfy_execution.graph_utils import GraphBuilder
+
+    unet, clip_type, empty_latent, _ = kit.FAMILIES[family]
+    g = GraphBuilder()
+    model = g.node("UNETLoader", unet_name=unet, weight_dtype="default").out(0)
+    if family == "sd3":
+        model = g.node(kit.PATCH, model=model, **{**kit.PATCH_DEFAULTS, "shift": 3.0}).out(0)
+    clip = g.node("CLIPLoader", clip_name=kit.CLIP_L, type=clip_type).out(0)
+    positive = g.node("CLIPTextEncode", clip=clip, text="1girl, solo").out(0)
+    negative = g.node("CLIPTextEncode", clip=clip, text="lowres").out(0)
+    latent = g.node(empty_latent, width=64, height=64, batch_size=2).out(0)
+    schedule = g.node(NODE, model=model, positive=positive, negative=negative, latent=latent,
+                      **{**NODE_DEFAULTS, "steps": steps, "cfg": cfg})
+    guider = g.node("CFGGuider", model=model, positive=positive, negative=negative, cfg=cfg).out(0)
+    sampler = g.node(kit.SAMPLER_NODE, method="exp_multistep", log10_rtol=-2.5, log10_atol=-3.5,
+                     max_model_calls=300, sigma_min=0.001).out(0)
+    noise = g.node("RandomNoise", noise_seed=5).out(0)
+    samples = g.node("SamplerCustomAdvanced", noise=noise, guider=guider, sampler=sampler,
+                     sigmas=schedule.out(0), latent_image=latent).out(0)
+    save = g.node("SaveLatent", samples=samples, filename_prefix=f"latents/calibrated_{family}")
+    return g.finalize(), save.id, schedule.id
+
+
+@pytest.mark.parametrize("family, channels", [("sd3", 16), ("sd15", 4)])
+def test_calibrated_sigmas_drive_sampler_custom_advanced(comfyui, user_dir, family, channels):
+    graph, save_id, schedule_id = calibrated_graph(family)
+    result = comfyui.run(graph)
+    latent = comfyui.saved_latent(result, save_id)
+    assert latent.shape == (2, channels, 8, 8) and torch.isfinite(latent).all() and latent.std() > 0
+    report = result.outputs[schedule_id]["text"][0]
+    assert "6 steps" in report and "calibration cost" in report and "0 check" in report
+    assert len(list((user_dir / "flowanime" / "schedules").glob("*.json"))) == 1
+
+
+def observed_calls(model):
+    """A clone of the model that counts its diffusion-model calls."""
+    calls = []
+    m = model.clone()
+
+    def wrapper(apply_model, args):
+        calls.append(args["input"].shape[0])
+        return apply_model(args["input"], args["timestep"], **args["c"])
+
+    m.set_model_unet_function_wrapper(wrapper)
+    return m, calls
+
+
+@pytest.fixture(scope="module")
+def sd3_inputs(comfyui):
+    model = comfyui.node_class("UNETLoader")().load_unet(kit.SD3_MMDIT, "default")[0]
+    model = comfyui.node_class(kit.PATCH)().patch(model, **{**kit.PATCH_DEFAULTS, "shift": 3.0})[0]
+    clip = comfyui.node_class("CLIPLoader")().load_clip(kit.CLIP_L, "sd3")[0]
+    encode = comfyui.node_class("CLIPTextEncode")().encode
+    return model, encode(clip, "1girl")[0], encode(clip, "lowres")[0], {"samples": torch.zeros((3, 16, 8, 8))}
+
+
+def calibrate(comfyui, model, positive, negative, latent, **changes):
+    out = comfyui.node_class(NODE)().calibrate(model, positive, negative, latent=latent, **{**NODE_DEFAULTS, **changes})
+    return out["result"]
+
+
+def test_a_second_run_reads_the_cache_without_model_calls(comfyui, user_dir, sd3_inputs):
+    model, positive, negative, latent = sd3_inputs
+    counted, calls = observed_calls(model)
+    sigmas, report = calibrate(comfyui, counted, positive, negative, latent, check=True)
+    first_calls = len(calls)
+    assert first_calls > 6 and "calibration cost" in report
+    # the reported cost is what the model saw: a CFG pair is one call, made as one batch of 2 x draws
+    reported = int(report.split("calibration cost ")[1].split(" model calls")[0])
+    assert reported == first_calls
+    assert sigmas.shape == (7,) and float(sigmas[0]) == 1.0 and float(sigmas[-1]) == 0.0
+    again, report2 = calibrate(comfyui, counted, positive, negative, latent, check=True)
+    assert len(calls) == first_calls and "read from the cache" in report2
+    assert torch.equal(again, sigmas)
+    # what the schedule depends on changes the key: here the CFG
+    calibrate(comfyui, counted, positive, negative, latent, check=True, cfg=2.0)
+    assert len(calls) > first_calls
+
+
+def test_without_the_cache_it_calibrates_again(comfyui, user_dir, sd3_inputs):
+    model, positive, negative, latent = sd3_inputs
+    counted, calls = observed_calls(model)
+    calibrate(comfyui, counted, positive, negative, latent, use_cache=False)
+    n = len(calls)
+    calibrate(comfyui, counted, positive, negative, latent, use_cache=False)
+    assert len(calls) == 2 * n
+
+
+def test_a_corrupt_cache_file_is_recomputed(comfyui, user_dir, sd3_inputs):
+    model, positive, negative, latent = sd3_inputs
+    counted, calls = observed_calls(model)
+    calibrate(comfyui, counted, positive, negative, latent)
+    (path,) = (user_dir / "flowanime" / "schedules").glob("*.json")
+    path.write_text('{"sigmas": [1.0, "nan"]}', encoding="utf-8")
+    n = len(calls)
+    sigmas, report = calibrate(comfyui, counted, positive, negative, latent)
+    assert len(calls) > n and "read from the cache" not in report and torch.isfinite(sigmas).all()
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(steps=1), "'steps' must be between 2"),
+    (dict(order=5), "'order' must be 1, 2 or 3"),
+    (dict(teacher_log10_rtol=-9.0), "'teacher_log10_rtol'"),
+    (dict(sigma_floor=0.5), "'sigma_floor'"),
+])
+def test_bad_settings_are_named_before_any_model_call(comfyui, user_dir, sd3_inputs, change, message):
+    model, positive, negative, latent = sd3_inputs
+    counted, calls = observed_calls(model)
+    with pytest.raises(ValueError, match=message):
+        calibrate(comfyui, counted, positive, negative, latent, **change)
+    assert calls == []
+
+
+def test_out_of_range_setting_in_a_graph_is_refused_by_name(comfyui, user_dir):
+    graph, _, schedule_id = calibrated_graph("sd3")
+    graph[schedule_id]["inputs"]["teacher_log10_rtol"] = -1.0
+    with pytest.raises(kit.GraphInvalid, match="teacher_log10_rtol"):
+        comfyui.run(graph)
