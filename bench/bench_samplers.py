@@ -227,10 +227,11 @@ def builtin_rows(ctx):
     cs = ctx.comfy_samplers
     samplers = builtin_samplers(cs)
     if ctx.smoke:
-        samplers = [s for s in samplers if s[0] in ("euler", "heun", "dpmpp_2m", "seeds_2 (eta 0)", "sa_solver (eta 0)")]
+        samplers = [s for s in samplers if s[0] in ("euler", "heun", "dpmpp_2m", "uni_pc", "seeds_2 (eta 0)", "sa_solver (eta 0)")]
     jobs = []
     for label, name, options, stages in samplers:
-        fn = cs.ksampler(name, options).sampler_function
+        # sampler_object, as KSampler picks a sampler by name (uni_pc is not a k-diffusion function)
+        fn = (cs.ksampler(name, options) if options else cs.sampler_object(name)).sampler_function
         jobs += fixed_step_jobs(ctx, "ComfyUI", label, fn, stages, ctx.schedulers, **options)
     for scheduler in ("simple", "karras", "exponential"):  # dpm_adaptive stops at sigmas[-2]: karras and exponential put it at sigma_min
         for rtol, atol in ctx.dpm_tols:
@@ -435,7 +436,9 @@ def competitor_rows(ctx):
     for kind, mod in ctx.competitors:
         jobs = []
         if kind == "res4lyf":  # through ComfyUI's KSAMPLER, as KSampler runs the names it registers
-            names = ["res_2m_ode", "res_3m_ode", "res_2s_ode"] if ctx.smoke else list(RES4LYF_SAMPLERS)
+            names = (["res_2m_ode", "res_3m_ode", "res_2s_ode"] if ctx.smoke else
+                     ["res_2m_ode", "res_3m_ode", "res_2s_ode", "res_3s_ode", "deis_3m_ode"] if ctx.quick else
+                     list(RES4LYF_SAMPLERS))
             schedulers = [*ctx.schedulers, *(s for s in RES4LYF_SCHEDULERS if s in ctx.comfy_samplers.SCHEDULER_NAMES)]
             extra = {"model_options": {"transformer_options": {}}}
             rk_sampler_beta = sys.modules[mod.__name__ + ".beta.rk_sampler_beta"]
@@ -489,7 +492,7 @@ def benchmark(args):
     for problem in bench_problems.build(names, smoke=args.smoke, cache_dir=args.out / "cache"):
         start = time.perf_counter()
         ctx = Context(problem=problem, ms=ms, comfy_samplers=comfy_samplers, batch=args.batch, smoke=args.smoke,
-                      res4lyf_bongmath=args.res4lyf_bongmath,
+                      res4lyf_bongmath=args.res4lyf_bongmath, quick=args.quick,
                       amortise=args.amortise_images, competitors=competitors, newer_sampling=newer,
                       schedulers=schedulers, steps_list=BUILTIN_STEPS[::3] if args.quick else BUILTIN_STEPS,
                       our_tols=OUR_TOLS[::2] if args.quick else OUR_TOLS,

@@ -30,7 +30,7 @@ def test_sampler_benchmark_runs_and_prints_its_tables(comfyui, tmp_path):
         assert f"**{problem}**:" in out, problem
     assert out.count("reference: scipy DOP853") == len(PROBLEMS)
     assert out.count("Model calls per image to reach each error level") == len(PROBLEMS)
-    for sampler in ("euler / simple", "dpmpp_2m / karras", "seeds_2 (eta 0) / simple", "sa_solver (eta 0) / karras",
+    for sampler in ("euler / simple", "dpmpp_2m / karras", "uni_pc / simple", "seeds_2 (eta 0) / simple", "sa_solver (eta 0) / karras",
                     "dopri5", "bosh3", "rk4 (fixed) / simple"):
         assert sampler in out, sampler
     # every error level has a row per problem, with our best, the built-ins' best and the ratio
