@@ -679,7 +679,7 @@ def plot(results, path: Path):
     except ImportError:
         print("\n(matplotlib not installed: no plot)")
         return
-    fig, axes = plt.subplots(1, len(results), figsize=(6.5 * len(results) + 3.5, 6.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(results), figsize=(6.5 * len(results), 6.5), squeeze=False)
     for ax, result in zip(axes[0], results):
         plot_panel(ax, result.rows, result.entries, result.problem.name)
     axes[0][0].set_ylabel("RMS error against the float64 reference")
