@@ -30,6 +30,9 @@ from .multistep import solve_adams_pc, solve_exp_multistep
 from .ode import AdaptiveSettings, Denoiser, StepInfo
 
 MAX_STEPS = 200
+# A checked error above this (RMS, latent units) means the schedule does not follow the teacher:
+# too few steps for this model, often a draw that settled on another mode. The report says so.
+FAR_FROM_TEACHER = 3e-2
 # Measured on bench/gmm.py's narrow mixture (the problem we tune on), powers 0.5 to 1.66, 3 to 24
 # calls: 0.75 had the lowest error from 8 calls up; below that it can skip the early steps where
 # the draws pick their mode, and 1.33, which crowds the calls there, did best. With `check` on both
@@ -91,9 +94,13 @@ class Calibration:
         if self.checked:
             tried = ", ".join(f"{p:g}: {e:.2e}" for p, e in self.checked.items())
             checked = f"; error on the draws against the teacher by density power ({tried}): kept {self.density_power:g}"
-        return (f"{len(self.sigmas) - 1} steps: sigmas [{sig}]; calibration cost {self.model_calls} model calls "
+        text = (f"{len(self.sigmas) - 1} steps: sigmas [{sig}]; calibration cost {self.model_calls} model calls "
                 f"on {self.draws} draw(s) ({self.teacher_calls} teacher, {self.check_calls} check){checked}; "
                 f"{self.seconds:.1f} s")
+        if self.checked_error is not None and self.checked_error > FAR_FROM_TEACHER:
+            text += (f". WARNING: on the draws this schedule ends {self.checked_error:.2g} (RMS) from the accurate "
+                     "solve: too few steps for this model; raise 'steps' or sample with adams_pc.")
+        return text
 
 
 def teacher_nodes(denoiser: Denoiser, noise: torch.Tensor, sigma_max: float, settings: CalibrationSettings,

@@ -97,6 +97,17 @@ def test_without_the_check_the_first_spread_is_used_unchecked():
     assert result.model_calls == result.teacher_calls
 
 
+def test_a_schedule_far_from_the_teacher_is_reported():
+    from flowanime.bench.gmm import GaussianMixture
+
+    gmm = GaussianMixture.latent_like(shape=(4, 16, 16), components=8, seed=3)  # draws pick a mode early
+    noise = gmm.sample_noise(1, seed=99)
+    result = calibrate_schedule(gmm.denoise, noise, 1.0, 2)
+    assert result.checked_error > 3e-2 and "WARNING" in result.summary() and "raise 'steps'" in result.summary()
+    fine = calibrate_schedule(gmm.denoise, noise, 1.0, 16)
+    assert fine.checked_error < 3e-2 and "WARNING" not in fine.summary()
+
+
 def test_half_precision_noise_is_calibrated_in_float32():
     gmm, noise, _ = single_gaussian(batch=1, std=0.05)
     result = calibrate_schedule(lambda x, s: gmm.denoise(x.float(), s), noise.half(), 1.0, 6)
