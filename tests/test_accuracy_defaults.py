@@ -1,29 +1,44 @@
 """The KSampler entries' default tolerances meet the accuracy target the README derives (a latent
-error an 8-bit image does not show), on a mixture they were not tuned on, against scipy's DOP853."""
+error an 8-bit image does not show) on the benchmark's problems, against scipy's DOP853 at 1e-10:
+the wide mixture (whose draws settle on a mode early: a loose solve sends some to another mode)
+and the trained MMDiT (which needs ComfyUI's MMDiT class)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from flowanime.bench.gmm import GaussianMixture, reference_solution, rms_error
+from flowanime.bench.gmm import rms_error
+from flowanime.bench.problems import gmm_wide, mmdit_digits
 from flowanime.nodes.sampler_nodes import ACCURACY_TARGET, KSAMPLER_ENTRIES
 from flowanime.samplers.k_sampler import make_sampler_function
 
 
+def entry_error(problem, entry, batch):
+    noise = problem.noise(batch)
+
+    def model(x, sigma, **kwargs):
+        return problem.denoise(x, sigma)
+
+    out = make_sampler_function(KSAMPLER_ENTRIES[entry])(model, noise.clone(), torch.tensor([1.0, 0.0]), disable=True)
+    return rms_error(out, problem.reference(noise))
+
+
 @pytest.fixture(scope="module")
-def problem():
-    gmm = GaussianMixture.latent_like(shape=(4, 16, 16), components=8, seed=3)
-    noise = gmm.sample_noise(2, seed=11)
-    return gmm, noise, reference_solution(gmm, noise)
+def wide():
+    return gmm_wide()
 
 
 @pytest.mark.parametrize("entry", sorted(KSAMPLER_ENTRIES))
-def test_entry_defaults_meet_the_accuracy_target(problem, entry):
-    gmm, noise, reference = problem
+def test_entry_defaults_meet_the_accuracy_target_on_the_wide_mixture(wide, entry):
+    assert entry_error(wide, entry, 4) <= ACCURACY_TARGET
 
-    def model(x, sigma, **kwargs):
-        return gmm.denoise(x, sigma)
 
-    out = make_sampler_function(KSAMPLER_ENTRIES[entry])(model, noise.clone(), torch.tensor([1.0, 0.0]), disable=True)
-    assert rms_error(out, reference) <= ACCURACY_TARGET
+@pytest.fixture(scope="module")
+def network(comfyui):
+    return mmdit_digits()  # one instance: its reference is solved once
+
+
+@pytest.mark.parametrize("entry", sorted(KSAMPLER_ENTRIES))
+def test_entry_defaults_meet_the_accuracy_target_on_the_trained_network(network, entry):
+    assert entry_error(network, entry, 2) <= ACCURACY_TARGET
