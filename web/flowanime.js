@@ -47,6 +47,22 @@ function addPanel(node, name, height) {
   return { el, widget };
 }
 
+// After a run, the node's report (output[key][0]) in a panel under its widgets.
+function showReportAfterRun(nodeType, key) {
+  const onExecuted = nodeType.prototype.onExecuted;
+  nodeType.prototype.onExecuted = function (output) {
+    onExecuted?.apply(this, arguments);
+    const text = output?.[key]?.[0];
+    if (typeof text !== "string") return;
+    if (!this.flowanimeReport) {
+      this.flowanimeReport = addPanel(this, "flowanime_report", 110).el;
+      this.setSize([this.size[0], Math.max(this.size[1], this.computeSize()[1])]);
+    }
+    this.flowanimeReport.textContent = text;
+    this.setDirtyCanvas(true, true);
+  };
+}
+
 function renderCount(el, data, text) {
   el.dataset.result = JSON.stringify(data);
   el.dataset.forText = text; // which text this count is of (the browser test waits on it)
@@ -148,18 +164,7 @@ app.registerExtension({
       return result;
     };
 
-    const onExecuted = nodeType.prototype.onExecuted;
-    nodeType.prototype.onExecuted = function (output) {
-      onExecuted?.apply(this, arguments);
-      const text = output?.[reportKey]?.[0];
-      if (typeof text !== "string") return;
-      if (!this.flowanimeReport) {
-        this.flowanimeReport = addPanel(this, "flowanime_report", 110).el;
-        this.setSize([this.size[0], Math.max(this.size[1], this.computeSize()[1])]);
-      }
-      this.flowanimeReport.textContent = text;
-      this.setDirtyCanvas(true, true);
-    };
+    showReportAfterRun(nodeType, reportKey);
   },
 });
 
@@ -168,17 +173,6 @@ app.registerExtension({
   name: "FlowAnime.CalibrationReport",
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (nodeData.name !== "FlowAnimeCalibratedSchedule") return;
-    const onExecuted = nodeType.prototype.onExecuted;
-    nodeType.prototype.onExecuted = function (output) {
-      onExecuted?.apply(this, arguments);
-      const text = output?.text?.[0];
-      if (typeof text !== "string") return;
-      if (!this.flowanimeReport) {
-        this.flowanimeReport = addPanel(this, "flowanime_report", 110).el;
-        this.setSize([this.size[0], Math.max(this.size[1], this.computeSize()[1])]);
-      }
-      this.flowanimeReport.textContent = text;
-      this.setDirtyCanvas(true, true);
-    };
+    showReportAfterRun(nodeType, "text");
   },
 });
