@@ -18,13 +18,14 @@ import hashlib
 import json
 import logging
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from ..samplers.calibrate import Calibration, CalibrationSettings, calibrate_schedule
 from .models import require_supported_config
-from .samplers import base_model_of, interrupt_check, sigma_floor
+from .samplers import interrupt_check, sigma_floor
 
 log = logging.getLogger("FlowAnime")
 CACHE_VERSION = 1  # bump when the calibration's method changes what it returns
@@ -147,7 +148,7 @@ def calibrate(model, positive, negative, cfg: float, latent: dict, settings: Cal
     def calibration_sampler(k_model, x, sigmas, extra_args=None, callback=None, disable=None):
         extra_args = extra_args or {}
         floor = max(settings.sigma_floor, sigma_floor(k_model))
-        used = CalibrationSettings(**{**settings.__dict__, "sigma_floor": floor})
+        used = replace(settings, sigma_floor=floor)
         s_in = x.new_ones([x.shape[0]])
 
         def denoise(x_, sigma):
@@ -155,8 +156,6 @@ def calibrate(model, positive, negative, cfg: float, latent: dict, settings: Cal
 
         found["result"] = calibrate_schedule(denoise, x, float(sigmas[0]), settings.steps, settings.order, used,
                                              on_model_call=interrupt_check())
-        if base_model_of(k_model) is None:
-            raise RuntimeError("FlowAnime calibration: the model was not reached through ComfyUI's sampler")
         return x
 
     guider = comfy.samplers.CFGGuider(model)

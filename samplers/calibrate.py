@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -143,8 +143,7 @@ def calibrate_schedule(denoise: Denoiser, calibration_noise: torch.Tensor, sigma
     from calibration_noise (the starting latents at sigma_max, one per draw). With settings.check,
     each of settings.density_powers is run on the draws and the one closest to the teacher is kept.
     Returns the sigmas (ending in 0) and what the calibration cost."""
-    base = settings or CalibrationSettings()
-    settings = CalibrationSettings(**{**base.__dict__, "steps": steps, "order": order})
+    settings = replace(settings or CalibrationSettings(), steps=steps, order=order)
     if not (math.isfinite(sigma_max) and sigma_max > 2 * settings.sigma_floor):
         raise ValueError(f"FlowAnime calibration: the schedule must start above 2 x sigma_floor "
                          f"({2 * settings.sigma_floor:g}), got sigma_max {sigma_max}.")
@@ -155,20 +154,17 @@ def calibrate_schedule(denoise: Denoiser, calibration_noise: torch.Tensor, sigma
     with torch.no_grad():
         lams, teacher_image, teacher_calls = teacher_nodes(denoise, noise, sigma_max, settings, on_model_call)
         candidates = settings.density_powers if settings.check else settings.density_powers[:1]
-        best, checked, check_calls = None, {}, 0
-        for power in candidates:
-            nodes = schedule_from_nodes(lams, steps, power)
-            sigmas = [sigma_max, *(math.exp(-lam) for lam in nodes[1:]), 0.0]
-            if not settings.check:
-                best = (sigmas, power)
-                break
-            out, stats = solve_exp_multistep(denoise, noise.clone(), sigmas, order, on_model_call=on_model_call)
-            check_calls += stats.model_calls
-            diff = (out.double() - teacher_image.double()).flatten(1)
-            checked[power] = float(diff.square().mean(1).sqrt().mean())
-            if best is None or checked[power] < checked[best[1]]:
-                best = (sigmas, power)
-    sigmas, power = best
+        schedules = {p: [sigma_max, *(math.exp(-lam) for lam in schedule_from_nodes(lams, steps, p)[1:]), 0.0]
+                     for p in candidates}
+        checked, check_calls = {}, 0
+        if settings.check:
+            for power, sigmas in schedules.items():
+                out, stats = solve_exp_multistep(denoise, noise.clone(), sigmas, order, on_model_call=on_model_call)
+                check_calls += stats.model_calls
+                diff = (out.double() - teacher_image.double()).flatten(1)
+                checked[power] = float(diff.square().mean(1).sqrt().mean())
+    power = min(checked, key=checked.get) if checked else candidates[0]
+    sigmas = schedules[power]
     result = Calibration(torch.tensor(sigmas, dtype=torch.float32), teacher_calls, check_calls, noise.shape[0],
                          checked.get(power), time.perf_counter() - started, power, checked or None)
     if log is not None:

@@ -112,6 +112,20 @@ class _ErrorNorm:
         self.abs_old, self.abs_new = self.abs_new, self.abs_old
 
 
+def _counted_calls(denoiser: Denoiser, stats: SolveStats, on_model_call: Callable[[], None] | None):
+    """denoiser(x, sigma) with ComfyUI's interrupt check first, the call counted and its output checked."""
+
+    def call(x, sigma):
+        if on_model_call is not None:
+            on_model_call()  # ComfyUI's interrupt check
+        stats.model_calls += 1
+        denoised = denoiser(x, sigma)
+        check_model_output(stats.method, denoised, sigma, stats.model_calls)
+        return denoised
+
+    return call
+
+
 def solve_adams_pc(
     denoiser: Denoiser,
     x: torch.Tensor,
@@ -138,14 +152,10 @@ def solve_adams_pc(
     name = "adams_pc"
     stats = SolveStats(name)
     started = time.perf_counter()
+    call_at_sigma = _counted_calls(denoiser, stats, on_model_call)
 
     def call(x_, lam_):
-        if on_model_call is not None:
-            on_model_call()  # ComfyUI's interrupt check
-        stats.model_calls += 1
-        denoised = denoiser(x_, math.exp(-lam_))
-        check_model_output(name, denoised, math.exp(-lam_), stats.model_calls)
-        return denoised
+        return call_at_sigma(x_, math.exp(-lam_))
 
     lam, lam_end = -math.log(sigma_start), -math.log(sigma_end)
     direction = 1.0 if lam_end > lam else -1.0
@@ -237,24 +247,16 @@ def solve_exp_multistep(
     Each step predicts with the polynomial through the last `order` denoised predictions, calls the
     model at the predicted point and corrects with the polynomial through those and the new one, as
     UniPC does (Zhao et al. 2023, arXiv 2302.04867, with the exponential weights integrated exactly
-    as in DPM-Solver++, Lu et al. 2022, arXiv 2211.01095); a step much longer than the last drops to a
-    lower order (usable_order). A final interval to sigma 0 returns the
+    as in DPM-Solver++, Lu et al. 2022, arXiv 2211.01095); a step much longer than the shortest gap
+    in the history it would use drops to a lower order (usable_order). A final interval to sigma 0 returns the
     denoised prediction of the last call; a schedule ending above 0 returns the last predicted
     latent (no call is left for its corrector). Returns (latent, stats)."""
     if order not in (1, 2, 3):
         raise ValueError(f"exp_multistep order must be 1, 2 or 3, got {order}")
-    name = f"exp_multistep (order {order})"
-    stats = SolveStats(name)
+    stats = SolveStats(f"exp_multistep (order {order})")
     started = time.perf_counter()
     span = abs(sigmas[0] - sigmas[-1]) or 1.0
-
-    def call(x_, sigma):
-        if on_model_call is not None:
-            on_model_call()
-        stats.model_calls += 1
-        denoised_ = denoiser(x_, sigma)
-        check_model_output(name, denoised_, sigma, stats.model_calls)
-        return denoised_
+    call = _counted_calls(denoiser, stats, on_model_call)
 
     history_lam: list[float] = []
     history_d: list[torch.Tensor] = []
