@@ -292,7 +292,7 @@ def newer_rows(ctx):
 def flowanime_rows(ctx):
     sigmas20 = ctx.sigmas("simple", 20)
     jobs = []
-    for method in ("dopri5", "bosh3", "heun_euler", "fehlberg2", "adams_pc"):
+    for method in ("dopri5", "bosh3", "heun_euler", "fehlberg2", "adams_pc", "flow_adams_pc"):
         for form in ("data", "velocity"):
             if form == "velocity" and method not in ("dopri5", "bosh3"):
                 continue
@@ -302,7 +302,8 @@ def flowanime_rows(ctx):
                 jobs.append((("FlowAnime", label, f"log10 rtol {tol:g}"), ctx.measured(make_sampler_function(cfg), sigmas20)))
     rows = run_family("FlowAnime adaptive", jobs)
     jobs = []
-    for method, stages in (("euler", 1), ("heun", 2), ("ralston3", 3), ("rk4", 4), ("exp_multistep", 1)):
+    for method, stages in (("euler", 1), ("heun", 2), ("ralston3", 3), ("rk4", 4), ("exp_multistep", 1),
+                           ("flow_multistep", 1)):
         # the same schedules the built-ins get
         jobs += fixed_step_jobs(ctx, "FlowAnime", f"{method} (fixed)", make_sampler_function(SamplerConfig(method)),
                                 stages, ctx.schedulers)
@@ -314,7 +315,12 @@ def entry_rows(ctx):
     """Where each KSampler entry lands with its own defaults (the same schedule: only its end points count)."""
     sigmas20 = ctx.sigmas("simple", 20)
     jobs = [(("KSampler entry", name, f"log10 rtol {cfg.log10_rtol:g}, atol {cfg.log10_atol:g}"),
-             ctx.measured(make_sampler_function(cfg), sigmas20)) for name, cfg in ksampler_entries().items()]
+             ctx.measured(make_sampler_function(cfg), sigmas20)) for name, cfg in ksampler_entries().items()
+            if cfg.adaptive]
+    # a fixed-step entry follows the scheduler: where it lands on the one the README recommends
+    jobs += [(("KSampler entry", name, f"beta, {steps} steps"), ctx.measured(make_sampler_function(cfg),
+                                                                           ctx.sigmas("beta", steps)))
+             for name, cfg in ksampler_entries().items() if not cfg.adaptive for steps in (12, 20)]
     return run_family("KSampler entries", jobs)
 
 

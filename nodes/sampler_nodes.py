@@ -18,6 +18,9 @@ KSAMPLER_ENTRIES = {
     "flowanime_dopri5": SamplerConfig("dopri5", log10_rtol=-2.0, log10_atol=-3.0),
     "flowanime_bosh3": SamplerConfig("bosh3", log10_rtol=-3.0, log10_atol=-4.0),
     "flowanime_adams_pc": SamplerConfig("adams_pc", log10_rtol=-2.5, log10_atol=-3.5),
+    "flowanime_flow_adams_pc": SamplerConfig("flow_adams_pc", log10_rtol=-2.5, log10_atol=-3.5),
+    # Fixed-step: one model call per sigma of the scheduler (beta measured best; README benchmark).
+    "flowanime_flow_multistep": SamplerConfig("flow_multistep"),
 }
 # RMS latent error at which a decoded 8-bit image stops changing, with margin: see the README.
 ACCURACY_TARGET = 3e-3
@@ -34,16 +37,19 @@ class SamplerRungeKuttaODE:
                     "default": "dopri5",
                     "tooltip": "Adaptive (choose their own steps): dopri5 (5th order, 6 calls/step), bosh3 (3rd, 3 "
                                "calls/step), heun_euler and fehlberg2 (2nd, cheap), adams_pc (multistep predictor-"
-                               "corrector, 1 call/step: the fewest calls at most accuracies). Fixed-step (follow "
-                               "the scheduler's sigmas): euler (= DDIM here), heun, midpoint, ralston3, rk4, and exp_multistep "
+                               "corrector in log sigma, 1 call/step), flow_adams_pc (the same on the flow's velocity "
+                               "in sigma, 1 call/step: the fewest calls of the adaptive methods). Fixed-step (follow "
+                               "the scheduler's sigmas): euler (= DDIM here), heun, midpoint, ralston3, rk4, exp_multistep "
                                "(adams_pc's predictor-corrector on the scheduler's sigmas, order 3: one call per step, "
-                               "like UniPC).",
+                               "like UniPC) and flow_multistep (the same on the flow's velocity in sigma, order 2: "
+                               "one call per step, the fewest calls for a visually clean image on the beta "
+                               "scheduler in our benchmark).",
                 }),
                 "log10_rtol": ("FLOAT", {
                     "default": -2.5, "min": -12.0, "max": 0.0, "step": 0.1,
                     "tooltip": "Relative tolerance as a power of ten (adaptive methods). Lower = more accurate, more "
                                "model calls. -2.5 keeps the latent error below what an 8-bit image shows on every "
-                               "benchmark problem (README) for adams_pc and dopri5; bosh3 needs -3.",
+                               "benchmark problem (README) for adams_pc, flow_adams_pc and dopri5; bosh3 needs -3.",
                 }),
                 "log10_atol": ("FLOAT", {
                     "default": -3.5, "min": -12.0, "max": 0.0, "step": 0.1,

@@ -14,14 +14,18 @@ import torch
 
 from . import tableaux
 from .inputs import check_conditioning, check_latent, check_sigmas, resolvable_tolerances, solve_dtype
-from .multistep import solve_adams_pc, solve_exp_multistep
+from .multistep import solve_adams_pc, solve_exp_multistep, solve_flow_adams_pc, solve_flow_multistep
 from .ode import ODE_FORMS, AdaptiveSettings, StepInfo, check_model_output, solve_adaptive, solve_fixed
 
 log = logging.getLogger("FlowAnime")
 
-MULTISTEP = ("adams_pc",)  # adaptive, one model call per step (samplers/multistep.py)
-FIXED_MULTISTEP = ("exp_multistep",)  # the same predictor-corrector on the given sigmas
-METHODS = tuple(tableaux.ADAPTIVE) + MULTISTEP + tuple(tableaux.FIXED) + FIXED_MULTISTEP
+# adaptive, one model call per step (samplers/multistep.py): in log sigma on the denoised prediction,
+# and in sigma on the velocity
+MULTISTEP = ("adams_pc", "flow_adams_pc")
+# One model call per given sigma: adams_pc's predictor-corrector (log sigma, denoised prediction) and
+# its counterpart on the velocity in sigma itself; each method's default predictor order.
+FIXED_MULTISTEP = {"exp_multistep": 3, "flow_multistep": 2}
+METHODS = tuple(tableaux.ADAPTIVE) + MULTISTEP + tuple(tableaux.FIXED) + tuple(FIXED_MULTISTEP)
 
 
 @dataclass(frozen=True)
@@ -32,7 +36,7 @@ class SamplerConfig:
     max_model_calls: int = 300
     sigma_min: float = 1e-3  # where an adaptive solve stops and returns the denoised prediction
     ode_form: str = "data"
-    order: int = 3  # exp_multistep's predictor order (its corrector is one higher)
+    order: int | None = None  # a fixed multistep method's predictor order (None: its default, FIXED_MULTISTEP)
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -45,10 +49,16 @@ class SamplerConfig:
                 raise ValueError(f"FlowAnime: '{name}' must be between -12 and 0, got {value!r}. Typical: -2.5 and -3.5.")
         if self.max_model_calls < 4:
             raise ValueError(f"FlowAnime: 'max_model_calls' must be at least 4, got {self.max_model_calls}.")
-        if self.order not in (1, 2, 3):
+        if self.order not in (None, 1, 2, 3):
             raise ValueError(f"FlowAnime: 'order' must be 1, 2 or 3, got {self.order!r}.")
         if not 0 < self.sigma_min < 1:
             raise ValueError(f"FlowAnime: 'sigma_min' must be between 0 and 1, got {self.sigma_min!r}. Typical: 0.001.")
+
+    @property
+    def multistep_order(self) -> int | None:
+        """The predictor order a fixed multistep method runs at; None for the other methods."""
+        default = FIXED_MULTISTEP.get(self.method)
+        return None if default is None else self.order or default
 
     @property
     def tableau(self):
@@ -113,7 +123,8 @@ def make_sampler_function(config: SamplerConfig, on_model_call: Callable[[], Non
         tableau = config.tableau
         try:
             if config.method in FIXED_MULTISTEP:
-                out, stats = solve_exp_multistep(denoiser, x, sig, config.order, on_step, on_model_call)
+                solve = solve_exp_multistep if config.method == "exp_multistep" else solve_flow_multistep
+                out, stats = solve(denoiser, x, sig, config.multistep_order, on_step, on_model_call)
             elif not config.adaptive:
                 out, stats = solve_fixed(denoiser, x, sig, tableau, config.ode_form, on_step, on_model_call)
             else:
@@ -127,8 +138,9 @@ def make_sampler_function(config: SamplerConfig, on_model_call: Callable[[], Non
                     out = denoiser(x, sig[0])
                     check_model_output(config.method, out, sig[0], 1)
                     return out.to(out_dtype)
-                if tableau is None:  # adams_pc: its own log-sigma form, ode_form does not apply
-                    x_end, denoised, stats = solve_adams_pc(
+                if tableau is None:  # the multistep methods have their own forms: ode_form does not apply
+                    solve = solve_adams_pc if config.method == "adams_pc" else solve_flow_adams_pc
+                    x_end, denoised, stats = solve(
                         denoiser, x, sig[0], sigma_end, settings, on_step=on_step,
                         on_model_call=on_model_call, log=logger.warning,
                     )

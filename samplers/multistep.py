@@ -17,7 +17,13 @@ The corrector's value is kept. The difference between the two estimates the pred
 which drives the step size as in the Runge-Kutta solver (per-image RMS, max over the batch). The new
 D, taken at the predicted point as UniPC does, joins the history; a rejected step only costs its
 one call. Where Runge-Kutta pairs pay two to six calls per step for their error estimate, this pays
-one; on bench/bench_samplers.py it needs the fewest calls of our methods at every error level.
+one.
+
+The same predictor-corrector also runs in sigma itself on the velocity v = (x - D) / sigma, where
+a step is x(sigma + h) = x(sigma) + sum(w_j v_j) with the classical Adams weights: flow_adams_pc
+(adaptive) and flow_multistep (on a given schedule). Along a rectified flow's nearly straight paths v
+barely changes, and on bench/bench_samplers.py these need the fewest calls of our methods on the
+problems that are not ours; log sigma keeps the advantage where paths bend hard near sigma 0.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -53,14 +60,6 @@ MAX_STEP_RATIO_FOR_ORDER_3 = 2.0
 SAFETY = 0.5
 MAX_FACTOR = 5.0
 _GAUSS_NODES, _GAUSS_WEIGHTS = np.polynomial.legendre.leggauss(12)
-
-
-class _LogSigmaTime:
-    """lambda = -log(sigma), for first_step."""
-
-    @staticmethod
-    def time(sigma):
-        return -math.log(sigma)
 
 
 def exponential_adams_weights(nodes: list[float], start: float, end: float) -> list[float]:
@@ -126,6 +125,30 @@ def _counted_calls(denoiser: Denoiser, stats: SolveStats, on_model_call: Callabl
     return call
 
 
+@dataclass(frozen=True)
+class _AdamsForm:
+    """What the adaptive predictor-corrector integrates, in which time: x(t + h) = decay(h) x(t) +
+    sum_j w_j f_j, the w_j from `weights` over the polynomial through the f_j (model-derived values)."""
+
+    name: str
+    time: Callable[[float], float]  # t(sigma)
+    sigma_at: Callable[[float], float]
+    weights: Callable[[list[float], float, float], list[float]]
+    decay: Callable[[float], float]  # the factor on x over a step of length h
+    value: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]  # f from (x, denoised, sigma); may reuse x
+    max_step_ratio_for_order_3: float
+
+
+# adams_pc: log sigma, the denoised prediction, exponential weights (DPM-Solver++'s family).
+LOG_SIGMA_FORM = _AdamsForm("adams_pc", lambda sigma: -math.log(sigma), lambda lam: math.exp(-lam),
+                            exponential_adams_weights, lambda h: math.exp(-h), lambda x, d, sigma: d,
+                            MAX_STEP_RATIO_FOR_ORDER_3)
+# flow_adams_pc: sigma itself, the velocity (x - D) / sigma, plain Adams weights. No step-ratio rule:
+# on the benchmark's problems (bench/problems.py) it cost calls without sparing errors.
+SIGMA_FORM = _AdamsForm("flow_adams_pc", lambda sigma: sigma, lambda sigma: sigma, lambda n, a, b: adams_weights(n, a, b),
+                        lambda h: 1.0, lambda x, d, sigma: torch.sub(x, d).div_(sigma), math.inf)
+
+
 def solve_adams_pc(
     denoiser: Denoiser,
     x: torch.Tensor,
@@ -142,76 +165,103 @@ def solve_adams_pc(
     the last model call. The exponential weights hold for steps of either sign.
     Of `settings`, rtol, atol, max_model_calls and min_factor apply; SAFETY and MAX_FACTOR replace
     the Runge-Kutta safety and growth limit."""
-    if not (sigma_start > 0 and sigma_end > 0 and sigma_end != sigma_start):
-        raise ValueError(f"need two different sigmas above 0, got {sigma_start} and {sigma_end}")
     settings = settings or AdaptiveSettings()
-    if not settings.rtol > 0:
-        raise ValueError(f"adams_pc needs rtol > 0, got {settings.rtol}")  # the node's range ensures it
     if max_order is None:
         max_order = 3 if settings.rtol < ORDER_3_BELOW_RTOL else 2
-    name = "adams_pc"
+    return _solve_adaptive_multistep(LOG_SIGMA_FORM, denoiser, x, sigma_start, sigma_end, settings, max_order,
+                                     on_step, on_model_call, log)
+
+
+def solve_flow_adams_pc(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigma_start: float,
+    sigma_end: float,
+    settings: AdaptiveSettings | None = None,
+    max_order: int = 3,
+    on_step: Callable[[StepInfo], None] | None = None,
+    on_model_call: Callable[[], None] | None = None,
+    log: Callable[[str], None] | None = None,
+):
+    """adams_pc's predictor-corrector and controller on the velocity v = (x - D) / sigma in sigma itself
+    (flow time), as flow_multistep does on a given schedule: along a rectified flow's nearly straight
+    paths v barely changes, so its steps grow long where adams_pc's log-sigma steps cannot (the same
+    distance in sigma is ever longer in log sigma towards 0). Same interface and returns as
+    solve_adams_pc."""
+    return _solve_adaptive_multistep(SIGMA_FORM, denoiser, x, sigma_start, sigma_end, settings or AdaptiveSettings(),
+                                     max_order, on_step, on_model_call, log)
+
+
+def _solve_adaptive_multistep(form: _AdamsForm, denoiser, x, sigma_start, sigma_end, settings, max_order, on_step,
+                              on_model_call, log):
+    if not (sigma_start > 0 and sigma_end > 0 and sigma_end != sigma_start):
+        raise ValueError(f"need two different sigmas above 0, got {sigma_start} and {sigma_end}")
+    name = form.name
+    if not settings.rtol > 0:
+        raise ValueError(f"{name} needs rtol > 0, got {settings.rtol}")  # the node's range ensures it
     stats = SolveStats(name)
     started = time.perf_counter()
     call_at_sigma = _counted_calls(denoiser, stats, on_model_call)
 
-    def call(x_, lam_):
-        return call_at_sigma(x_, math.exp(-lam_))
-
-    lam, lam_end = -math.log(sigma_start), -math.log(sigma_end)
-    direction = 1.0 if lam_end > lam else -1.0
-    history_lam, history_d = [lam], [call(x, lam)]
+    t, t_end = form.time(sigma_start), form.time(sigma_end)
+    direction = 1.0 if t_end > t else -1.0
+    denoised = call_at_sigma(x, sigma_start)
+    history_t, history_f = [t], [form.value(x, denoised, sigma_start)]
     norm = _ErrorNorm(x, settings.rtol, settings.atol)
     err_buffer = torch.empty_like(x)
-    control = StepControl(first_step(_LogSigmaTime, sigma_start, x, history_d[0], 1, settings.rtol),
-                          SAFETY, settings.min_factor, MAX_FACTOR)
+    control = StepControl(first_step(form, sigma_start, x, denoised, 1, settings.rtol), SAFETY, settings.min_factor,
+                          MAX_FACTOR)
     span = abs(sigma_start - sigma_end)
 
-    while direction * (lam_end - lam) > 0:
-        remaining = direction * (lam_end - lam)
+    while direction * (t_end - t) > 0:
+        remaining = direction * (t_end - t)
         if stats.model_calls + 1 > settings.max_model_calls:
             break
         step, last = control.propose(remaining)
         if step <= 1e-10:
-            raise step_collapsed(name, math.exp(-lam), stats.model_calls)
-        lam_new = lam_end if last else lam + direction * step
-        k = min(max_order, len(history_lam))
-        if k == 3 and step > MAX_STEP_RATIO_FOR_ORDER_3 * abs(history_lam[-1] - history_lam[-2]):
+            raise step_collapsed(name, form.sigma_at(t), stats.model_calls)
+        t_new = t_end if last else t + direction * step
+        sigma_new = form.sigma_at(t_new)
+        k = min(max_order, len(history_t))
+        if k == 3 and step > form.max_step_ratio_for_order_3 * abs(history_t[-1] - history_t[-2]):
             k = 2
-        nodes, known = history_lam[-k:], history_d[-k:]
-        w_pred = exponential_adams_weights(nodes, lam, lam_new)
-        w_corr = exponential_adams_weights([*nodes, lam_new], lam, lam_new)
-        x_pred = _combine(x, math.exp(-(lam_new - lam)), w_pred, known)
-        d_new = call(x_pred, lam_new)
-        # corrector - predictor: the e^-h x terms cancel, so the difference costs k + 1 terms
-        err = _combine(d_new, w_corr[-1], [c - p for c, p in zip(w_corr, w_pred)], known, out=err_buffer)
+        nodes, known = history_t[-k:], history_f[-k:]
+        w_pred = form.weights(nodes, t, t_new)
+        w_corr = form.weights([*nodes, t_new], t, t_new)
+        x_pred = _combine(x, form.decay(t_new - t), w_pred, known)
+        d_new = call_at_sigma(x_pred, sigma_new)
+        f_new = form.value(x_pred, d_new, sigma_new)
+        # corrector - predictor: the decay(h) x terms cancel, so the difference costs k + 1 terms
+        err = _combine(f_new, w_corr[-1], [c - p for c, p in zip(w_corr, w_pred)], known, out=err_buffer)
         x_corr = torch.add(x_pred, err)  # new memory: the model and the callbacks may hold x_pred and x
         ratio = norm.ratio(err, x_corr)
         if not math.isfinite(ratio):
-            raise model_output_not_finite(name, math.exp(-lam_new), f"call {stats.model_calls}")
+            raise model_output_not_finite(name, sigma_new, f"call {stats.model_calls}")
         exponent = 1.0 / (k + 1)
         if ratio <= 1.0:
             stats.accepted += 1
-            lam, x = lam_new, x_corr
+            t, x, denoised = t_new, x_corr, d_new
             norm.accept()
-            history_lam.append(lam)
-            history_d.append(d_new)
-            del history_lam[:-max_order], history_d[:-max_order]  # keep what the next predictor uses
+            history_t.append(t)
+            history_f.append(f_new)
+            del history_t[:-max_order], history_f[:-max_order]  # keep what the next predictor uses
             control.accept(step, ratio, exponent)
             if on_step is not None:
-                sigma = math.exp(-lam)
+                sigma = form.sigma_at(t)
                 on_step(StepInfo(sigma, x, d_new, min(1.0, abs(sigma_start - sigma) / span), stats))
         else:
             stats.rejected += 1
             control.reject(step, ratio, exponent)
 
-    denoised = history_d[-1]
-    if direction * (lam_end - lam) > 0:
+    if direction * (t_end - t) > 0:
         # Budget spent: one DDIM step to the end on the last denoised prediction, as solve_adaptive does.
         stats.budget_exhausted = True
+        sigma = form.sigma_at(t)
+        lam, lam_end = -math.log(sigma), -math.log(sigma_end)
         x = _combine(x, math.exp(-(lam_end - lam)), [1.0 - math.exp(-(lam_end - lam))], [denoised])
         denoised = None
         if log is not None:
-            log(budget_spent_message(name, settings.max_model_calls, math.exp(-lam)))
+            log(budget_spent_message(name, settings.max_model_calls, sigma))
     stats.final_sigma = sigma_end
     stats.seconds = time.perf_counter() - started
     return x, denoised, stats
@@ -287,6 +337,83 @@ def solve_exp_multistep(
                 history_d.append(d_new)
                 del history_lam[:-order], history_d[:-order]
                 denoised = d_new
+        stats.accepted += 1
+        if on_step is not None:
+            on_step(StepInfo(max(s_next, 0.0), x, denoised, abs(sigmas[0] - max(s_next, 0.0)) / span, stats))
+    stats.final_sigma = max(sigmas[-1], 0.0)
+    stats.seconds = time.perf_counter() - started
+    return x, stats
+
+
+_ADAMS_NODES, _ADAMS_WEIGHTS = np.polynomial.legendre.leggauss(4)  # exact up to degree 7: 4 nodes and more
+
+
+def adams_weights(nodes: list[float], start: float, end: float) -> list[float]:
+    """w_j = integral_start^end L_j(s) ds, L_j the Lagrange basis on `nodes` (the classical
+    variable-step Adams weights; Gauss-Legendre is exact for the polynomials of up to 4 nodes)."""
+    nodes_ = np.asarray(nodes, dtype=np.float64)
+    half = (end - start) / 2
+    s = half * _ADAMS_NODES + (start + end) / 2
+    spread = nodes_[:, None] - nodes_[None, :]
+    np.fill_diagonal(spread, 1.0)
+    to_nodes = s[None, :] - nodes_[:, None]
+    # the product over m != j, without dividing by a factor that may be 0 (a Gauss point on a node)
+    basis = np.stack([np.prod(np.delete(to_nodes, j, axis=0), axis=0) for j in range(len(nodes_))])
+    return ((basis / np.prod(spread, axis=1)[:, None]) @ (half * _ADAMS_WEIGHTS)).tolist()
+
+
+def solve_flow_multistep(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: list[float],
+    order: int = 2,
+    on_step: Callable[[StepInfo], None] | None = None,
+    on_model_call: Callable[[], None] | None = None,
+):
+    """Adams predictor-corrector on the velocity v = (x - D) / sigma in sigma itself (flow time), on
+    a given schedule: one model call per sigma above 0.
+
+    For a rectified flow, x_sigma = (1 - sigma) x_0 + sigma noise, so v is the flow's velocity
+    noise - x_0, constant along a straight path; a low-order polynomial in sigma follows it well,
+    and the last interval down to sigma 0 is an ordinary step (no jump from the last sigma to the
+    denoised prediction). Each step predicts with the Adams-Bashforth polynomial through the last
+    `order` velocities, calls the model at the predicted point and corrects with the Adams-Moulton
+    polynomial through those and the new one, reusing that call as UniPC does (Zhao et al. 2023,
+    arXiv 2302.04867); the weights are the classical variable-step ones (Hairer, Norsett and
+    Wanner, Solving ODEs I, III.5). The interval to sigma 0 is predicted only (no call at sigma 0).
+    A schedule ending above 0 returns the last predicted latent. Returns (latent, stats)."""
+    if order not in (1, 2, 3):
+        raise ValueError(f"flow_multistep order must be 1, 2 or 3, got {order}")
+    stats = SolveStats(f"flow_multistep (order {order})")
+    started = time.perf_counter()
+    span = abs(sigmas[0] - sigmas[-1]) or 1.0
+    call = _counted_calls(denoiser, stats, on_model_call)
+
+    history_sigma: list[float] = []
+    history_v: list[torch.Tensor] = []
+    denoised = None
+    for i in range(len(sigmas) - 1):
+        s, s_next = sigmas[i], sigmas[i + 1]
+        if s_next == s:
+            continue
+        if not history_v:
+            denoised = call(x, s)
+            history_sigma.append(s)
+            history_v.append((x - denoised) / s)
+        k = min(order, len(history_v))
+        nodes, known = history_sigma[-k:], history_v[-k:]
+        x_pred = _combine(x, 1.0, adams_weights(nodes, s, s_next), known)
+        if s_next <= 0 or i + 1 == len(sigmas) - 1:  # no call left for the corrector
+            x = x_pred
+            if s_next <= 0:
+                denoised = x
+        else:
+            denoised = call(x_pred, s_next)
+            v_new = (x_pred - denoised).div_(s_next)
+            x = _combine(x, 1.0, adams_weights([*nodes, s_next], s, s_next), [*known, v_new])
+            history_sigma.append(s_next)
+            history_v.append(v_new)
+            del history_sigma[:-order], history_v[:-order]
         stats.accepted += 1
         if on_step is not None:
             on_step(StepInfo(max(s_next, 0.0), x, denoised, abs(sigmas[0] - max(s_next, 0.0)) / span, stats))

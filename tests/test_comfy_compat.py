@@ -23,7 +23,8 @@ from conftest import PACK_ROOT
 
 PATCH, PATCH_DEFAULTS = kit.PATCH, kit.PATCH_DEFAULTS
 LATENT_NODE = "FlowAnimeEmptyLatentForModel"
-OUR_SAMPLERS = ("flowanime_dopri5", "flowanime_bosh3", "flowanime_adams_pc")
+OUR_SAMPLERS = ("flowanime_dopri5", "flowanime_bosh3", "flowanime_adams_pc", "flowanime_flow_adams_pc",
+               "flowanime_flow_multistep")
 
 
 def load_unet(comfyui, name):

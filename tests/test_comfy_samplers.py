@@ -9,7 +9,8 @@ ODE_DEFAULTS = dict(method="dopri5", log10_rtol=-2.5, log10_atol=-3.5, max_model
 
 
 @pytest.mark.parametrize("family", ["sd15", "sd3"])
-@pytest.mark.parametrize("sampler", ["flowanime_dopri5", "flowanime_bosh3", "flowanime_adams_pc"])
+@pytest.mark.parametrize("sampler", ["flowanime_dopri5", "flowanime_bosh3", "flowanime_adams_pc",
+                                     "flowanime_flow_adams_pc", "flowanime_flow_multistep"])
 def test_ksampler_entries_run_through_the_executor(comfyui, family, sampler):
     import comfy.samplers
 
@@ -20,7 +21,8 @@ def test_ksampler_entries_run_through_the_executor(comfyui, family, sampler):
     assert torch.isfinite(latent).all() and latent.std() > 0
 
 
-@pytest.mark.parametrize("method", ["dopri5", "bosh3", "heun_euler", "fehlberg2", "adams_pc", "rk4", "euler", "exp_multistep"])
+@pytest.mark.parametrize("method", ["dopri5", "bosh3", "heun_euler", "fehlberg2", "adams_pc", "rk4", "euler", "exp_multistep",
+                                    "flow_adams_pc", "flow_multistep"])
 def test_sampler_node_with_sampler_custom_advanced(comfyui, method):
     graph, save_id = kit.txt2img("sd3", scheduler="simple", steps=6, patch={"shift": 3.0},
                                  custom_sampler={**ODE_DEFAULTS, "method": method})

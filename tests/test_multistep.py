@@ -13,7 +13,15 @@ from solver_problems import single_gaussian
 
 from flowanime.bench.gmm import rms_error, single_gaussian_flow
 from flowanime.samplers.k_sampler import SamplerConfig, make_sampler_function
-from flowanime.samplers.multistep import exponential_adams_weights, solve_adams_pc, solve_exp_multistep
+from flowanime.samplers.ode import AdaptiveSettings
+from flowanime.samplers.multistep import (
+    adams_weights,
+    exponential_adams_weights,
+    solve_adams_pc,
+    solve_exp_multistep,
+    solve_flow_adams_pc,
+    solve_flow_multistep,
+)
 
 # --- the weights ---------------------------------------------------------------------------------------
 
@@ -172,3 +180,125 @@ def test_exp_multistep_through_the_sampler_function_matches_the_solver():
     assert torch.allclose(out, direct)
     with pytest.raises(ValueError, match="'order' must be 1, 2 or 3"):
         SamplerConfig("exp_multistep", order=4)
+
+
+# --- flow_multistep: Adams on the velocity in sigma, on a given schedule -----------------------------
+
+
+@pytest.mark.parametrize("h", [0.01, 0.3, -0.2])
+def test_adams_weights_match_the_classical_formulas(h):
+    """Equal steps h: Euler (h), Adams-Bashforth 2 (-h/2, 3h/2) and 3 (5h/12, -16h/12, 23h/12), the
+    trapezoid (h/2, h/2) and Adams-Moulton 3 (-h/12, 8h/12, 5h/12)."""
+    s = 0.7
+    assert adams_weights([s], s, s + h) == pytest.approx([h], rel=1e-12)
+    assert adams_weights([s - h, s], s, s + h) == pytest.approx([-h / 2, 3 * h / 2], rel=1e-12)
+    assert adams_weights([s - 2 * h, s - h, s], s, s + h) == pytest.approx([5 * h / 12, -16 * h / 12, 23 * h / 12],
+                                                                           rel=1e-12)
+    assert adams_weights([s, s + h], s, s + h) == pytest.approx([h / 2, h / 2], rel=1e-12)
+    assert adams_weights([s - h, s, s + h], s, s + h) == pytest.approx([-h / 12, 8 * h / 12, 5 * h / 12], rel=1e-12)
+
+
+def test_flow_multistep_follows_a_straight_path_exactly():
+    """A data distribution of one point: the velocity is constant along each path, so any schedule,
+    however coarse, ends exactly on it (Euler's polynomial already is the velocity)."""
+    point = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    noise = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    for order in (1, 2, 3):
+        for sigmas in ([1.0, 0.0], [1.0, 0.9, 0.2, 0.0], [1.0, 0.999, 0.5, 0.01, 0.0]):
+            out, stats = solve_flow_multistep(lambda x, sigma: point, noise.clone(), sigmas, order)
+            assert stats.model_calls == len(sigmas) - 1
+            assert torch.allclose(out, point, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("order, expected_rate", [(1, 2.0), (2, 3.0), (3, 3.0)])
+def test_flow_multistep_converges_at_the_corrector_order(order, expected_rate):
+    """On a Gaussian (closed-form flow), in float64, with equal steps in sigma from 1 to 0: the error
+    at sigma 0 falls as h^(order + 1), the corrector's order; order 3 is held at 3 by its first step,
+    whose predictor has no history (order 1, corrected to 2: a local error of h^3)."""
+    gmm, noise, exact = single_gaussian(batch=2, std=0.3)
+    gmm, noise, exact = gmm.to(torch.float64), noise.double(), exact.double()
+    errors = []
+    for n in (32, 64, 128, 256):  # the Gaussian's velocity bends near sigma = std: rates settle from 32 steps
+        sigmas = torch.linspace(1.0, 0.0, n + 1, dtype=torch.float64).tolist()
+        out, stats = solve_flow_multistep(gmm.denoise, noise.clone(), sigmas, order)
+        assert stats.model_calls == n  # one call per sigma above 0, none at 0
+        errors.append(float((out - exact).abs().max()))
+    rates = [math.log2(a / b) for a, b in zip(errors, errors[1:])]
+    assert min(rates[1:]) >= expected_rate - 0.25, rates
+
+
+def test_flow_multistep_reports_each_step_and_ends_on_the_image():
+    gmm, noise, exact = single_gaussian(batch=2, std=0.3)
+    sigmas = [1.0, 0.5, 0.2, 0.05, 0.01, 0.0]
+    calls, infos = [], []
+
+    def denoiser(x, sigma):
+        calls.append(sigma)
+        return gmm.denoise(x, sigma)
+
+    out, stats = solve_flow_multistep(denoiser, noise.clone(), sigmas, 2, on_step=infos.append)
+    assert calls == sigmas[:-1] and stats.model_calls == 5
+    assert [i.sigma for i in infos] == sigmas[1:] and infos[-1].progress == 1.0
+    assert torch.equal(out, infos[-1].x) and torch.equal(out, infos[-1].denoised)
+    partial, _ = solve_flow_multistep(gmm.denoise, noise.clone(), sigmas[:4], 2)  # ends at 0.05: no call there
+    assert rms_error(partial, torch.stack([single_gaussian_flow(gmm.means[0].reshape(gmm.shape), 0.3, n, 0.05)
+                                           for n in noise])) < 0.05
+
+
+def test_flow_multistep_through_the_sampler_function_matches_the_solver():
+    gmm, noise, _ = single_gaussian(batch=2, std=0.3)
+    sigmas = torch.tensor([1.0, 0.6, 0.3, 0.1, 0.02, 0.0])
+
+    def model(x, sigma, **kwargs):
+        return gmm.denoise(x, sigma)
+
+    assert SamplerConfig("flow_multistep").multistep_order == 2
+    assert SamplerConfig("exp_multistep").multistep_order == 3
+    assert SamplerConfig("dopri5").multistep_order is None
+    for order in (None, 3):
+        out = make_sampler_function(SamplerConfig("flow_multistep", order=order))(model, noise.clone(), sigmas,
+                                                                                   disable=True)
+        direct, _ = solve_flow_multistep(gmm.denoise, noise.clone(), sigmas.tolist(), order or 2)
+        assert torch.allclose(out, direct)
+
+
+# --- flow_adams_pc: the adaptive predictor-corrector on the velocity in sigma -----------------------
+
+
+def test_flow_adams_pc_takes_long_steps_on_straight_paths():
+    """A one-point data distribution: every path is straight, the velocity constant, so the error
+    estimate is 0 and each step grows by the controller's limit; the result is exact. adams_pc's
+    log-sigma steps (also exact here) need more calls to reach the same sigma."""
+    point = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    noise = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    x, denoised, flow_stats = solve_flow_adams_pc(lambda x, sigma: point, noise.clone(), 1.0, 1e-3)
+    assert torch.allclose(x, 1e-3 * noise + (1 - 1e-3) * point, rtol=0, atol=1e-10)
+    assert torch.equal(denoised, point) and flow_stats.rejected == 0
+    _, _, log_stats = solve_adams_pc(lambda x, sigma: point, noise.clone(), 1.0, 1e-3)
+    assert flow_stats.model_calls < log_stats.model_calls
+
+
+def test_flow_adams_pc_error_falls_with_the_tolerance():
+    """On a Gaussian (closed form) in float64: each decade of tolerance lowers the error, and the
+    error stays within a small multiple of the tolerance."""
+    gmm, noise, exact = single_gaussian(batch=2, std=0.3)
+    gmm, noise, exact = gmm.to(torch.float64), noise.double(), exact.double()
+    errors = []
+    for tol in (1e-2, 1e-3, 1e-4, 1e-5):
+        _, denoised, stats = solve_flow_adams_pc(gmm.denoise, noise.clone(), 1.0, 1e-5,
+                                                 AdaptiveSettings(rtol=tol, atol=tol / 10))
+        assert not stats.budget_exhausted and stats.model_calls == 1 + stats.accepted + stats.rejected
+        errors.append(rms_error(denoised, exact))
+    assert all(b < a for a, b in zip(errors, errors[1:])), errors
+    assert errors[-1] < 1e-4, errors
+
+
+def test_flow_adams_pc_through_the_sampler_function():
+    gmm, noise, exact = single_gaussian()
+
+    def model(x, sigma, **kwargs):
+        return gmm.denoise(x, sigma)
+
+    out = make_sampler_function(SamplerConfig("flow_adams_pc", -4, -5))(model, noise.clone(), torch.tensor([1.0, 0.0]),
+                                                                        disable=True)
+    assert rms_error(out, exact) < 1e-3

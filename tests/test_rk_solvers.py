@@ -1,6 +1,6 @@
 """Unit tests of the solver cores against analytic solutions (no ComfyUI needed): the Runge-Kutta
 methods, and the contract every adaptive solver keeps (tolerance, batch, dtype, hooks, faults), run
-for dopri5 and for adams_pc (whose own tests are in test_multistep.py)."""
+for dopri5, adams_pc and flow_adams_pc (whose own tests are in test_multistep.py)."""
 
 import math
 
@@ -10,7 +10,7 @@ from solver_problems import single_gaussian
 
 from flowanime.bench.gmm import GaussianMixture, reference_solution, rms_error
 from flowanime.samplers import tableaux
-from flowanime.samplers.multistep import solve_adams_pc
+from flowanime.samplers.multistep import solve_adams_pc, solve_flow_adams_pc
 from flowanime.samplers.ode import (
     FIRST_STEP_SCALE,
     FORMS,
@@ -65,6 +65,7 @@ ADAPTIVE_SOLVERS = {
     "dopri5": lambda d, x, s0, s1, settings=None, **kw: solve_adaptive(d, x, s0, s1, tableaux.DOPRI5,
                                                                         settings or AdaptiveSettings(), **kw),
     "adams_pc": solve_adams_pc,
+    "flow_adams_pc": solve_flow_adams_pc,
 }
 solvers = pytest.mark.parametrize("solver", sorted(ADAPTIVE_SOLVERS))
 
