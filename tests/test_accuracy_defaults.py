@@ -13,7 +13,6 @@ from flowanime.bench.problems import gmm_wide, mmdit_digits
 from flowanime.nodes.sampler_nodes import ACCURACY_TARGET, KSAMPLER_ENTRIES
 from flowanime.samplers.k_sampler import make_sampler_function
 
-
 # The adaptive entries' tolerances set their accuracy; a fixed-step entry's is set by the scheduler's steps.
 ADAPTIVE_ENTRIES = sorted(name for name, config in KSAMPLER_ENTRIES.items() if config.adaptive)
 

@@ -13,7 +13,6 @@ from solver_problems import single_gaussian
 
 from flowanime.bench.gmm import rms_error, single_gaussian_flow
 from flowanime.samplers.k_sampler import SamplerConfig, make_sampler_function
-from flowanime.samplers.ode import AdaptiveSettings
 from flowanime.samplers.multistep import (
     adams_weights,
     exponential_adams_weights,
@@ -22,6 +21,7 @@ from flowanime.samplers.multistep import (
     solve_flow_adams_pc,
     solve_flow_multistep,
 )
+from flowanime.samplers.ode import AdaptiveSettings
 
 # --- the weights ---------------------------------------------------------------------------------------
 
