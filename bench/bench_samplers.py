@@ -302,10 +302,11 @@ def flowanime_rows(ctx):
                 jobs.append((("FlowAnime", label, f"log10 rtol {tol:g}"), ctx.measured(make_sampler_function(cfg), sigmas20)))
     rows = run_family("FlowAnime adaptive", jobs)
     jobs = []
-    for method, stages in (("euler", 1), ("heun", 2), ("ralston3", 3), ("rk4", 4), ("exp_multistep", 1),
-                           ("flow_multistep", 1)):
-        # the same schedules the built-ins get
-        jobs += fixed_step_jobs(ctx, "FlowAnime", f"{method} (fixed)", make_sampler_function(SamplerConfig(method)),
+    for method, stages, order in (("euler", 1, None), ("heun", 2, None), ("ralston3", 3, None), ("rk4", 4, None),
+                                  ("exp_multistep", 1, None), ("flow_multistep", 1, None), ("flow_multistep", 1, 3)):
+        # the same schedules the built-ins get; order None: the method's default
+        label = f"{method} (fixed)" if order is None else f"{method} order {order} (fixed)"
+        jobs += fixed_step_jobs(ctx, "FlowAnime", label, make_sampler_function(SamplerConfig(method, order=order)),
                                 stages, ctx.schedulers)
     rows += run_family("FlowAnime fixed-step", jobs)
     return rows

@@ -30,6 +30,22 @@ def test_sampler_node_with_sampler_custom_advanced(comfyui, method):
     assert latent.shape == (2, 16, 8, 8) and torch.isfinite(latent).all()
 
 
+def test_sampler_node_order_reaches_the_solver(comfyui):
+    """The node's advanced `order` widget: "default" leaves each method at its own; a saved choice runs."""
+    node = comfyui.node_class(kit.SAMPLER_NODE)()
+    settings = [ODE_DEFAULTS[k] for k in ("log10_rtol", "log10_atol", "max_model_calls", "sigma_min")]
+    for method, order, expected in (("flow_multistep", "default", 2), ("flow_multistep", "3", 3),
+                                    ("exp_multistep", "default", 3), ("exp_multistep", "1", 1)):
+        sampler = node.get_sampler(method, *settings, "data", order)[0]
+        assert sampler.sampler_function.flowanime_config.multistep_order == expected
+    with pytest.raises(ValueError, match="'order' must be one of"):
+        node.get_sampler("flow_multistep", *settings, "data", "4")
+    graph, save_id = kit.txt2img("sd3", scheduler="beta", steps=6, patch={"shift": 3.0},
+                                 custom_sampler={**ODE_DEFAULTS, "method": "flow_multistep", "order": "3"})
+    latent = comfyui.saved_latent(comfyui.run(graph), save_id)
+    assert latent.shape == (2, 16, 8, 8) and torch.isfinite(latent).all()
+
+
 # --- the same sampling, driven from Python so the model can be observed -----------------------
 
 
