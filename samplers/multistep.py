@@ -81,6 +81,23 @@ def exponential_adams_weights(nodes: list[float], start: float, end: float) -> l
     return (basis @ quad).tolist()
 
 
+_ADAMS_NODES, _ADAMS_WEIGHTS = np.polynomial.legendre.leggauss(4)  # exact up to degree 7: 4 nodes and more
+
+
+def adams_weights(nodes: list[float], start: float, end: float) -> list[float]:
+    """w_j = integral_start^end L_j(s) ds, L_j the Lagrange basis on `nodes` (the classical
+    variable-step Adams weights; Gauss-Legendre is exact for the polynomials of up to 4 nodes)."""
+    nodes_ = np.asarray(nodes, dtype=np.float64)
+    half = (end - start) / 2
+    s = half * _ADAMS_NODES + (start + end) / 2
+    spread = nodes_[:, None] - nodes_[None, :]
+    np.fill_diagonal(spread, 1.0)
+    to_nodes = s[None, :] - nodes_[:, None]
+    # the product over m != j, without dividing by a factor that may be 0 (a Gauss point on a node)
+    basis = np.stack([np.prod(np.delete(to_nodes, j, axis=0), axis=0) for j in range(len(nodes_))])
+    return ((basis / np.prod(spread, axis=1)[:, None]) @ (half * _ADAMS_WEIGHTS)).tolist()
+
+
 def _combine(start: torch.Tensor, scale: float, weights: list[float], denoised: list[torch.Tensor],
              out: torch.Tensor | None = None) -> torch.Tensor:
     """scale * start + sum(w_j D_j), in elementwise passes (memory-bound, as in ode._combine)."""
@@ -127,26 +144,21 @@ def _counted_calls(denoiser: Denoiser, stats: SolveStats, on_model_call: Callabl
 
 @dataclass(frozen=True)
 class _AdamsForm:
-    """What the adaptive predictor-corrector integrates, in which time: x(t + h) = decay(h) x(t) +
-    sum_j w_j f_j, the w_j from `weights` over the polynomial through the f_j (model-derived values)."""
+    """What the predictor-corrector integrates, in which time: x(t + h) = decay(h) x(t) + sum_j w_j f_j,
+    the w_j from `weights` over the polynomial through the f_j (values derived from the model)."""
 
-    name: str
+    name: str  # the adaptive method
+    fixed_name: str  # the method on a given schedule
     time: Callable[[float], float]  # t(sigma)
     sigma_at: Callable[[float], float]
     weights: Callable[[list[float], float, float], list[float]]
     decay: Callable[[float], float]  # the factor on x over a step of length h
-    value: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]  # f from (x, denoised, sigma); may reuse x
-    max_step_ratio_for_order_3: float
-
-
-# adams_pc: log sigma, the denoised prediction, exponential weights (DPM-Solver++'s family).
-LOG_SIGMA_FORM = _AdamsForm("adams_pc", lambda sigma: -math.log(sigma), lambda lam: math.exp(-lam),
-                            exponential_adams_weights, lambda h: math.exp(-h), lambda x, d, sigma: d,
-                            MAX_STEP_RATIO_FOR_ORDER_3)
-# flow_adams_pc: sigma itself, the velocity (x - D) / sigma, plain Adams weights. No step-ratio rule:
-# on the benchmark's problems (bench/problems.py) it cost calls without sparing errors.
-SIGMA_FORM = _AdamsForm("flow_adams_pc", lambda sigma: sigma, lambda sigma: sigma, lambda n, a, b: adams_weights(n, a, b),
-                        lambda h: 1.0, lambda x, d, sigma: torch.sub(x, d).div_(sigma), math.inf)
+    value: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]  # f from (x, denoised, sigma), new memory
+    max_step_ratio_for_order_3: float  # the adaptive solver's rule
+    usable_order: Callable[[int, list[float], float], int]  # the fixed-schedule solver's rule
+    # On a given schedule, the interval to sigma 0: the last denoised prediction (log sigma cannot
+    # reach 0), or an ordinary predictor step.
+    jumps_to_denoised_at_zero: bool
 
 
 def solve_adams_pc(
@@ -284,6 +296,22 @@ def usable_order(order: int, history_lam: list[float], lam_new: float) -> int:
     return k
 
 
+def _any_order(order: int, history: list[float], t_new: float) -> int:
+    return min(order, len(history))
+
+
+# adams_pc and exp_multistep: log sigma, the denoised prediction, exponential weights (DPM-Solver++'s
+# family).
+LOG_SIGMA_FORM = _AdamsForm("adams_pc", "exp_multistep", lambda sigma: -math.log(sigma), lambda lam: math.exp(-lam),
+                            exponential_adams_weights, lambda h: math.exp(-h), lambda x, d, sigma: d,
+                            MAX_STEP_RATIO_FOR_ORDER_3, usable_order, jumps_to_denoised_at_zero=True)
+# flow_adams_pc and flow_multistep: sigma itself, the velocity (x - D) / sigma, plain Adams weights. No
+# step-ratio rule: on the benchmark's problems (bench/problems.py) it cost calls without sparing errors.
+SIGMA_FORM = _AdamsForm("flow_adams_pc", "flow_multistep", lambda sigma: sigma, lambda sigma: sigma, adams_weights,
+                        lambda h: 1.0, lambda x, d, sigma: torch.sub(x, d).div_(sigma), math.inf, _any_order,
+                        jumps_to_denoised_at_zero=False)
+
+
 def solve_exp_multistep(
     denoiser: Denoiser,
     x: torch.Tensor,
@@ -301,65 +329,7 @@ def solve_exp_multistep(
     in the history it would use drops to a lower order (usable_order). A final interval to sigma 0 returns the
     denoised prediction of the last call; a schedule ending above 0 returns the last predicted
     latent (no call is left for its corrector). Returns (latent, stats)."""
-    if order not in (1, 2, 3):
-        raise ValueError(f"exp_multistep order must be 1, 2 or 3, got {order}")
-    stats = SolveStats(f"exp_multistep (order {order})")
-    started = time.perf_counter()
-    span = abs(sigmas[0] - sigmas[-1]) or 1.0
-    call = _counted_calls(denoiser, stats, on_model_call)
-
-    history_lam: list[float] = []
-    history_d: list[torch.Tensor] = []
-    denoised = None
-    for i in range(len(sigmas) - 1):
-        s, s_next = sigmas[i], sigmas[i + 1]
-        if s_next == s:
-            continue
-        if not history_d:
-            history_lam.append(-math.log(s))
-            history_d.append(call(x, s))
-        lam, d_last = history_lam[-1], history_d[-1]
-        if s_next <= 0:
-            x = denoised = d_last
-        else:
-            lam_new = -math.log(s_next)
-            k = usable_order(order, history_lam, lam_new)
-            nodes, known = history_lam[-k:], history_d[-k:]
-            w_pred = exponential_adams_weights(nodes, lam, lam_new)
-            x_pred = _combine(x, math.exp(-(lam_new - lam)), w_pred, known)
-            if i + 1 == len(sigmas) - 1:  # ends above 0: no call left for the corrector
-                x, denoised = x_pred, d_last
-            else:
-                d_new = call(x_pred, s_next)
-                w_corr = exponential_adams_weights([*nodes, lam_new], lam, lam_new)
-                x = _combine(x, math.exp(-(lam_new - lam)), w_corr, [*known, d_new])
-                history_lam.append(lam_new)
-                history_d.append(d_new)
-                del history_lam[:-order], history_d[:-order]
-                denoised = d_new
-        stats.accepted += 1
-        if on_step is not None:
-            on_step(StepInfo(max(s_next, 0.0), x, denoised, abs(sigmas[0] - max(s_next, 0.0)) / span, stats))
-    stats.final_sigma = max(sigmas[-1], 0.0)
-    stats.seconds = time.perf_counter() - started
-    return x, stats
-
-
-_ADAMS_NODES, _ADAMS_WEIGHTS = np.polynomial.legendre.leggauss(4)  # exact up to degree 7: 4 nodes and more
-
-
-def adams_weights(nodes: list[float], start: float, end: float) -> list[float]:
-    """w_j = integral_start^end L_j(s) ds, L_j the Lagrange basis on `nodes` (the classical
-    variable-step Adams weights; Gauss-Legendre is exact for the polynomials of up to 4 nodes)."""
-    nodes_ = np.asarray(nodes, dtype=np.float64)
-    half = (end - start) / 2
-    s = half * _ADAMS_NODES + (start + end) / 2
-    spread = nodes_[:, None] - nodes_[None, :]
-    np.fill_diagonal(spread, 1.0)
-    to_nodes = s[None, :] - nodes_[:, None]
-    # the product over m != j, without dividing by a factor that may be 0 (a Gauss point on a node)
-    basis = np.stack([np.prod(np.delete(to_nodes, j, axis=0), axis=0) for j in range(len(nodes_))])
-    return ((basis / np.prod(spread, axis=1)[:, None]) @ (half * _ADAMS_WEIGHTS)).tolist()
+    return _solve_fixed_multistep(LOG_SIGMA_FORM, denoiser, x, sigmas, order, on_step, on_model_call)
 
 
 def solve_flow_multistep(
@@ -382,38 +352,47 @@ def solve_flow_multistep(
     arXiv 2302.04867); the weights are the classical variable-step ones (Hairer, Norsett and
     Wanner, Solving ODEs I, III.5). The interval to sigma 0 is predicted only (no call at sigma 0).
     A schedule ending above 0 returns the last predicted latent. Returns (latent, stats)."""
+    return _solve_fixed_multistep(SIGMA_FORM, denoiser, x, sigmas, order, on_step, on_model_call)
+
+
+def _solve_fixed_multistep(form: _AdamsForm, denoiser, x, sigmas, order, on_step, on_model_call):
     if order not in (1, 2, 3):
-        raise ValueError(f"flow_multistep order must be 1, 2 or 3, got {order}")
-    stats = SolveStats(f"flow_multistep (order {order})")
+        raise ValueError(f"{form.fixed_name} order must be 1, 2 or 3, got {order}")
+    stats = SolveStats(f"{form.fixed_name} (order {order})")
     started = time.perf_counter()
     span = abs(sigmas[0] - sigmas[-1]) or 1.0
     call = _counted_calls(denoiser, stats, on_model_call)
 
-    history_sigma: list[float] = []
-    history_v: list[torch.Tensor] = []
-    denoised = None
+    history_t: list[float] = []
+    history_f: list[torch.Tensor] = []
+    denoised = None  # the last call's
     for i in range(len(sigmas) - 1):
         s, s_next = sigmas[i], sigmas[i + 1]
         if s_next == s:
             continue
-        if not history_v:
+        if not history_f:
             denoised = call(x, s)
-            history_sigma.append(s)
-            history_v.append((x - denoised) / s)
-        k = min(order, len(history_v))
-        nodes, known = history_sigma[-k:], history_v[-k:]
-        x_pred = _combine(x, 1.0, adams_weights(nodes, s, s_next), known)
-        if s_next <= 0 or i + 1 == len(sigmas) - 1:  # no call left for the corrector
-            x = x_pred
-            if s_next <= 0:
-                denoised = x
+            history_t.append(form.time(s))
+            history_f.append(form.value(x, denoised, s))
+        t = history_t[-1]
+        if s_next <= 0 and form.jumps_to_denoised_at_zero:
+            x = denoised
         else:
-            denoised = call(x_pred, s_next)
-            v_new = (x_pred - denoised).div_(s_next)
-            x = _combine(x, 1.0, adams_weights([*nodes, s_next], s, s_next), [*known, v_new])
-            history_sigma.append(s_next)
-            history_v.append(v_new)
-            del history_sigma[:-order], history_v[:-order]
+            t_new = form.time(max(s_next, 0.0))
+            k = form.usable_order(order, history_t, t_new)
+            nodes, known = history_t[-k:], history_f[-k:]
+            x_pred = _combine(x, form.decay(t_new - t), form.weights(nodes, t, t_new), known)
+            if s_next <= 0 or i + 1 == len(sigmas) - 1:  # no call left for the corrector
+                x = x_pred
+                if s_next <= 0:
+                    denoised = x
+            else:
+                denoised = call(x_pred, s_next)
+                f_new = form.value(x_pred, denoised, s_next)
+                x = _combine(x, form.decay(t_new - t), form.weights([*nodes, t_new], t, t_new), [*known, f_new])
+                history_t.append(t_new)
+                history_f.append(f_new)
+                del history_t[:-order], history_f[:-order]
         stats.accepted += 1
         if on_step is not None:
             on_step(StepInfo(max(s_next, 0.0), x, denoised, abs(sigmas[0] - max(s_next, 0.0)) / span, stats))
