@@ -611,10 +611,11 @@ def measure_overhead(comfy_samplers, ms, call_ms=50.0):
     sigmas = comfy_samplers.calculate_sigmas(ms, "simple", 20)
     print(f"\nSolver overhead per model call (latent 1x16x128x128 = SD3 at 1024x1024, on this machine's CPU, "
           f"{torch.get_num_threads()} threads; model = {call_ms:g} ms + exact denoiser):\n")
-    print(f"{'method':10} {'model':>13} {'calls':>6} {'wall s':>8} {'in model s':>11} {'overhead/call ms':>17} "
+    print(f"{'method':14} {'model':>13} {'calls':>6} {'wall s':>8} {'in model s':>11} {'overhead/call ms':>17} "
           f"{'% of wall':>10}")
-    progress = Progress("solver overhead", 3 * 2 * 3)
-    for method in ("dopri5", "bosh3", "adams_pc"):
+    methods = ("dopri5", "bosh3", "adams_pc", "flow_adams_pc", "flow_multistep")  # the last on the 20 sigmas
+    progress = Progress("solver overhead", len(methods) * 2 * 3)
+    for method in methods:
         fn = make_sampler_function(SamplerConfig(method))
         fn(CountingModel(gmm.denoise, ms), noise.clone(), sigmas, extra_args={}, callback=None, disable=True)  # warm-up
         for busy in (False, True):
@@ -628,7 +629,7 @@ def measure_overhead(comfy_samplers, ms, call_ms=50.0):
                 progress.step()
             outside, wall, model = min(runs, key=lambda r: r[0])
             kind = "CPU compute" if busy else "sleep (GPU)"
-            print(f"{method:10} {kind:>13} {model.calls:6d} {wall:8.2f} {model.seconds:11.2f} "
+            print(f"{method:14} {kind:>13} {model.calls:6d} {wall:8.2f} {model.seconds:11.2f} "
                   f"{outside / model.calls * 1000:17.3f} {100 * outside / wall:9.2f}%")
     progress.close()
 
