@@ -306,7 +306,7 @@ LOG_SIGMA_FORM = _AdamsForm("adams_pc", "exp_multistep", lambda sigma: -math.log
                             exponential_adams_weights, lambda h: math.exp(-h), lambda x, d, sigma: d,
                             MAX_STEP_RATIO_FOR_ORDER_3, usable_order, jumps_to_denoised_at_zero=True)
 # flow_adams_pc and flow_multistep: sigma itself, the velocity (x - D) / sigma, plain Adams weights. No
-# step-ratio rule (bench/problems.py): on beta schedules of 12-18 steps it sent gmm-wide draws to
+# step-ratio rule (bench/problems.py): on beta schedules of 15-18 steps it sent gmm-wide draws to
 # other modes at order 3, and in the adaptive solver it changed calls and errors little either way.
 SIGMA_FORM = _AdamsForm("flow_adams_pc", "flow_multistep", lambda sigma: sigma, lambda sigma: sigma, adams_weights,
                         lambda h: 1.0, lambda x, d, sigma: torch.sub(x, d).div_(sigma), math.inf, _any_order,
