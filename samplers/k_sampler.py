@@ -19,13 +19,12 @@ from .ode import ODE_FORMS, AdaptiveSettings, StepInfo, check_model_output, solv
 
 log = logging.getLogger("FlowAnime")
 
-# adaptive, one model call per step (samplers/multistep.py): in log sigma on the denoised prediction,
-# and in sigma on the velocity
-MULTISTEP = ("adams_pc", "flow_adams_pc")
-# One model call per given sigma: adams_pc's predictor-corrector (log sigma, denoised prediction) and
-# its counterpart on the velocity in sigma itself; each method's default predictor order.
-FIXED_MULTISTEP = {"exp_multistep": 3, "flow_multistep": 2}
-METHODS = tuple(tableaux.ADAPTIVE) + MULTISTEP + tuple(tableaux.FIXED) + tuple(FIXED_MULTISTEP)
+# Adaptive, one model call per step (samplers/multistep.py): in log sigma on the denoised prediction,
+# and in sigma on the velocity.
+MULTISTEP = {"adams_pc": solve_adams_pc, "flow_adams_pc": solve_flow_adams_pc}
+# The same two on the given sigmas, one model call per sigma: (solver, default predictor order).
+FIXED_MULTISTEP = {"exp_multistep": (solve_exp_multistep, 3), "flow_multistep": (solve_flow_multistep, 2)}
+METHODS = tuple(tableaux.ADAPTIVE) + tuple(MULTISTEP) + tuple(tableaux.FIXED) + tuple(FIXED_MULTISTEP)
 
 
 @dataclass(frozen=True)
@@ -57,8 +56,9 @@ class SamplerConfig:
     @property
     def multistep_order(self) -> int | None:
         """The predictor order a fixed multistep method runs at; None for the other methods."""
-        default = FIXED_MULTISTEP.get(self.method)
-        return None if default is None else self.order or default
+        if self.method not in FIXED_MULTISTEP:
+            return None
+        return self.order or FIXED_MULTISTEP[self.method][1]
 
     @property
     def tableau(self):
@@ -123,7 +123,7 @@ def make_sampler_function(config: SamplerConfig, on_model_call: Callable[[], Non
         tableau = config.tableau
         try:
             if config.method in FIXED_MULTISTEP:
-                solve = solve_exp_multistep if config.method == "exp_multistep" else solve_flow_multistep
+                solve = FIXED_MULTISTEP[config.method][0]
                 out, stats = solve(denoiser, x, sig, config.multistep_order, on_step, on_model_call)
             elif not config.adaptive:
                 out, stats = solve_fixed(denoiser, x, sig, tableau, config.ode_form, on_step, on_model_call)
@@ -139,7 +139,7 @@ def make_sampler_function(config: SamplerConfig, on_model_call: Callable[[], Non
                     check_model_output(config.method, out, sig[0], 1)
                     return out.to(out_dtype)
                 if tableau is None:  # the multistep methods have their own forms: ode_form does not apply
-                    solve = solve_adams_pc if config.method == "adams_pc" else solve_flow_adams_pc
+                    solve = MULTISTEP[config.method]
                     x_end, denoised, stats = solve(
                         denoiser, x, sig[0], sigma_end, settings, on_step=on_step,
                         on_model_call=on_model_call, log=logger.warning,

@@ -62,40 +62,37 @@ MAX_FACTOR = 5.0
 _GAUSS_NODES, _GAUSS_WEIGHTS = np.polynomial.legendre.leggauss(12)
 
 
-def exponential_adams_weights(nodes: list[float], start: float, end: float) -> list[float]:
-    """w_j = integral_start^end e^(lambda - end) L_j(lambda) dlambda, L_j the Lagrange basis on `nodes`.
-
-    The integrand is entire, so 12-point Gauss-Legendre is exact to rounding for the step lengths the
-    controller allows (tested against the closed forms for one and two nodes). Vectorised: this runs
-    twice per model call."""
+def _lagrange_integrals(nodes: list[float], start: float, end: float, weight) -> list[float]:
+    """integral_start^end weight(t) L_j(t) dt for the Lagrange basis L_j on `nodes`, by 12-point
+    Gauss-Legendre (vectorised: the multistep solvers call this twice per model call)."""
+    if end == start:  # nothing to integrate; the Gauss points would sit on a node
+        return [0.0] * len(nodes)
     nodes_ = np.asarray(nodes, dtype=np.float64)
     half = (end - start) / 2
-    lam = half * _GAUSS_NODES + (start + end) / 2
-    quad = half * _GAUSS_WEIGHTS * np.exp(lam - end)
-    # L_j = prod_{m != j} (lam - node_m) / (node_j - node_m). The Gauss points lie strictly inside the
-    # step and the nodes do not, so dividing the full product by (lam - node_j) is safe.
-    to_nodes = lam[None, :] - nodes_[:, None]
+    t = half * _GAUSS_NODES + (start + end) / 2
+    quad = half * _GAUSS_WEIGHTS * weight(t)
+    # L_j = prod_{m != j} (t - node_m) / (node_j - node_m). The Gauss points lie strictly inside the
+    # step and the nodes do not (each is a past point or an end of the step), so dividing the full
+    # product by (t - node_j) is safe.
+    to_nodes = t[None, :] - nodes_[:, None]
     spread = nodes_[:, None] - nodes_[None, :]
     np.fill_diagonal(spread, 1.0)
     basis = np.prod(to_nodes, axis=0)[None, :] / to_nodes / np.prod(spread, axis=1)[:, None]
     return (basis @ quad).tolist()
 
 
-_ADAMS_NODES, _ADAMS_WEIGHTS = np.polynomial.legendre.leggauss(4)  # exact up to degree 7: 4 nodes and more
+def exponential_adams_weights(nodes: list[float], start: float, end: float) -> list[float]:
+    """w_j = integral_start^end e^(lambda - end) L_j(lambda) dlambda, L_j the Lagrange basis on `nodes`.
+
+    The integrand is entire, so 12-point Gauss-Legendre is exact to rounding for the step lengths the
+    controller allows (tested against the closed forms for one and two nodes)."""
+    return _lagrange_integrals(nodes, start, end, lambda lam: np.exp(lam - end))
 
 
 def adams_weights(nodes: list[float], start: float, end: float) -> list[float]:
-    """w_j = integral_start^end L_j(s) ds, L_j the Lagrange basis on `nodes` (the classical
-    variable-step Adams weights; Gauss-Legendre is exact for the polynomials of up to 4 nodes)."""
-    nodes_ = np.asarray(nodes, dtype=np.float64)
-    half = (end - start) / 2
-    s = half * _ADAMS_NODES + (start + end) / 2
-    spread = nodes_[:, None] - nodes_[None, :]
-    np.fill_diagonal(spread, 1.0)
-    to_nodes = s[None, :] - nodes_[:, None]
-    # the product over m != j, without dividing by a factor that may be 0 (a Gauss point on a node)
-    basis = np.stack([np.prod(np.delete(to_nodes, j, axis=0), axis=0) for j in range(len(nodes_))])
-    return ((basis / np.prod(spread, axis=1)[:, None]) @ (half * _ADAMS_WEIGHTS)).tolist()
+    """w_j = integral_start^end L_j(s) ds, L_j the Lagrange basis on `nodes`: the classical variable-step
+    Adams weights (the quadrature is exact for these polynomials)."""
+    return _lagrange_integrals(nodes, start, end, np.ones_like)
 
 
 def _combine(start: torch.Tensor, scale: float, weights: list[float], denoised: list[torch.Tensor],

@@ -196,6 +196,7 @@ def test_adams_weights_match_the_classical_formulas(h):
                                                                            rel=1e-12)
     assert adams_weights([s, s + h], s, s + h) == pytest.approx([h / 2, h / 2], rel=1e-12)
     assert adams_weights([s - h, s, s + h], s, s + h) == pytest.approx([-h / 12, 8 * h / 12, 5 * h / 12], rel=1e-12)
+    assert adams_weights([s - h, s], s, s) == exponential_adams_weights([s - h, s], s, s) == [0.0, 0.0]
 
 
 def test_flow_multistep_follows_a_straight_path_exactly():
