@@ -227,7 +227,21 @@ def _is_emoticon(piece: str) -> bool:
         return False
     if _unescape(p).lower() in KAOMOJI:
         return True
+    if _opens_or_closes_a_group(p):
+        return False
     return 0 < len(p) and " " not in p and ("(" in p or ")" in p) and sum(c.isalnum() for c in p) <= 2
+
+
+def _opens_or_closes_a_group(piece: str) -> bool:
+    """`(v` in `(v, peace sign:1.2)` and `:d)` in `(smile, :d)`: parentheses only at the start (or only
+    at the end) of a piece that holds an alphanumeric are a group's edge around a short tag, not an
+    emoticon (`>:(`, `:)`, `(:` hold none)."""
+    inner = piece.lstrip("(")
+    if len(inner) == len(piece):
+        inner = piece.rstrip(")")
+        if len(inner) == len(piece):
+            return False
+    return "(" not in inner and ")" not in inner and any(c.isalnum() for c in inner)
 
 
 def _is_break_edge(ch: str) -> bool:

@@ -49,6 +49,10 @@ CASES = [
     ("Long_Hair, BLUE EYES", NormalizeOptions(lowercase=True), "long hair, blue eyes"),
     ("1girl, (tag with BREAK inside:1.2) BREAK solo", NormalizeOptions(), "1girl, (tag with BREAK inside:1.2) BREAK solo"),
     ("smile, (unclosed, tag", NormalizeOptions(), "smile, \\(unclosed, tag"),
+    # A group that opens or closes on a short tag is weight syntax, not an emoticon
+    ("(a_b, c_d:0.8), ((v, peace_sign)), (smile, :d)", NormalizeOptions(),
+     "(a b, c d:0.8), ((v, peace sign)), (smile, :d)"),
+    (">:(, :), (:, :d, xd", NormalizeOptions(), ">:\\(, :\\), \\(:, :d, xd"),
 ]
 
 

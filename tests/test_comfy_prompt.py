@@ -35,3 +35,17 @@ def test_normalized_text_is_what_clip_text_encode_receives(comfyui):
     assert weights == {1.0}
     unescaped = clip.tokenize("karin_(blue_archive), long_hair")
     assert any(w != 1.0 for chunk in unescaped["l"] for _, w in chunk)  # what the escape prevents
+
+
+def test_groups_around_short_tags_keep_their_weight_in_comfyui(comfyui):
+    """`(v, peace_sign:1.2)` opens on a one-letter tag: it stays weight syntax (not an emoticon), and
+    ComfyUI's parser gives each of its tokens the weight the user wrote, as it does the raw text."""
+    raw = "(v, peace_sign:1.2), (smile, :d:0.8), solo"
+    normalized = comfyui.node_class("FlowAnimeBooruPromptNormalizer")().normalize(raw, False, False, False)["result"][0]
+    assert normalized == "(v, peace sign:1.2), (smile, :d:0.8), solo"
+    clip = comfyui.node_class("CLIPLoader")().load_clip(kit.CLIP_L, "stable_diffusion")[0]
+
+    def weights(text):
+        return sorted({round(w, 3) for chunk in clip.tokenize(text)["l"] for _, w in chunk})
+
+    assert weights(normalized) == weights(raw.replace("_", " ")) == [0.8, 1.0, 1.2]
