@@ -197,6 +197,30 @@ def check(port: int, expected_chunks, expected_report: str, shots: Path) -> list
                 problems.append(f"a report panel is not visible on its node: {visible}")
             print(f"{'OK  ' if not problems else 'FAIL'} reports on the nodes after a run:\n{shown}\n{tag_report}")
         page.screenshot(path=str(shots / "reports_after_run.png"))
+
+        # The encoder's text fed by the normaliser: the widget's text is not what the encoder reads, so
+        # the counter says so instead of counting it; unlinked, it counts the widget again.
+        page.evaluate("""() => {
+            const enc = window.faEncoder, slot = enc.inputs.findIndex(i => i.name === "text" || i.widget?.name === "text");
+            window.faNormalizer.connect(0, enc, slot);
+        }""")
+        try:
+            page.wait_for_function("() => JSON.parse(window.faEncoder.flowanimeCounter.dataset.result || '{}').linked",
+                                   timeout=30000)
+        except Exception:
+            problems.append("with its text linked, the counter did not say so: "
+                            + page.evaluate("() => window.faEncoder.flowanimeCounter.innerText"))
+        page.evaluate("""() => {
+            const enc = window.faEncoder, slot = enc.inputs.findIndex(i => i.name === "text" || i.widget?.name === "text");
+            enc.disconnectInput(slot);
+        }""")
+        try:
+            page.wait_for_function("t => window.faEncoder.flowanimeCounter.dataset.forText === t"
+                                   " && !JSON.parse(window.faEncoder.flowanimeCounter.dataset.result).linked",
+                                   arg=graph_prompt, timeout=30000)
+        except Exception:
+            problems.append("unlinked again, the counter did not count the widget's text")
+        print(f"{'OK  ' if not problems else 'FAIL'} the counter with the text linked, then unlinked")
         noisy = [text for kind, text in console if kind == "error"]
         if noisy:
             problems.append(f"browser console errors: {noisy[:5]}")

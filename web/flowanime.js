@@ -65,10 +65,14 @@ function showReportAfterRun(nodeType, key) {
 
 function renderCount(el, data, text) {
   el.dataset.result = JSON.stringify(data);
-  el.dataset.forText = text; // which text this count is of (the browser test waits on it)
+  el.dataset.forText = text ?? ""; // which text this count is of (the browser test waits on it)
   el.replaceChildren();
   if (data.error) {
     el.textContent = `counter: ${data.error}`;
+    return;
+  }
+  if (data.linked) {
+    el.textContent = "text comes from a linked node: its tokens and chunks are reported on this node after a run";
     return;
   }
   const chunks = data.chunks || [];
@@ -98,7 +102,18 @@ function renderCount(el, data, text) {
   }
 }
 
+// The text input fed by another node (a normaliser, a string node): the widget's value is not what
+// the encoder will read, so there is nothing to count before a run.
+function textIsLinked(node) {
+  return (node.inputs || []).some((i) => (i.name === "text" || i.widget?.name === "text") && i.link != null);
+}
+
 async function count(node, el) {
+  if (textIsLinked(node)) {
+    ++node.flowanimeRequest; // an answer still in flight for the old text is stale
+    renderCount(el, { linked: true }, null);
+    return;
+  }
   const text = widgetValue(node, "text", "");
   const body = { text: typeof text === "string" ? text : "", comma_backtrack: widgetValue(node, "comma_backtrack", 20) };
   if (node.comfyClass === NORMALIZER) {
@@ -154,6 +169,13 @@ app.registerExtension({
       const counter = addPanel(this, "flowanime_counter", 64);
       this.flowanimeCounter = counter.el;
       watch(this, counter.el);
+      return result;
+    };
+
+    const onConnectionsChange = nodeType.prototype.onConnectionsChange;
+    nodeType.prototype.onConnectionsChange = function (...args) {
+      const result = onConnectionsChange?.apply(this, args);
+      this.flowanimeSchedule?.(); // the text input linked or unlinked
       return result;
     };
 
