@@ -496,9 +496,9 @@ def benchmark(args):
     schedulers = list(comfy_samplers.SCHEDULER_NAMES)
     competitors = load_competitors(args.competitors)
     newer = load_newer_sampling(args.newer_comfy_sampling) if args.newer_comfy_sampling else None
-    names = args.problems or list(bench_problems.PROBLEMS)
+    names = args.problems if args.problems is not None else [] if args.gmm else list(bench_problems.PROBLEMS)
     results = []
-    for problem in bench_problems.build(names, smoke=args.smoke, cache_dir=args.out / "cache"):
+    for problem in bench_problems.build(names, smoke=args.smoke, cache_dir=args.out / "cache", gmm_specs=args.gmm):
         start = time.perf_counter()
         ctx = Context(problem=problem, ms=ms, comfy_samplers=comfy_samplers, batch=args.batch, smoke=args.smoke,
                       res4lyf_bongmath=args.res4lyf_bongmath, quick=args.quick,
@@ -719,7 +719,9 @@ def write_summary(results, out: Path, stem: str, timings: dict):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--problems", nargs="+", choices=list(bench_problems.PROBLEMS), default=None,
-                        help="which problems (default: all)")
+                        help="which problems (default: all, or none when --gmm is given)")
+    parser.add_argument("--gmm", nargs="+", default=[], metavar="SPEC",
+                        help="held-out mixtures to measure on, each key=value,... e.g. " + bench_problems.GMM_SPEC_EXAMPLE)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--out", type=Path, default=PACK_ROOT / "bench" / "out")
     parser.add_argument("--quick", action="store_true", help="every third step count, every second tolerance")
@@ -738,6 +740,11 @@ def main():
     parser.add_argument("--amortise-images", type=int, default=32,
                         help="images a calibration's model calls are spread over in the calibrated rows")
     args = parser.parse_args()
+    for spec in args.gmm:
+        try:
+            bench_problems.parse_gmm_spec(spec)
+        except ValueError as e:
+            parser.error(str(e))
     if args.amortise_images < 1:
         parser.error("--amortise-images must be at least 1")
     if args.newer_comfy_sampling and not args.newer_comfy_sampling.is_file():

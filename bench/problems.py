@@ -173,13 +173,56 @@ def mmdit_digits(smoke: bool = False) -> Problem:
 
 PROBLEMS = {"gmm-narrow": gmm_narrow, "gmm-wide": gmm_wide, "mmdit-digits": mmdit_digits}
 
+# A held-out mixture from the command line (--gmm): its parameters and their allowed ranges.
+GMM_SPEC_RANGES = {"components": (1, 64), "seed": (0, 2**31 - 1), "std_lo": (1e-3, 1.0), "std_hi": (1e-3, 1.0),
+                   "base_scale": (0.0, 2.0), "spread": (0.0, 2.0), "noise_seed": (0, 99)}
+GMM_SPEC_EXAMPLE = "components=8,seed=21,std_lo=0.02,std_hi=0.3,base_scale=0.7,spread=0.6,noise_seed=5"
 
-def build(names, smoke: bool = False, cache_dir: Path | None = None) -> list[Problem]:
-    """--smoke: small mixtures, references at 1e-7 (the network's at 1e-5; it keeps its size)."""
+
+def parse_gmm_spec(spec: str) -> dict:
+    """`key=value,...` with every key of GMM_SPEC_RANGES (GMM_SPEC_EXAMPLE): a mixture that is none of
+    the named problems, to measure on problems nobody tuned on. Raises ValueError naming the fault."""
+    values = {}
+    for part in spec.split(","):
+        key, sep, value = part.strip().partition("=")
+        if not sep or key not in GMM_SPEC_RANGES:
+            raise ValueError(f"--gmm: {part.strip()!r} is not key=value with a key of {', '.join(GMM_SPEC_RANGES)}")
+        lo, hi = GMM_SPEC_RANGES[key]
+        try:
+            number = int(value) if isinstance(lo, int) else float(value)
+        except ValueError:
+            raise ValueError(f"--gmm: {key} must be a number, got {value!r}") from None
+        if not lo <= number <= hi:
+            raise ValueError(f"--gmm: {key} must be in [{lo}, {hi}], got {number}")
+        values[key] = number
+    missing = [k for k in GMM_SPEC_RANGES if k not in values]
+    if missing:
+        raise ValueError(f"--gmm: missing {', '.join(missing)} (example: {GMM_SPEC_EXAMPLE})")
+    if values["std_lo"] > values["std_hi"]:
+        raise ValueError("--gmm: std_lo must not exceed std_hi")
+    return values
+
+
+def gmm_from_spec(spec: str, smoke: bool = False) -> Problem:
+    v = parse_gmm_spec(spec)
+    params = {"shape": (4, 8, 8) if smoke else (16, 32, 32), "components": v["components"], "seed": v["seed"],
+              "std_range": (v["std_lo"], v["std_hi"]), "base_scale": v["base_scale"], "spread": v["spread"]}
+    gmm = GaussianMixture.latent_like(**params)
+    name = f"gmm-k{v['components']}-s{v['seed']}"
+    return gmm_problem(name, f"held-out {v['components']}-component mixture, stds log-uniform in "
+                       f"[{v['std_lo']:g}, {v['std_hi']:g}], means {v['base_scale']:g} N(0,1) + {v['spread']:g} N(0,1), "
+                       f"seed {v['seed']}, noise seed {v['noise_seed']} (not tuned on)", gmm,
+                       eval_seed=v["noise_seed"], cache_key=json.dumps(params))
+
+
+def build(names, smoke: bool = False, cache_dir: Path | None = None, gmm_specs=()) -> list[Problem]:
+    """--smoke: small mixtures, references at 1e-7 (the network's at 1e-5; it keeps its size).
+    gmm_specs: held-out mixtures (parse_gmm_spec), after the named problems."""
     problems = []
-    for name in names:
+    for name in [*names, *gmm_specs]:
         start = time.perf_counter()
-        problem = PROBLEMS[name](smoke)
+        problem = PROBLEMS[name](smoke) if name in PROBLEMS else gmm_from_spec(name, smoke)
+        name = problem.name
         problem.cache_dir = cache_dir
         if smoke:  # the network's reference costs about 2500 calls per image at 1e-7
             problem.reference_rtol = 1e-5 if name == "mmdit-digits" else 1e-7

@@ -50,6 +50,28 @@ def test_sampler_benchmark_runs_and_prints_its_tables(comfyui, tmp_path):
         assert not (tmp_path / "samplers.png").exists()  # the full run's plot is never overwritten
 
 
+def test_benchmark_measures_a_held_out_mixture_from_the_command_line(comfyui, tmp_path):
+    """--gmm: a mixture nobody tuned on, given by its parameters, measured the same way; a bad spec is
+    refused with the setting named, before anything runs."""
+    env = {**os.environ, "COMFYUI_PATH": str(comfyui.comfy_path)}
+    script = [sys.executable, str(PACK_ROOT / "bench" / "bench_samplers.py"), "--smoke", "--batch", "2", "--no-overhead",
+              "--out", str(tmp_path)]
+    spec = "components=3,seed=5,std_lo=0.05,std_hi=0.4,base_scale=0.8,spread=0.9,noise_seed=7"
+    proc = subprocess.run([*script, "--gmm", spec], cwd=PACK_ROOT, env=env, capture_output=True, text=True, timeout=600,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "**gmm-k3-s5**: held-out 3-component mixture" in proc.stdout and "(not tuned on)" in proc.stdout
+    summary = json.loads((tmp_path / "summary-smoke.json").read_text())
+    assert [p["problem"] for p in summary["problems"]] == ["gmm-k3-s5"]  # only the named problems, none by default
+    assert summary["problems"][0]["levels"][0]["peers"]["ComfyUI built-ins"] is not None
+    for bad, named in (("components=3,seed=5", "missing std_lo"), (spec.replace("std_lo=0.05", "std_lo=0.9"), "std_lo"),
+                       (spec.replace("components=3", "components=999"), "components must be in [1, 64]"),
+                       (spec + ",colour=red", "'colour=red' is not key=value")):
+        proc = subprocess.run([*script, "--gmm", bad], cwd=PACK_ROOT, env=env, capture_output=True, text=True, timeout=120,
+                              check=False)
+        assert proc.returncode == 2 and named in proc.stderr, (bad, proc.stderr[-500:])
+
+
 FIXTURE_CHECK = r"""
 import json, sys, types, torch
 sys.path.insert(0, sys.argv[1])
