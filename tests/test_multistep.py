@@ -5,6 +5,7 @@ solver (tolerance, mixture reference, batch, hooks, faults) is tested in test_rk
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -14,6 +15,8 @@ from solver_problems import single_gaussian
 from flowanime.bench.gmm import rms_error, single_gaussian_flow
 from flowanime.samplers.k_sampler import SamplerConfig, make_sampler_function
 from flowanime.samplers.multistep import (
+    LOG_SIGMA_FORM,
+    _solve_fixed_multistep,
     adams_weights,
     exponential_adams_weights,
     solve_adams_pc,
@@ -161,6 +164,31 @@ def test_exp_multistep_to_zero_returns_the_last_denoised_prediction():
     third, _ = solve_exp_multistep(gmm.denoise, noise.clone(), fine, 3)
     first, _ = solve_exp_multistep(gmm.denoise, noise.clone(), fine, 1)  # DDIM
     assert rms_error(third, exact) < 0.2 * rms_error(first, exact)
+
+
+def test_exp_multistep_takes_a_long_last_step_in_two_stages():
+    """The step onto the last sigma before 0, more than LONG_STEP_RATIO times the one before (ComfyUI's
+    `normal` schedule ends so), costs one more call, at its midpoint in log sigma, and on a Gaussian
+    (closed-form flow) ends nearer the exact image than the history's extrapolation over it. A
+    schedule without such a step runs exactly as before."""
+    gmm, noise, exact = single_gaussian(batch=2, std=0.05)
+    extrapolating = dataclasses.replace(LOG_SIGMA_FORM, long_step_ratio=math.inf)
+    sigmas = [1.0, 0.8, 0.6, 0.4, 0.01, 0.0]  # the last step is 9 times the one before in log sigma
+    calls = []
+
+    def denoiser(x, sigma):
+        calls.append(sigma)
+        return gmm.denoise(x, sigma)
+
+    staged, stats = solve_exp_multistep(denoiser, noise.clone(), sigmas, 3)
+    assert stats.model_calls == 6 and calls[-2] == pytest.approx(math.sqrt(0.4 * 0.01)) and calls[-1] == 0.01
+    extrapolated, plain = _solve_fixed_multistep(extrapolating, gmm.denoise, noise.clone(), sigmas, 3, None, None)
+    assert plain.model_calls == 5
+    assert rms_error(staged, exact) < 0.5 * rms_error(extrapolated, exact)
+    even = [*_lambda_uniform(6, 0.01), 0.0]
+    same, same_stats = solve_exp_multistep(gmm.denoise, noise.clone(), even, 3)
+    before, _ = _solve_fixed_multistep(extrapolating, gmm.denoise, noise.clone(), even, 3, None, None)
+    assert same_stats.model_calls == 7 and torch.equal(same, before)
 
 
 def test_exp_multistep_through_the_sampler_function_matches_the_solver():
