@@ -114,13 +114,13 @@ def test_half_precision_noise_is_calibrated_in_float32():
     assert torch.isfinite(result.sigmas).all() and result.checked_error < 0.1
 
 
-@pytest.mark.parametrize("steps, factor", [(6, 0.6), (12, 0.5)])
-def test_calibrated_schedule_beats_uniform_geometric_and_shifted_schedules(steps, factor):
+@pytest.mark.parametrize("steps", [6, 12])
+def test_calibrated_schedule_beats_uniform_geometric_and_shifted_schedules(steps):
     """A mixture whose draws must settle on a mode early (solution: scipy's DOP853 at 1e-10):
-    the calibrated schedule, from another noise draw, has under `factor` times the error of the same
-    number of calls spread uniformly in sigma, geometrically, or as ComfyUI's `simple` at shift 3.
-    (At 6 calls the uniform schedule's long last step, staged, comes to 0.57 times; before the stage,
-    under half.)"""
+    the calibrated schedule, from another noise draw, has under half the error of the same number of
+    calls spread uniformly in sigma, geometrically, or as ComfyUI's `simple` at shift 3. The one
+    exception is the uniform schedule at 6 calls: exp_multistep now stages its long last step, and
+    ours comes to 0.57 times its error (under 0.6 asserted)."""
     from flowanime.bench.gmm import GaussianMixture, reference_solution
 
     gmm = GaussianMixture.latent_like(shape=(4, 16, 16), components=8, seed=3)
@@ -146,4 +146,5 @@ def test_calibrated_schedule_beats_uniform_geometric_and_shifted_schedules(steps
         theirs, their_calls = error(sigmas)
         if their_calls > steps:  # exp_multistep staged its long last step: one sigma fewer for the same calls
             theirs, their_calls = error(others(steps - 1)[name])
+        factor = 0.6 if (steps, name) == (6, "uniform") else 0.5
         assert their_calls == steps and ours < factor * theirs, name
