@@ -17,8 +17,11 @@ def load_builder():
     return module
 
 
-def test_there_is_one_workflow_per_seed_checkpoint():
-    assert len(WORKFLOW_FILES) == 4
+def test_there_is_a_workflow_per_seed_checkpoint_and_one_for_the_calibrated_schedule():
+    assert len(WORKFLOW_FILES) == 5
+    for model in ("Nekofantasia", "nai-v2-fm", "RouWei", "RDBT"):
+        assert any(model in p.name for p in WORKFLOW_FILES), model
+    assert any("calibrated schedule" in p.name for p in WORKFLOW_FILES)
     assert all(p.parent.name == "example_workflows" for p in WORKFLOW_FILES)  # one level deep, as ComfyUI looks
 
 
@@ -128,37 +131,60 @@ def test_committed_workflows_match_the_recipes(comfyui, stand_in_models):
 
 
 def run_workflow_small(comfyui, path, width, height):
-    """Execute a workflow file with its latent size and step count cut for the CPU; return the image."""
+    """Execute a workflow file with its latent size and step count cut for the CPU; return the image
+    and the executor's result."""
     from PIL import Image
 
     api = kit.ui_to_api(json.loads(path.read_text()), comfyui.nodes.NODE_CLASS_MAPPINGS)
     for node in api.values():
         if node["class_type"] == "FlowAnimeEmptyLatentForModel":
             node["inputs"].update(preset="custom", width=width, height=height)
-        if node["class_type"] == "KSampler":
+        if node["class_type"] in ("KSampler", "FlowAnimeCalibratedSchedule"):
             node["inputs"]["steps"] = 4
+        if node["class_type"] == "FlowAnimeCalibratedSchedule":  # a random network's field is rough: a loose teacher
+            node["inputs"].update(teacher_log10_rtol=-1.5, check=False)
     result = comfyui.run(api)
     saved = [img for out in result.outputs.values() for img in out.get("images", [])]
     assert len(saved) == 1
-    return Image.open(comfyui.output_dir / saved[0]["subfolder"] / saved[0]["filename"])
+    return Image.open(comfyui.output_dir / saved[0]["subfolder"] / saved[0]["filename"]), result
+
+
+def save_sd3_stand_ins(comfyui, path):
+    """The tiny MMDiT and a random SD3 VAE as the workflow's checkpoint; shallow random CLIP-L, CLIP-G
+    and T5-XXL under its TripleCLIPLoader's names (call inside kit.shallow_text_encoders())."""
+    from safetensors.torch import save_file
+
+    nodes = json.loads(path.read_text())["nodes"]
+    ckpt = next(n for n in nodes if n["type"] == "CheckpointLoaderSimple")["widgets_values"][0]
+    encoders = next(n for n in nodes if n["type"] == "TripleCLIPLoader")["widgets_values"]
+    save_file(kit.make_sd3_checkpoint(), str(comfyui.models_dir / "checkpoints" / ckpt))
+    for name, state in zip(encoders, kit.make_sd3_text_encoders()):
+        save_file(state, str(comfyui.models_dir / "text_encoders" / name))
 
 
 def test_sd35_workflow_runs_end_to_end_to_an_image(comfyui):
     """The Nekofantasia workflow file (CheckpointLoaderSimple + TripleCLIPLoader, our flow patch,
     normalizer, BREAK encoder, flowanime_dopri5), executed on stand-ins of the names it uses: the tiny
     MMDiT and a random SD3 VAE as the checkpoint, shallow random CLIP-L, CLIP-G and T5-XXL."""
-    from safetensors.torch import save_file
-
-    path = next(p for p in WORKFLOW_FILES if "Nekofantasia" in p.name)
-    nodes = json.loads(path.read_text())["nodes"]
-    ckpt = next(n for n in nodes if n["type"] == "CheckpointLoaderSimple")["widgets_values"][0]
-    encoders = next(n for n in nodes if n["type"] == "TripleCLIPLoader")["widgets_values"]
+    path = next(p for p in WORKFLOW_FILES if "Dopri5" in p.name)
     with kit.shallow_text_encoders():
-        save_file(kit.make_sd3_checkpoint(), str(comfyui.models_dir / "checkpoints" / ckpt))
-        for name, state in zip(encoders, kit.make_sd3_text_encoders()):
-            save_file(state, str(comfyui.models_dir / "text_encoders" / name))
-        image = run_workflow_small(comfyui, path, 64, 128)
+        save_sd3_stand_ins(comfyui, path)
+        image, _ = run_workflow_small(comfyui, path, 64, 128)
     assert image.size == (64, 128) and image.format == "PNG"
+
+
+def test_calibrated_schedule_workflow_runs_end_to_end_and_reports_the_calibration(comfyui):
+    """The calibrated-schedule workflow (SamplerCustomAdvanced with exp_multistep on the Calibrated
+    Schedule node's sigmas, CFGGuider, RandomNoise) on the SD3 stand-ins, cut to 4 calls and a loose teacher.
+    The schedule node's report reaches the editor (its ui text) and names the calls the calibration spent."""
+    path = next(p for p in WORKFLOW_FILES if "calibrated schedule" in p.name)
+    with kit.shallow_text_encoders():
+        save_sd3_stand_ins(comfyui, path)
+        image, result = run_workflow_small(comfyui, path, 64, 128)
+    assert image.size == (64, 128) and image.format == "PNG"
+    schedule_id = next(n["id"] for n in json.loads(path.read_text())["nodes"] if n["type"] == "FlowAnimeCalibratedSchedule")
+    report = result.outputs[str(schedule_id)]["text"][0]
+    assert "calls" in report, report
 
 
 def test_sd15_workflow_runs_end_to_end_to_an_image(comfyui):
@@ -170,5 +196,5 @@ def test_sd15_workflow_runs_end_to_end_to_an_image(comfyui):
     nodes = json.loads(path.read_text())["nodes"]
     ckpt = next(n for n in nodes if n["type"] == "CheckpointLoaderSimple")["widgets_values"][0]
     save_file(kit.make_sd15_checkpoint(), str(comfyui.models_dir / "checkpoints" / ckpt))
-    image = run_workflow_small(comfyui, path, 64, 96)
+    image, _ = run_workflow_small(comfyui, path, 64, 96)
     assert image.size == (64, 96) and image.format == "PNG"
