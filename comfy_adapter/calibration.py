@@ -28,7 +28,7 @@ from .models import require_supported_config
 from .samplers import interrupt_check, sigma_floor
 
 log = logging.getLogger("FlowAnime")
-CACHE_VERSION = 1  # bump when the calibration's method changes what it returns
+CACHE_VERSION = 2  # bump when the calibration's method changes what it returns
 SAMPLE_VALUES = 64  # values read from each weight tensor for the fingerprint
 MAX_FINGERPRINT_DEPTH = 4
 

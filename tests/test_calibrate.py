@@ -12,7 +12,14 @@ import torch
 from solver_problems import single_gaussian
 
 from flowanime.bench.gmm import rms_error
-from flowanime.samplers.calibrate import CalibrationSettings, calibrate_schedule, schedule_from_nodes
+from flowanime.samplers.calibrate import (
+    END_SHARE,
+    CalibrationSettings,
+    calibrate_schedule,
+    schedule_from_nodes,
+    settled_from,
+    teacher_nodes,
+)
 from flowanime.samplers.multistep import solve_exp_multistep
 
 TEACHER = [0.0, 0.01, 0.03, 0.1, 0.4, 1.2, 3.0, 6.9]
@@ -47,12 +54,19 @@ def test_calibration_counts_its_calls_and_its_check_is_a_real_run():
     sigmas = result.sigmas.tolist()
     assert len(sigmas) == 9 and sigmas[0] == 1.0 and sigmas[-1] == 0.0
     assert all(b < a for a, b in zip(sigmas, sigmas[1:]))
-    assert sigmas[-2] == pytest.approx(CalibrationSettings().sigma_floor, rel=1e-5)
     assert result.model_calls == len(calls) == result.teacher_calls + result.check_calls
-    # each of the two spreads is run once on the draw, and the one closer to the teacher is kept
-    assert result.check_calls == 16 and result.draws == 1 and result.image_evaluations == sum(calls)
-    assert set(result.checked) == {0.75, 1.33} and result.checked_error == min(result.checked.values())
-    assert result.density_power == min(result.checked, key=result.checked.get)
+    # each of the two spreads is run once on the draw down to sigma_floor; this Gaussian settles well
+    # above it, so both are run once more ending there; the closest to the teacher is kept
+    floor_ending, earlier = {"0.75", "1.33"}, set(result.checked) - {"0.75", "1.33"}
+    assert floor_ending < set(result.checked) and len(earlier) == 2 and all(" to " in name for name in earlier)
+    assert result.check_calls == 8 * 4 and result.draws == 1 and result.image_evaluations == sum(calls)
+    assert result.checked_error == min(result.checked.values())
+    kept = min(result.checked, key=result.checked.get)
+    assert result.density_power == float(kept.split()[0])
+    if kept in floor_ending:
+        assert sigmas[-2] == pytest.approx(CalibrationSettings().sigma_floor, rel=1e-5)
+    else:
+        assert sigmas[-2] == pytest.approx(float(kept.split(" to ")[1]), rel=1e-2)
     # the check is the schedule's own error against the teacher: compare with the exact flow
     out, _ = solve_exp_multistep(gmm.denoise, noise[:1].clone(), result.sigmas.double().tolist(), 3)
     assert result.checked_error == pytest.approx(rms_error(out, exact[:1]), abs=5e-3)
@@ -95,6 +109,37 @@ def test_without_the_check_the_first_spread_is_used_unchecked():
     result = calibrate_schedule(gmm.denoise, noise, 1.0, 6, settings=CalibrationSettings(check=False))
     assert result.check_calls == 0 and result.checked_error is None and result.density_power == 0.75
     assert result.model_calls == result.teacher_calls
+    assert result.sigmas[-2].item() == pytest.approx(CalibrationSettings().sigma_floor, rel=1e-5)
+
+
+def test_settled_from_finds_where_the_denoised_prediction_stays_close():
+    assert settled_from([math.inf, 0.5, 0.01, 0.2, 0.004, 0.002, 0.0], 0.01) == 4  # 0.2 breaks the run at 3
+    assert settled_from([math.inf, 0.5, 0.0], 0.01) == 2
+    assert settled_from([math.inf, 0.001, 0.0], 0.01) == 1
+
+
+def test_a_schedule_ends_where_the_teacher_settled_when_that_is_closer_to_the_exact_flow():
+    """One Gaussian of std 0.3: its denoised prediction settles far above sigma_floor. Against the
+    exact solution, the kept schedule (it ends there) beats both spreads that end at sigma_floor
+    with the same calls, and its last sigma is where the teacher's denoised prediction came within
+    END_SHARE of the kept floor-ending error of its image."""
+    gmm, noise, exact = single_gaussian(batch=1, std=0.3)
+    settings = CalibrationSettings()
+    for steps in (4, 8):
+        result = calibrate_schedule(gmm.denoise, noise, 1.0, steps, order=3)
+        teacher = teacher_nodes(gmm.denoise, noise, 1.0, settings)
+        floor_errors = {}
+        for power in settings.density_powers:
+            sigmas = [1.0, *(math.exp(-lam) for lam in schedule_from_nodes(teacher.lams, steps, power)[1:]), 0.0]
+            out, _ = solve_exp_multistep(gmm.denoise, noise.clone(), sigmas, 3)
+            floor_errors[power] = rms_error(out, exact)
+        out, stats = solve_exp_multistep(gmm.denoise, noise.clone(), result.sigmas.double().tolist(), 3)
+        assert stats.model_calls <= steps + 1
+        assert result.sigmas[-2].item() > 2 * settings.sigma_floor, steps
+        assert rms_error(out, exact) < min(floor_errors.values()), (steps, rms_error(out, exact), floor_errors)
+        floor_checked = min(result.checked[f"{p:g}"] for p in settings.density_powers)
+        end = settled_from(teacher.settled, END_SHARE * floor_checked)
+        assert result.sigmas[-2].item() == pytest.approx(math.exp(-teacher.lams[end]), rel=1e-5)
 
 
 def test_a_schedule_far_from_the_teacher_is_reported():
