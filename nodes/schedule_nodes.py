@@ -35,13 +35,14 @@ class CalibratedSchedule:
                                "finely and costs more calls, once."}),
                 "sigma_floor": ("FLOAT", {
                     "default": 0.001, "min": 0.00001, "max": 0.05, "step": 0.0001, "round": False, "advanced": True,
-                    "tooltip": "Where the teacher stops and the last call is made (eps/v models: no lower than their "
-                               "smallest trained sigma)."}),
+                    "tooltip": "Where the teacher stops and, unless the check ends the schedule earlier, the last "
+                               "call is made (eps/v models: no lower than their smallest trained sigma)."}),
                 "check": ("BOOLEAN", {
                     "default": True, "advanced": True,
                     "tooltip": "Run the schedule on the draws for two spreads of the calls (2 x steps more calls), "
-                               "keep the one closer to the teacher and report both errors. Off: the first spread, "
-                               "unchecked."}),
+                               "and again ending where the teacher's denoised prediction had settled when that is "
+                               "well above sigma_floor (2 x steps more); keep the closest to the teacher and report "
+                               "the errors. Off: the first spread down to sigma_floor, unchecked."}),
                 "use_cache": ("BOOLEAN", {
                     "default": True, "advanced": True,
                     "tooltip": "Read and write the schedule under ComfyUI's user directory (flowanime/schedules)."}),
