@@ -28,6 +28,9 @@ MAX_PAREN_DEPTH = 32
 # 10000 would be 10,000 chunks where CLIPTextEncode makes 267.
 CHUNK_CAP_FLOOR = 64
 MAX_CHUNKS = 1000
+# A cut's report shows at most this many tokens either side of it: a comma-free run longer than that
+# is prose, not a tag, and scanning it whole at every cut would take quadratic time.
+CUT_CONTEXT = 16
 
 
 class PromptTooLarge(ValueError):
@@ -103,7 +106,9 @@ class Chunk:
 @dataclass
 class ChunkPlan:
     chunks: list[Chunk]
-    split_tags: list[tuple[int, list]]  # (chunk index before the cut, tokens of the tag that was cut)
+    # (chunk index before the cut, tokens of the tag that was cut, whether that run went on past
+    # CUT_CONTEXT tokens either side)
+    split_tags: list[tuple[int, list, bool]]
 
 
 def chunk_segments(segments: Sequence[Sequence[tuple]], is_comma: Callable[[object], bool],
@@ -139,7 +144,7 @@ def chunk_segments(segments: Sequence[Sequence[tuple]], is_comma: Callable[[obje
             if len(chunk.tokens) == chunk_length:
                 # a hard cut: if no comma ends the chunk and none starts the next, a tag is cut in two
                 if not is_comma(chunk.tokens[-1][0]) and not is_comma(token):
-                    split_tags.append((len(chunks), _tag_at(stream, pos, is_comma)))
+                    split_tags.append((len(chunks), *_tag_at(stream, pos, is_comma)))
                 chunks.append(chunk)
                 chunk, last_comma = Chunk(segment=seg_index), -1
             chunk.tokens.append(pair)
@@ -151,15 +156,17 @@ def chunk_segments(segments: Sequence[Sequence[tuple]], is_comma: Callable[[obje
     return ChunkPlan(chunks, split_tags)
 
 
-def _tag_at(stream, pos, is_comma):
-    """The comma-delimited run of tokens around position pos."""
+def _tag_at(stream, pos, is_comma, context: int = CUT_CONTEXT):
+    """The comma-delimited run of tokens around position pos, at most `context` tokens either side
+    (a bounded scan: every cut in a long comma-free run costs the same). Returns (tokens, clipped)."""
     start = pos
-    while start > 0 and not is_comma(stream[start - 1][0]):
+    while start > 0 and pos - start < context and not is_comma(stream[start - 1][0]):
         start -= 1
     end = pos
-    while end < len(stream) and not is_comma(stream[end][0]):
+    while end < len(stream) and end - pos < context and not is_comma(stream[end][0]):
         end += 1
-    return [pair[0] for pair in stream[start:end]]
+    clipped = (start > 0 and not is_comma(stream[start - 1][0])) or (end < len(stream) and not is_comma(stream[end][0]))
+    return [pair[0] for pair in stream[start:end]], clipped
 
 
 def layout(chunk: Chunk, start_token, end_token, pad_token, chunk_length: int = CHUNK_LENGTH) -> list[tuple]:

@@ -105,8 +105,8 @@ def chunk_summary(plan, decode) -> dict:
         moved = CHUNK_LENGTH - len(chunk.tokens) if nxt is not None and nxt.segment == chunk.segment else 0
         chunks.append({"tokens": len(chunk.tokens), "segment": chunk.segment, "moved": moved,
                        "text": decode([t for t, _ in chunk.tokens])})
-    return {"chunks": chunks, "split_tags": [decode(t) for _, t in plan.split_tags],
-            "cuts": [index for index, _ in plan.split_tags]}
+    return {"chunks": chunks, "split_tags": [f"…{decode(t)}…" if clipped else decode(t) for _, t, clipped in plan.split_tags],
+            "cuts": [index for index, *_ in plan.split_tags]}
 
 
 def report_lines(chunking: dict) -> list[str]:

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowanime.prompt.chunking import chunk_segments, layout
+from flowanime.prompt.chunking import CHUNK_LENGTH, CUT_CONTEXT, chunk_segments, layout
 
 COMMA = 0
 
@@ -80,3 +80,22 @@ def test_chunking_keeps_every_token_in_order_and_chunks_fit(segments, backtrack)
         assert got == seg
     starts = [c.segment for c in plan.chunks if c.tokens]
     assert starts == sorted(starts)  # a chunk never mixes segments
+
+
+def test_a_cut_in_a_long_comma_free_run_reports_a_bounded_window_in_linear_work():
+    """Prose with no comma is cut at every chunk: each cut reports at most CUT_CONTEXT tokens either
+    side, marked as clipped, and the comma checks stay linear in the prompt (hostile input)."""
+    checks = 0
+
+    def counting_is_comma(token):
+        nonlocal checks
+        checks += 1
+        return is_comma(token)
+
+    n = 20_000
+    plan = chunk_segments([stream(*([7] * n))], counting_is_comma, backtrack=0)
+    assert len(plan.chunks) == -(-n // CHUNK_LENGTH) and len(plan.split_tags) == len(plan.chunks) - 1
+    assert all(len(tokens) <= 2 * CUT_CONTEXT and clipped for _, tokens, clipped in plan.split_tags)
+    assert checks <= 4 * n
+    short = chunk_segments([stream(*tag(1, 70), COMMA, *tag(100, 10))], is_comma, backtrack=0)
+    assert [(tokens, clipped) for _, tokens, clipped in short.split_tags] == [(tag(100, 10), False)]
