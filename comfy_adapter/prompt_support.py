@@ -77,10 +77,7 @@ def count_tokens(text: str, comma_backtrack: int = DEFAULT_BACKTRACK, normalizer
                                   bool(normalizer.get("lowercase")), bool(normalizer.get("resolve_aliases")))
         preset = normalizer.get("preset", "custom")
         options = preset_options(preset if preset in PRESET_NAMES else "custom", custom)
-        tags = None
-        if options.resolve_aliases or options.tag_order or options.artist_prefix or options.style_chunk:
-            tags = user_tag_list(str(normalizer.get("tag_list_csv", "")))
-        text = normalize(text, options, tags)
+        text = normalize(text, options, user_tag_list(str(normalizer.get("tag_list_csv", ""))))  # as the node does
     with _tokenizer_lock:
         encoded = tokenize(_counter_clip(), text, comma_backtrack)
     chunking = encoded.chunkings[0] if encoded.chunkings else {"chunks": [], "split_tags": [], "cuts": []}

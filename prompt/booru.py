@@ -221,27 +221,61 @@ def _normalize_collapsed(tag: str, lowercase: bool) -> str:
 
 def _is_emoticon(piece: str) -> bool:
     """`>:(`, `:)`, `\\(^o^)/`, `(o)_(o)`: short, no spaces, parentheses, at most two alphanumerics.
-    Their parentheses are literal, never weight syntax."""
-    p = piece.strip()
+    Their parentheses are literal, never weight syntax. Parentheses around a weight (`(^_^:1.2)`), a
+    kaomoji (`(^_^)`) or a short word (`(8k)`, `((hd))`) are emphasis."""
+    p = " ".join(piece.split())
+    if "( " in p or " )" in p:  # `( :d )` reads as `(:d)`, the way the output writes it
+        p = p.replace("( ", "(").replace(" )", ")")
     if len(p) > 10:
         return False
     if _unescape(p).lower() in KAOMOJI:
         return True
+    inner = p.lstrip("(").rstrip(")")
+    if len(inner) < len(p) and "(" not in inner and ")" not in inner:
+        if _trailing_weight(inner, 0, len(inner)) is not None or inner.lower() in KAOMOJI:
+            return False
+        if len(inner) >= 2 and inner.isalnum():
+            return False
     if _opens_or_closes_a_group(p):
         return False
     return 0 < len(p) and " " not in p and ("(" in p or ")" in p) and sum(c.isalnum() for c in p) <= 2
 
 
 def _opens_or_closes_a_group(piece: str) -> bool:
-    """`(v` in `(v, peace sign:1.2)` and `:d)` in `(smile, :d)`: parentheses only at the start (or only
-    at the end) of a piece that holds an alphanumeric are a group's edge around a short tag, not an
-    emoticon (`>:(`, `:)`, `(:` hold none)."""
+    """`(v` in `(v, peace sign:1.2)`, `:d)` in `(smile, :d)` and `((a)` in `((a), b)`: parentheses at the
+    edges of a piece that holds an alphanumeric, more of them on one side than on the other, are the
+    edges of groups around a short tag, not an emoticon (`>:(`, `:)`, `(:` hold none)."""
     inner = piece.lstrip("(")
-    if len(inner) == len(piece):
-        inner = piece.rstrip(")")
-        if len(inner) == len(piece):
-            return False
-    return "(" not in inner and ")" not in inner and any(c.isalnum() for c in inner)
+    opened = len(piece) - len(inner)
+    inner = inner.rstrip(")")
+    closed = len(piece) - opened - len(inner)
+    return opened != closed and "(" not in inner and ")" not in inner and any(c.isalnum() for c in inner)
+
+
+# The largest weight a written `(tag:w)` is taken to be: Danbooru qualifiers that end in `:number` are
+# titles and times (`vertin_(reverse:1999)`, `asai_(00:05)`, told apart by its digits-only `00`);
+# weights stay within a few units.
+MAX_WRITTEN_WEIGHT = 10.0
+
+
+def _holds_a_weighted_group(text: str) -> bool:
+    """`1girl (smile:1.2)`: an item that holds a group with an explicit weight (at most
+    MAX_WRITTEN_WEIGHT) besides other text: the user's emphasis, not a Danbooru qualifier. Linear: the
+    runs that _trailing_weight scans back over end at distinct `)`."""
+    if "(" not in text:
+        return False
+    first_open = text.index("(")
+    previous = first_open
+    close = text.find(")", first_open)
+    while close != -1:
+        weight = _trailing_weight(text, first_open, close)
+        if weight is not None and abs(float(weight[0][1:])) <= MAX_WRITTEN_WEIGHT:
+            opening = text.rfind("(", previous, weight[1])  # within this stretch only: linear
+            if opening == -1 or not text[opening + 1:weight[1]].replace(" ", "").isdigit():  # `(00:05)` is a time
+                return True
+        previous = close
+        close = text.find(")", close + 1)
+    return False
 
 
 def _is_break_edge(ch: str) -> bool:
@@ -546,7 +580,7 @@ class _Normalizer:
                 add(None)
                 continue
             lower = text.lower()
-            if not text.isascii() or "," in text or ":" in text or "@" in text or "\\" in text:
+            if not text.isascii() or "," in text or ":" in text or "@" in text or "\\" in text or "BREAK" in text:
                 add(general(text, lower, start))
                 continue
             if "_" in text:
@@ -604,10 +638,13 @@ class _Normalizer:
 
     def general_leaf(self, text: str, lower: str, start: int) -> _Item | None:
         tags, opts = self.tags, self.opts
-        if "," in text or lower.startswith(_VERBATIM_PREFIXES):
+        if ("," in text or lower.startswith(_VERBATIM_PREFIXES) or "BREAK" in text
+                or (")" in text and _holds_a_weighted_group(text) and not (tags is not None and tag_key(text.replace("_", " ")) in tags))):
             # A comma survives only inside parentheses that do not enclose the whole item, e.g.
-            # "tag (a, b)": emphasis the user wrote (no Danbooru tag holds a comma). Embeddings and
-            # LoRA syntax are file names, underscores included.
+            # "tag (a, b)": emphasis the user wrote (no Danbooru tag holds a comma), as is a weighted
+            # group beside other text, "1girl (smile:1.2)". Embeddings and LoRA syntax are file names,
+            # underscores included. A BREAK inside a word (`BREAK_a`) stays as written: with the
+            # underscore gone it would split the prompt next time.
             return text, lower, TEXT
         if _is_sentence_collapsed(text) and not (tags is not None and tag_key(text) in tags):
             return text, lower, TEXT

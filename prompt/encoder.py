@@ -65,7 +65,9 @@ def tokenize(tokenizers, text: str, comma_backtrack: int = DEFAULT_BACKTRACK) ->
     for a sequence encoder. comfy_adapter.clip.ClipTokenizers provides both for a ComfyUI CLIP."""
     check_prompt(text)  # size and nesting limits, before any parsing
     text = _CONTROL.sub(" ", text)  # control characters mean nothing to any encoder; tabs/newlines stay
-    segments = [",".join(items) for items in split_break(text)]
+    # a segment of blank items (`BREAK, BREAK`) is empty: it would cost a chunk for a lone comma
+    segments = [",".join(items) if any(not item.isspace() and item for item in items) else ""
+                for items in split_break(text)]
     has_break = len(segments) > 1
     plain = tokenizers.tokenize(without_break(segments) if has_break else text)  # ComfyUI's own, for sequence encoders
     subs = {key: tokenizers.chunked(key) for key in plain}

@@ -53,6 +53,16 @@ CASES = [
     ("(a_b, c_d:0.8), ((v, peace_sign)), (smile, :d)", NormalizeOptions(),
      "(a b, c d:0.8), ((v, peace sign)), (smile, :d)"),
     (">:(, :), (:, :d, xd", NormalizeOptions(), ">:\\(, :\\), \\(:, :d, xd"),
+    # A weighted group beside other text is the user's emphasis, kept as written; Danbooru's titles and
+    # times in qualifiers are not weights
+    ("1girl (smile:1.2), (masterpiece:1.2) (best_quality:1.1), solo", NormalizeOptions(),
+     "1girl (smile:1.2), (masterpiece:1.2) (best_quality:1.1), solo"),
+    ("vertin_(reverse:1999), asai_(00:05)", NormalizeOptions(), "vertin \\(reverse:1999\\), asai \\(00:05\\)"),
+    # Parentheses around a weight, a kaomoji or a short word are emphasis; nested groups on short tags too
+    ("(^_^:1.2), (o_o), (8k), ((hd)), ( xd ), ((a), b), (c, (d))", NormalizeOptions(),
+     "(^_^:1.2), (o_o), (8k), ((hd)), (xd), ((a), b), (c, (d))"),
+    # A BREAK inside a word stays text: without its underscore it would split the prompt next time
+    ("BREAK_a, @BREAK, long_hair", NormalizeOptions(), "BREAK_a, @BREAK, long hair"),
 ]
 
 

@@ -131,6 +131,12 @@ def test_without_backtracking_the_cut_tag_is_reported(comfyui, clips):
     assert result.split_tags and "is cut between chunks 1 and 2" in result.report
 
 
+def test_a_break_segment_of_commas_costs_no_chunk(comfyui, clips):
+    cond, report = encode(comfyui, clips["sd15"], "1girl, BREAK, BREAK ,, BREAK solo")
+    assert cond[0][0].shape[1] == 2 * 77
+    assert report.splitlines()[0] == "clip chunks (l): 2"
+
+
 @pytest.mark.parametrize("text", ["", "BREAK BREAK", "(unbalanced, ((tag", "1girl\x00\x07, \U0001F600, smile, \u200b",
                                   ")) stray BREAK (", "tag, " * 5000])
 def test_awkward_input_gives_a_result(comfyui, clips, text):

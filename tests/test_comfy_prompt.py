@@ -1,6 +1,7 @@
 """The prompt normaliser node inside the real ComfyUI."""
 
 import flowanime_testkit as kit
+import pytest
 import torch
 
 
@@ -49,3 +50,20 @@ def test_groups_around_short_tags_keep_their_weight_in_comfyui(comfyui):
         return sorted({round(w, 3) for chunk in clip.tokenize(text)["l"] for _, w in chunk})
 
     assert weights(normalized) == weights(raw.replace("_", " ")) == [0.8, 1.0, 1.2]
+
+
+@pytest.mark.parametrize("raw, expected_weights", [
+    ("1girl (smile:1.2), solo", [1.0, 1.2]),
+    ("(masterpiece:1.3) (best quality:1.1), 1girl", [1.0, 1.1, 1.3]),
+    ("(^_^:1.2), (8k), ((hd)), solo", [1.0, 1.1, 1.2, 1.21]),
+    ("((a), b), (c, (d:0.8))", [0.8, 1.0, 1.1, 1.21]),
+])
+def test_weights_beside_text_and_on_short_words_reach_comfyui_as_written(comfyui, raw, expected_weights):
+    """ComfyUI's own parser gives the normaliser's output the weights it gives the raw text."""
+    normalized = comfyui.node_class("FlowAnimeBooruPromptNormalizer")().normalize(raw, False, False, False)["result"][0]
+    clip = comfyui.node_class("CLIPLoader")().load_clip(kit.CLIP_L, "stable_diffusion")[0]
+
+    def weights(text):
+        return sorted({round(w, 3) for chunk in clip.tokenize(text)["l"] for _, w in chunk})
+
+    assert weights(normalized) == weights(raw) == expected_weights

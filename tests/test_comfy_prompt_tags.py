@@ -88,6 +88,15 @@ def test_counter_counts_the_normalisers_output(comfyui):
     assert [c["segment"] for c in counted["chunks"]] == [0, 1]
 
 
+def test_counter_shows_what_the_node_outputs_with_the_bundled_list(comfyui):
+    """The node reads the bundled tag list by default; so does the counter (here it tells the five-word
+    qualifier from a sentence)."""
+    text = "natsuki (doki doki literature club), 1girl, smile"
+    node_out = comfyui.node_class("FlowAnimeBooruPromptNormalizer")().normalize(text, False, False, False)["result"][0]
+    counted = support(comfyui).count_tokens(text, 20, {"preset": "custom"})
+    assert counted["text"] == node_out == "natsuki \\(doki doki literature club\\), 1girl, smile"
+
+
 def test_counter_is_bounded(comfyui):
     counted = support(comfyui).count_tokens("tag, " * 5000, 20)
     assert "too long" in counted["error"]
