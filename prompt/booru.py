@@ -258,6 +258,12 @@ def _opens_or_closes_a_group(piece: str) -> bool:
 MAX_WRITTEN_WEIGHT = 10.0
 
 
+def _is_wildcard(text: str) -> bool:
+    """`__animals__`, `__styles/ink__`: a wildcard file name (Dynamic Prompts, Impact Pack), expanded by
+    a node after this one."""
+    return len(text) > 4 and text.startswith("__") and text.endswith("__") and " " not in text
+
+
 def _holds_a_weighted_group(text: str) -> bool:
     """`1girl (smile:1.2)`: an item that holds a group with an explicit weight (at most
     MAX_WRITTEN_WEIGHT) besides other text: the user's emphasis, not a Danbooru qualifier. Linear: the
@@ -584,7 +590,7 @@ class _Normalizer:
                 add(general(text, lower, start))
                 continue
             if "_" in text:
-                if lower in KAOMOJI or lower.startswith("score_"):
+                if lower in KAOMOJI or lower.startswith(("score_", "__")):
                     add(general(text, lower, start))
                     continue
                 tag = text.replace("_", " ")
@@ -638,12 +644,12 @@ class _Normalizer:
 
     def general_leaf(self, text: str, lower: str, start: int) -> _Item | None:
         tags, opts = self.tags, self.opts
-        if ("," in text or lower.startswith(_VERBATIM_PREFIXES) or "BREAK" in text
+        if ("," in text or lower.startswith(_VERBATIM_PREFIXES) or "BREAK" in text or _is_wildcard(text)
                 or (")" in text and _holds_a_weighted_group(text) and not (tags is not None and tag_key(text.replace("_", " ")) in tags))):
             # A comma survives only inside parentheses that do not enclose the whole item, e.g.
             # "tag (a, b)": emphasis the user wrote (no Danbooru tag holds a comma), as is a weighted
             # group beside other text, "1girl (smile:1.2)". Embeddings and LoRA syntax are file names,
-            # underscores included. A BREAK inside a word (`BREAK_a`) stays as written: with the
+            # underscores included, and so are wildcards (`__animals__`). A BREAK inside a word (`BREAK_a`) stays as written: with the
             # underscore gone it would split the prompt next time.
             return text, lower, TEXT
         if _is_sentence_collapsed(text) and not (tags is not None and tag_key(text) in tags):

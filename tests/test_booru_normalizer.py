@@ -63,6 +63,8 @@ CASES = [
      "(^_^:1.2), (o_o), (8k), ((hd)), (xd), ((a), b), (c, (d))"),
     # A BREAK inside a word stays text: without its underscore it would split the prompt next time
     ("BREAK_a, @BREAK, long_hair", NormalizeOptions(), "BREAK_a, @BREAK, long hair"),
+    # Wildcards for a later node keep their underscores
+    ("1girl, __hair_colors__, __styles/ink_wash__", NormalizeOptions(), "1girl, __hair_colors__, __styles/ink_wash__"),
 ]
 
 
