@@ -113,7 +113,8 @@ def make_sampler_function(config: SamplerConfig, on_model_call: Callable[[], Non
 
         def on_step(info: StepInfo):
             if callback is not None:
-                # Map sigma travelled onto the step count ComfyUI's progress bar was made for.
+                # The solve's progress (steps done; log sigma travelled for adaptive methods) on the step
+                # count ComfyUI's progress bar was made for.
                 i = min(total_steps - 1, max(0, math.ceil(info.progress * total_steps) - 1))
                 callback({"x": info.x, "i": i, "sigma": info.sigma, "sigma_hat": info.sigma, "denoised": info.denoised})
             if bar is not None:

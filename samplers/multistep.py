@@ -47,6 +47,7 @@ from .ode import (
     first_step,
     model_output_not_finite,
     step_collapsed,
+    travelled,
 )
 
 # Predictor order (the corrector is one higher): 3 from rtol 1e-2 down, 2 above, where order 3 was
@@ -223,7 +224,6 @@ def _solve_adaptive_multistep(form: _AdamsForm, denoiser, x, sigma_start, sigma_
     err_buffer = torch.empty_like(x)
     control = StepControl(first_step(form, sigma_start, x, denoised, 1, settings.rtol), SAFETY, settings.min_factor,
                           MAX_FACTOR)
-    span = abs(sigma_start - sigma_end)
 
     while direction * (t_end - t) > 0:
         remaining = direction * (t_end - t)
@@ -260,7 +260,7 @@ def _solve_adaptive_multistep(form: _AdamsForm, denoiser, x, sigma_start, sigma_
             control.accept(step, ratio, exponent)
             if on_step is not None:
                 sigma = form.sigma_at(t)
-                on_step(StepInfo(sigma, x, d_new, min(1.0, abs(sigma_start - sigma) / span), stats))
+                on_step(StepInfo(sigma, x, d_new, travelled(sigma_start, sigma_end, sigma), stats))
         else:
             stats.rejected += 1
             control.reject(step, ratio, exponent)
@@ -377,7 +377,6 @@ def _solve_fixed_multistep(form: _AdamsForm, denoiser, x, sigmas, order, on_step
         raise ValueError(f"{form.fixed_name} order must be 1, 2 or 3, got {order}")
     stats = SolveStats(f"{form.fixed_name} (order {order})")
     started = time.perf_counter()
-    span = abs(sigmas[0] - sigmas[-1]) or 1.0
     call = _counted_calls(denoiser, stats, on_model_call)
 
     history_t: list[float] = []
@@ -426,7 +425,7 @@ def _solve_fixed_multistep(form: _AdamsForm, denoiser, x, sigmas, order, on_step
                 del history_t[:-order], history_f[:-order]
         stats.accepted += 1
         if on_step is not None:
-            on_step(StepInfo(max(s_next, 0.0), x, denoised, abs(sigmas[0] - max(s_next, 0.0)) / span, stats))
+            on_step(StepInfo(max(s_next, 0.0), x, denoised, (i + 1) / (len(sigmas) - 1), stats))
     stats.final_sigma = max(sigmas[-1], 0.0)
     stats.seconds = time.perf_counter() - started
     return x, stats

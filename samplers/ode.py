@@ -165,11 +165,22 @@ class StepInfo:
     sigma: float
     x: torch.Tensor
     denoised: torch.Tensor
-    progress: float  # 0 at the first sigma, 1 at the last
+    progress: float  # 0 at the first sigma, 1 at the last: steps done (fixed), log-sigma travelled (adaptive)
     stats: SolveStats = field(repr=False)
 
 
 Denoiser = Callable[[torch.Tensor, float], torch.Tensor]
+
+
+def travelled(sigma_start: float, sigma_end: float, sigma: float) -> float:
+    """How far an adaptive solve has come, 0 to 1: in log sigma, where the solvers spend their steps
+    (in sigma itself an eps model's solve would show half done after its first step), or in sigma when
+    an end is 0."""
+    if sigma_start > 0 and sigma_end > 0 and sigma > 0 and sigma_start != sigma_end:
+        done = math.log(sigma_start / sigma) / math.log(sigma_start / sigma_end)
+    else:
+        done = abs(sigma_start - sigma) / (abs(sigma_start - sigma_end) or 1.0)
+    return min(1.0, max(0.0, done))
 
 
 class _Problem:
@@ -354,7 +365,6 @@ def solve_adaptive(
     exponent = 1.0 / (tableau.error_order + 1)
     calls_per_step = tableau.stages - 1 if tableau.fsal else tableau.stages
     x_cur = x
-    span = abs(sigma_start - sigma_end)
 
     # Non-FSAL methods keep one call in hand for the denoised prediction at the end.
     reserve = 0 if tableau.fsal else 1
@@ -388,7 +398,7 @@ def solve_adaptive(
             if on_step is not None:
                 sigma = ode_form.sigma(t)
                 preview = denoised if tableau.fsal else f.last_denoised
-                on_step(StepInfo(sigma, x_cur, preview, min(1.0, abs(sigma_start - sigma) / span), stats))
+                on_step(StepInfo(sigma, x_cur, preview, travelled(sigma_start, sigma_end, sigma), stats))
         else:
             stats.rejected += 1
             control.reject(step, ratio, exponent)
@@ -430,7 +440,6 @@ def solve_fixed(
     started = time.perf_counter()
     f = _Problem(denoiser, ode_form, stats, on_model_call)
     coeffs = tableau.floats()
-    span = abs(sigmas[0] - sigmas[-1]) or 1.0
     for i in range(len(sigmas) - 1):
         s, s_next = sigmas[i], sigmas[i + 1]
         if s_next == s:
@@ -448,7 +457,7 @@ def solve_fixed(
             x = ode_form.x(y_new, t_next)
         stats.accepted += 1
         if on_step is not None:
-            on_step(StepInfo(max(s_next, 0.0), x, denoised, (sigmas[0] - s_next) / span, stats))
+            on_step(StepInfo(max(s_next, 0.0), x, denoised, (i + 1) / (len(sigmas) - 1), stats))
     if not bool(torch.isfinite(x).all()):
         raise ModelOutputNotFinite(
             f"FlowAnime {tableau.name}: the result has NaN or inf: the model returned non-finite values. "

@@ -1,10 +1,13 @@
 """The k-diffusion sampler function our KSampler entries and SAMPLER node hand to ComfyUI."""
 
+import math
+
 import pytest
 import torch
 
 from flowanime.bench.gmm import GaussianMixture, single_gaussian_flow
 from flowanime.samplers.k_sampler import SamplerConfig, make_sampler_function
+from flowanime.samplers.ode import travelled
 
 
 def gaussian_model():
@@ -53,6 +56,26 @@ def test_progress_maps_sigma_travelled_onto_comfyuis_step_count():
     make_sampler_function(SamplerConfig("dopri5"))(model, torch.randn(1, 4, 8, 8), sigmas,
                                                    callback=lambda d: steps.append(d["i"]), disable=True)
     assert steps == sorted(steps) and steps[-1] == 19 and all(0 <= i <= 19 for i in steps)
+
+
+@pytest.mark.parametrize("method", ["flow_multistep", "exp_multistep", "euler", "heun"])
+def test_fixed_methods_report_each_step_in_turn(method):
+    """A fixed method knows its step: the callback's index counts the steps, on a karras-like schedule
+    (long steps in sigma first) and on a rising one (inversion), never ahead and never below 0."""
+    model, _, _ = gaussian_model()
+    for sigmas in (torch.tensor([1.0, 0.5, 0.2, 0.08, 0.03, 0.01, 0.0]), torch.linspace(0.2, 0.9, 7)):
+        steps = []
+        make_sampler_function(SamplerConfig(method))(model, torch.randn(1, 4, 8, 8), sigmas,
+                                                     callback=lambda d: steps.append(d["i"]), disable=True)
+        assert steps == list(range(len(sigmas) - 1)), (method, sigmas.tolist(), steps)
+
+
+def test_adaptive_progress_is_log_sigma_travelled():
+    assert travelled(14.6, 0.03, 14.6) == 0.0 and travelled(14.6, 0.03, 0.03) == pytest.approx(1.0)
+    assert travelled(14.6, 0.03, math.sqrt(14.6 * 0.03)) == pytest.approx(0.5)  # eps: half way in log sigma
+    assert travelled(1.0, 0.0, 0.25) == pytest.approx(0.75)  # an end at 0: in sigma
+    assert travelled(0.2, 0.9, 0.55) == pytest.approx(math.log(0.55 / 0.2) / math.log(0.9 / 0.2))  # rising
+    assert travelled(1.0, 0.001, 2.0) == 0.0 and travelled(1.0, 0.001, 1e-4) == 1.0  # clipped
 
 
 def test_empty_or_flat_schedule_returns_the_input():
