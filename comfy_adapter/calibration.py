@@ -129,6 +129,7 @@ def calibrate(model, positive, negative, cfg: float, latent: dict, settings: Cal
     Returns (sigmas, report, the Calibration when one ran)."""
     import comfy.sample
     import comfy.samplers
+    import comfy.utils
 
     require_supported_config(getattr(model.model, "model_config", None))
     samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
@@ -144,6 +145,10 @@ def calibrate(model, positive, negative, cfg: float, latent: dict, settings: Cal
     model_sampling = model.get_model_object("model_sampling")
     sigma_max = float(model_sampling.sigma_max)
     found = {}
+    progress_bar = comfy.utils.ProgressBar(100)  # the node's bar in the editor: teacher, then checks
+
+    def bar(fraction: float):
+        progress_bar.update_absolute(round(100 * fraction), 100)
 
     def calibration_sampler(k_model, x, sigmas, extra_args=None, callback=None, disable=None):
         extra_args = extra_args or {}
@@ -155,7 +160,7 @@ def calibrate(model, positive, negative, cfg: float, latent: dict, settings: Cal
             return k_model(x_, sigma * s_in, **extra_args).to(x_.dtype)
 
         found["result"] = calibrate_schedule(denoise, x, float(sigmas[0]), settings.steps, settings.order, used,
-                                             on_model_call=interrupt_check())
+                                             on_model_call=interrupt_check(), on_progress=bar)
         return x
 
     guider = comfy.samplers.CFGGuider(model)

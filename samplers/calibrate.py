@@ -31,12 +31,14 @@ import numpy as np
 import torch
 
 from .multistep import solve_adams_pc, solve_exp_multistep
-from .ode import AdaptiveSettings, Denoiser, StepInfo
+from .ode import AdaptiveSettings, Denoiser, StepInfo, travelled
 
 MAX_STEPS = 200
 # A checked error above this (RMS, latent units) means the schedule does not follow the teacher:
 # too few steps for this model, often a draw that settled on another mode. The report says so.
 FAR_FROM_TEACHER = 3e-2
+# Shares of the progress bar: the teacher solve, then the checks (the earlier end's last).
+TEACHER_SHARE, FIRST_CHECK_SHARE = 0.6, 0.3
 # Measured on bench/gmm.py's narrow mixture (the problem we tune on), powers 0.5 to 1.66, 3 to 24
 # calls: 0.75 had the lowest error from 8 calls up; below that it can skip the early steps where
 # the draws pick their mode, and 1.33, which crowds the calls there, did best. With `check` on both
@@ -121,14 +123,17 @@ class TeacherSolve:
 
 
 def teacher_nodes(denoiser: Denoiser, noise: torch.Tensor, sigma_max: float, settings: CalibrationSettings,
-                  on_model_call: Callable[[], None] | None = None) -> TeacherSolve:
+                  on_model_call: Callable[[], None] | None = None,
+                  on_progress: Callable[[float], None] | None = None) -> TeacherSolve:
     """The adaptive solve from sigma_max to sigma_floor, with how close each accepted step's denoised
-    prediction already was to the image the solve ended at."""
+    prediction already was to the image the solve ended at. on_progress: how far it has come, 0 to 1."""
     lams, denoised = [-math.log(sigma_max)], [None]
 
     def on_step(info: StepInfo):
         lams.append(-math.log(info.sigma))
         denoised.append(info.denoised.detach().float().cpu())  # one latent per draw and step: kept off the GPU
+        if on_progress is not None:
+            on_progress(travelled(sigma_max, settings.sigma_floor, info.sigma))
 
     teacher_settings = AdaptiveSettings(rtol=10**settings.teacher_log10_rtol,
                                         atol=10 ** (settings.teacher_log10_rtol - 1),
@@ -170,10 +175,12 @@ def schedule_from_nodes(lams: list[float], steps: int, power: float) -> list[flo
 def calibrate_schedule(denoise: Denoiser, calibration_noise: torch.Tensor, sigma_max: float, steps: int,
                        order: int = 3, settings: CalibrationSettings | None = None,
                        on_model_call: Callable[[], None] | None = None,
-                       log: Callable[[str], None] | None = None) -> Calibration:
+                       log: Callable[[str], None] | None = None,
+                       on_progress: Callable[[float], None] | None = None) -> Calibration:
     """A `steps`-call schedule for exp_multistep of `order`, fitted to `denoise` (batched D(x, sigma))
     from calibration_noise (the starting latents at sigma_max, one per draw). With settings.check,
     each of settings.density_powers is run on the draws and the one closest to the teacher is kept.
+    on_progress: the share of the calibration done, 0 to 1, after each teacher step and check run.
     Returns the sigmas (ending in 0) and what the calibration cost."""
     settings = replace(settings or CalibrationSettings(), steps=steps, order=order)
     if not (math.isfinite(sigma_max) and sigma_max > 2 * settings.sigma_floor):
@@ -187,28 +194,35 @@ def calibrate_schedule(denoise: Denoiser, calibration_noise: torch.Tensor, sigma
     def schedule(lams, power):
         return [sigma_max, *(math.exp(-lam) for lam in schedule_from_nodes(lams, steps, power)[1:]), 0.0]
 
+    def progress(fraction):
+        if on_progress is not None:
+            on_progress(min(1.0, fraction))
+
     with torch.no_grad():
-        teacher = teacher_nodes(denoise, noise, sigma_max, settings, on_model_call)
+        teacher = teacher_nodes(denoise, noise, sigma_max, settings, on_model_call,
+                                lambda done: progress(TEACHER_SHARE * done))
         candidates = settings.density_powers if settings.check else settings.density_powers[:1]
         schedules = {f"{p:g}": (p, schedule(teacher.lams, p)) for p in candidates}
         checked, check_calls = {}, 0
 
-        def check(names):
+        def check(names, start, share):
             nonlocal check_calls
-            for name in names:
+            for done, name in enumerate(names, 1):
                 out, stats = solve_exp_multistep(denoise, noise.clone(), schedules[name][1], order,
                                                  on_model_call=on_model_call)
                 check_calls += stats.model_calls
                 checked[name] = _mean_rms(out, teacher.image)
+                progress(start + share * done / len(names))
 
         if settings.check:
-            check(list(schedules))
+            check(list(schedules), TEACHER_SHARE, FIRST_CHECK_SHARE)
             end = settled_from(teacher.settled, END_SHARE * min(checked.values()))
             end_sigma = math.exp(-teacher.lams[end])
             if end >= 2 and end_sigma >= 2 * settings.sigma_floor:
                 earlier = {f"{p:g} to {end_sigma:.3g}": (p, schedule(teacher.lams[:end + 1], p)) for p in candidates}
                 schedules.update(earlier)
-                check(list(earlier))
+                check(list(earlier), TEACHER_SHARE + FIRST_CHECK_SHARE, 1 - TEACHER_SHARE - FIRST_CHECK_SHARE)
+    progress(1.0)
     name = min(checked, key=checked.get) if checked else next(iter(schedules))
     power, sigmas = schedules[name]
     result = Calibration(torch.tensor(sigmas, dtype=torch.float32), teacher.model_calls, check_calls, noise.shape[0],

@@ -112,6 +112,17 @@ def test_without_the_check_the_first_spread_is_used_unchecked():
     assert result.sigmas[-2].item() == pytest.approx(CalibrationSettings().sigma_floor, rel=1e-5)
 
 
+@pytest.mark.parametrize("check", [True, False])
+def test_progress_rises_through_the_teacher_and_the_checks_to_one(check):
+    gmm, noise, _ = single_gaussian(batch=1, std=0.3)
+    seen = []
+    calibrate_schedule(gmm.denoise, noise, 1.0, 6, settings=CalibrationSettings(check=check), on_progress=seen.append)
+    assert seen == sorted(seen) and seen[-1] == 1.0 and 0 <= seen[0] < 0.6
+    assert any(0.3 < p <= 0.6 for p in seen)  # the teacher's steps, in log sigma travelled
+    if check:
+        assert any(0.6 < p < 1.0 for p in seen)  # the check runs
+
+
 def test_settled_from_finds_where_the_denoised_prediction_stays_close():
     assert settled_from([math.inf, 0.5, 0.01, 0.2, 0.004, 0.002, 0.0], 0.01) == 4  # 0.2 breaks the run at 3
     assert settled_from([math.inf, 0.5, 0.0], 0.01) == 2

@@ -48,8 +48,22 @@ def calibrated_graph(family, steps=6, cfg=4.0):
 
 @pytest.mark.parametrize("family, channels", [("sd3", 16), ("sd15", 4)])
 def test_calibrated_sigmas_drive_sampler_custom_advanced(comfyui, user_dir, family, channels):
+    """The schedule node in a graph with SamplerCustomAdvanced; its progress bar (ComfyUI's hook, as
+    the editor gets it) moves while it calibrates and reaches 100 %."""
+    import comfy.utils
+
     graph, save_id, schedule_id = calibrated_graph(family)
-    result = comfyui.run(graph)
+    updates = []
+    previous = comfy.utils.PROGRESS_BAR_HOOK
+    comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, node_id=None: updates.append((node_id, value, total)))
+    try:
+        result = comfyui.run(graph)
+    finally:
+        comfy.utils.set_progress_bar_global_hook(previous)
+    # 0.3.64 passes node_id None (the server's hook falls back to the node executing); the sampler's
+    # bar counts its 6 steps, ours 100
+    ours = [value for node_id, value, total in updates if node_id in (None, schedule_id) and total == 100]
+    assert len(ours) >= 3 and ours == sorted(ours) and ours[-1] == 100, updates
     latent = comfyui.saved_latent(result, save_id)
     assert latent.shape == (2, channels, 8, 8) and torch.isfinite(latent).all() and latent.std() > 0
     report = result.outputs[schedule_id]["text"][0]
