@@ -644,13 +644,7 @@ class _Normalizer:
 
     def general_leaf(self, text: str, lower: str, start: int) -> _Item | None:
         tags, opts = self.tags, self.opts
-        if ("," in text or lower.startswith(_VERBATIM_PREFIXES) or "BREAK" in text or _is_wildcard(text)
-                or (")" in text and _holds_a_weighted_group(text) and not (tags is not None and tag_key(text.replace("_", " ")) in tags))):
-            # A comma survives only inside parentheses that do not enclose the whole item, e.g.
-            # "tag (a, b)": emphasis the user wrote (no Danbooru tag holds a comma), as is a weighted
-            # group beside other text, "1girl (smile:1.2)". Embeddings and LoRA syntax are file names,
-            # underscores included, and so are wildcards (`__animals__`). A BREAK inside a word (`BREAK_a`) stays as written: with the
-            # underscore gone it would split the prompt next time.
+        if self.kept_as_written(text, lower):
             return text, lower, TEXT
         if _is_sentence_collapsed(text) and not (tags is not None and tag_key(text) in tags):
             return text, lower, TEXT
@@ -672,6 +666,19 @@ class _Normalizer:
         if _is_sentence_collapsed(tag) and not (tags is not None and tag_key(tag) in tags):
             category = TEXT  # as in listed()
         return tag, tag.lower(), category
+
+    def kept_as_written(self, text: str, lower: str) -> bool:
+        """Items whose text is the user's syntax, not a tag to respell:
+        - a comma inside parentheses that do not enclose the whole item, `tag (a, b)`: emphasis the
+          user wrote (no Danbooru tag holds a comma), as is a weighted group beside other text,
+          `1girl (smile:1.2)`, unless the tag list knows the item (`asai_(00:05)`);
+        - embeddings, LoRA syntax and wildcards (`__animals__`): file names, underscores included;
+        - a BREAK inside a word (`BREAK_a`): without its underscore it would split the prompt next time."""
+        if "," in text or lower.startswith(_VERBATIM_PREFIXES) or "BREAK" in text or _is_wildcard(text):
+            return True
+        if ")" not in text or not _holds_a_weighted_group(text):
+            return False
+        return self.tags is None or tag_key(text.replace("_", " ")) not in self.tags
 
     def artist(self, name: str, as_written: str) -> str:
         name = name.strip()
