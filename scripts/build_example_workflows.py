@@ -310,13 +310,19 @@ def sample_decode_save(g, model, pos, neg, latent, vae, prefix, col=3, decode_y=
     g.add("SaveImage", col + 2, decode_y, {"filename_prefix": f"FlowAnime/{prefix}"}, images=(image, 0))
 
 
-def nekofantasia(g):
+def nekofantasia_inputs(g):
+    """Checkpoint, the three text encoders, the flow patch (shift 3), the card's prompts, ~1 MP latent."""
     ckpt = g.add("CheckpointLoaderSimple", 0, TOP, {"ckpt_name": "nekofantasia_v0.1.safetensors"})
     clip = g.add("TripleCLIPLoader", 0, None, {"clip_name1": "clip_l.safetensors", "clip_name2": "clip_g.safetensors",
                                                "clip_name3": "t5xxl_fp16.safetensors"})
     flow = g.add(kit.PATCH, 1, MODEL_Y, {"shift": 3.0}, model=(ckpt, 0))
     pos, neg = encode_pair(g, (clip, 0), NEKO_PROMPT, NEKO_NEGATIVE, {"drop_quality_tags": True})
     latent = g.add("FlowAnimeEmptyLatentForModel", 2, LATENT_Y, {"preset": "896x1152 (7:9 portrait)"}, model=(flow, 0))
+    return ckpt, flow, pos, neg, latent
+
+
+def nekofantasia(g):
+    ckpt, flow, pos, neg, latent = nekofantasia_inputs(g)
     sample_decode_save(g, (flow, 0), pos, neg, latent, (ckpt, 2), "nekofantasia", steps=20, cfg=5.0,
                        sampler_name="flowanime_dopri5", scheduler="simple")
     g.add("Note", 3, None, {"text": "Nekofantasia 0.1 (SD3.5 Medium, rectified flow). Card recipe: Dopri5 (adaptive: "
@@ -326,12 +332,7 @@ def nekofantasia(g):
 
 def nekofantasia_calibrated(g):
     """The same model and prompts, sampled in a fixed number of calls on sigmas calibrated to the model."""
-    ckpt = g.add("CheckpointLoaderSimple", 0, TOP, {"ckpt_name": "nekofantasia_v0.1.safetensors"})
-    clip = g.add("TripleCLIPLoader", 0, None, {"clip_name1": "clip_l.safetensors", "clip_name2": "clip_g.safetensors",
-                                               "clip_name3": "t5xxl_fp16.safetensors"})
-    flow = g.add(kit.PATCH, 1, MODEL_Y, {"shift": 3.0}, model=(ckpt, 0))
-    pos, neg = encode_pair(g, (clip, 0), NEKO_PROMPT, NEKO_NEGATIVE, {"drop_quality_tags": True})
-    latent = g.add("FlowAnimeEmptyLatentForModel", 2, LATENT_Y, {"preset": "896x1152 (7:9 portrait)"}, model=(flow, 0))
+    ckpt, flow, pos, neg, latent = nekofantasia_inputs(g)
     schedule = g.add("FlowAnimeCalibratedSchedule", 3, MODEL_Y, {"cfg": 5.0, "steps": 12}, model=(flow, 0),
                      positive=(pos, 0), negative=(neg, 0), latent=(latent, 0))
     guider = g.add("CFGGuider", 3, None, {"cfg": 5.0}, model=(flow, 0), positive=(pos, 0), negative=(neg, 0))
