@@ -14,9 +14,15 @@ execution.py@04e2a91 (validate_inputs checks a combo value against the options I
 from __future__ import annotations
 
 import functools
+import logging
 
 from ..samplers.k_sampler import SamplerConfig, make_sampler_function
 from .models import require_supported_config
+
+log = logging.getLogger("FlowAnime")
+# Methods that integrate a rectified flow's velocity in sigma: on an eps or v model they extrapolate
+# a quantity that is not nearly constant along the path (README: the `method` row).
+FLOW_TIME_FIXED_METHODS = ("flow_multistep",)
 
 
 def interrupt_check():
@@ -40,12 +46,17 @@ def model_sampling_of(k_model):
 def sigma_floor(k_model) -> float:
     """Flow (CONST) models are trained on continuous time: stop at sigma_min. Models with a discrete
     noise table (eps, v) stop no lower than the smallest sigma they were trained on."""
+    if is_flow_model(k_model):
+        return 0.0
+    return float(model_sampling_of(k_model).sigma_min)
+
+
+def is_flow_model(k_model) -> bool:
+    """Whether ComfyUI samples this model as a rectified flow (CONST model sampling); True when unknown."""
     import comfy.model_sampling
 
     model_sampling = model_sampling_of(k_model)
-    if model_sampling is None or isinstance(model_sampling, comfy.model_sampling.CONST):
-        return 0.0
-    return float(model_sampling.sigma_min)
+    return model_sampling is None or isinstance(model_sampling, comfy.model_sampling.CONST)
 
 
 def conditioning_of(k_model) -> dict:
@@ -76,6 +87,11 @@ def comfy_sampler_function(config: SamplerConfig):
     @functools.wraps(solve)
     def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
         require_supported_config(getattr(base_model_of(model), "model_config", None))
+        if config.method in FLOW_TIME_FIXED_METHODS and not is_flow_model(model):
+            log.warning("FlowAnime %s is made for rectified-flow models; this model predicts eps or v, where "
+                        "exp_multistep (or ComfyUI's dpmpp_2m) follows the path more closely for the same calls. "
+                        "Or make it a flow model with the FlowAnime rectified-flow patch if it was trained as one.",
+                        config.method)
         return solve(model, x, sigmas, extra_args, callback, disable)
 
     return sample

@@ -170,3 +170,16 @@ def test_partial_pass_ends_on_its_last_sigma_and_denoise_below_one_works(comfyui
                                          start_step=0, last_step=5, force_full_denoise=False)[0]["samples"]
     full = ksample(comfyui, model, pos, neg, latent, "flowanime_bosh3")
     assert torch.isfinite(part).all() and not torch.allclose(part, full, atol=1e-3)
+
+
+@pytest.mark.parametrize("sampler, patch, warns", [
+    ("flowanime_flow_multistep", None, True),  # SD1.5 as loaded: eps
+    ("flowanime_flow_multistep", {"shift": 3.0}, False),  # made a flow by our patch
+    ("flowanime_adams_pc", None, False),
+])
+def test_flow_multistep_on_an_eps_model_says_what_fits_better(comfyui, caplog, sampler, patch, warns):
+    graph, _ = kit.txt2img("sd15", sampler, "simple", steps=4, patch=patch)
+    with caplog.at_level("WARNING", logger="FlowAnime"):
+        comfyui.run(graph)
+    warned = [r.getMessage() for r in caplog.records if r.name == "FlowAnime" and "made for rectified-flow" in r.getMessage()]
+    assert bool(warned) == warns and all("exp_multistep" in w for w in warned)
