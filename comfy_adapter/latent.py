@@ -5,7 +5,7 @@ Checked against newer ComfyUI: comfy/latent_formats.py@75399d7 (LatentFormat.spa
 {"samples": ..., "downscale_ratio_spacial": 8}), and comfy/sample.py's fix_empty_latent_channels as
 comfy_extras/nodes_custom_sampler.py@4be318a calls it (an all-zero latent tagged with a ratio other
 than the model's is resized to the model's ratio before sampling). 0.3.64's latent formats carry no
-ratio (8 then) and its samplers ignore the tag.
+ratio (8 for most; UNDECLARED_DOWNSCALE holds the others, from 75399d7) and its samplers ignore the tag.
 """
 
 from __future__ import annotations
@@ -13,8 +13,24 @@ from __future__ import annotations
 from ..resolution.presets import LatentSpec
 from .models import require_supported_model
 
-DEFAULT_DOWNSCALE = 8  # LatentFormat's default, and every format of ComfyUI 0.3.64
+DEFAULT_DOWNSCALE = 8  # LatentFormat's default
 DOWNSCALE_TAG = "downscale_ratio_spacial"  # ComfyUI's spelling
+# The spatial downscale of formats that ComfyUI 0.3.64 has but does not declare (none of its formats
+# carries the attribute), as comfy/latent_formats.py@75399d7 declares them; matched by class name
+# along the format's class hierarchy.
+UNDECLARED_DOWNSCALE = {
+    "LTXV": 32, "HunyuanImage21": 32, "Wan22": 16, "Flux2": 16, "QwenImage21": 16, "HunyuanVideo15": 16,
+    "MiniMaxH3Video": 16, "ChromaRadiance": 1,
+}
+# Latents this node does not make (they are not one image per latent at a fixed downscale): refused
+# with a pointer to ComfyUI's own node for them. Formats with latent_dimensions 1 (audio, 3-D shapes)
+# are refused too.
+NOT_IMAGE_LATENTS = {
+    "SC_Prior": "Stable Cascade's stage C latent (compression 42)",
+    "SC_B": "Stable Cascade's stage B latent",
+    "ACEAudio": "an audio latent",
+    "HunyuanImage21Refiner": "the Hunyuan Image 2.1 refiner's packed frames",
+}
 
 
 def latent_format(model_patcher):
@@ -28,8 +44,16 @@ def latent_format(model_patcher):
     return model_patcher.model.latent_format
 
 
+def _class_names(fmt) -> list[str]:
+    return [cls.__name__ for cls in type(fmt).__mro__]
+
+
 def spatial_downscale_ratio(model_patcher) -> int:
-    ratio = getattr(latent_format(model_patcher), "spacial_downscale_ratio", DEFAULT_DOWNSCALE)
+    fmt = latent_format(model_patcher)
+    if hasattr(fmt, "spacial_downscale_ratio"):
+        ratio = fmt.spacial_downscale_ratio
+    else:  # ComfyUI 0.3.64
+        ratio = next((UNDECLARED_DOWNSCALE[n] for n in _class_names(fmt) if n in UNDECLARED_DOWNSCALE), DEFAULT_DOWNSCALE)
     if not isinstance(ratio, int) or isinstance(ratio, bool) or ratio <= 0:
         raise ValueError(f"FlowAnime: the model's latent format declares a spatial downscale of {ratio!r}; "
                          "this node needs a positive whole number. Use ComfyUI's own empty-latent node for this model.")
@@ -40,6 +64,12 @@ def latent_spec(model_patcher) -> LatentSpec:
     """Channels, layout, downscale and family of the connected model's latents."""
     require_supported_model(model_patcher)
     fmt = latent_format(model_patcher)
+    what = next((NOT_IMAGE_LATENTS[n] for n in _class_names(fmt) if n in NOT_IMAGE_LATENTS), None)
+    if what is None and int(getattr(fmt, "latent_dimensions", 2)) not in (2, 3):
+        what = "a one-dimensional latent (audio or a 3-D shape)"
+    if what is not None:
+        raise ValueError(f"FlowAnime: Empty Latent for Model makes image latents; this model samples {what} "
+                         f"({type(fmt).__name__}). Use ComfyUI's own empty-latent node for this model.")
     return LatentSpec(
         family=type(model_patcher.model.model_config).__name__,
         channels=int(fmt.latent_channels),

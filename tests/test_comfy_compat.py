@@ -178,6 +178,41 @@ def test_empty_latent_uses_the_models_downscale_and_tags_it(comfyui, unet, chann
         assert fix_empty_latent_as_newer_core(model, torch.zeros((1, channels, 96, 128)), 8).shape[-1] == 128 * 8 // ratio
 
 
+def with_format(model, name):
+    """The model with one of ComfyUI's own latent formats (0.3.64's classes, which declare no ratio)."""
+    import comfy.latent_formats
+
+    m = model.clone()
+    m.add_object_patch("latent_format", getattr(comfy.latent_formats, name)())
+    return m
+
+
+@pytest.mark.parametrize("name, shape", [
+    ("LTXV", (1, 128, 1, 32, 32)),  # ComfyUI's own EmptyLTXVLatentVideo: ÷32, one frame
+    ("Wan22", (1, 48, 1, 64, 64)),  # ÷16
+    ("HunyuanImage21", (1, 64, 32, 32)),  # ÷32
+    ("ChromaRadiance", (1, 3, 1024, 1024)),  # pixel space
+    ("Flux", (1, 16, 128, 128)),  # ÷8, as before
+])
+def test_formats_0364_does_not_declare_get_newer_comfyuis_ratio(comfyui, name, shape):
+    """0.3.64's formats carry no downscale: the ones that are not 8x per side get the ratio newer
+    ComfyUI declares for them (latent_formats.py@75399d7), not a latent 4x too large."""
+    import comfy.latent_formats
+
+    if hasattr(getattr(comfy.latent_formats, name, None), "spacial_downscale_ratio") or not hasattr(comfy.latent_formats, name):
+        pytest.skip(f"this ComfyUI declares {name}'s ratio itself (or lacks it)")
+    model = with_format(load_unet(comfyui, kit.SD3_MMDIT), name)
+    latent = comfyui.node_class(LATENT_NODE)().generate(model, "custom", 1024, 1024, 1)[0]
+    assert tuple(latent["samples"].shape) == shape and latent["downscale_ratio_spacial"] == 1024 // shape[-1]
+
+
+@pytest.mark.parametrize("name", ["StableAudio1", "Hunyuan3Dv2", "ACEAudio", "SC_Prior", "SC_B"])
+def test_latents_that_are_not_images_are_refused_with_the_node_to_use(comfyui, name):
+    model = with_format(load_unet(comfyui, kit.SD3_MMDIT), name)
+    with pytest.raises(ValueError, match="Use ComfyUI's own empty-latent node"):
+        comfyui.node_class(LATENT_NODE)().generate(model, "custom", 1024, 1024, 1)
+
+
 @pytest.mark.parametrize("ratio, width, message", [(16, 1000, "multiple of 16"), (32, 1040, "multiple of 32")])
 def test_size_checks_follow_the_downscale(comfyui, ratio, width, message):
     model = with_downscale(load_unet(comfyui, kit.SD15_UNET), ratio)
