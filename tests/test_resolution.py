@@ -31,3 +31,9 @@ def test_custom_sizes_are_checked_and_the_error_names_the_setting():
         resolve_size("custom", 1024, 1000, rule_for("SDXL", 4))
     with pytest.raises(ValueError, match="'preset'"):
         resolve_size("2048x2048", 0, 0, rule_for("SD3", 16))
+
+
+def test_every_size_the_nekofantasia_card_recommends_is_a_preset():
+    card = [(1024, 1024), (896, 1152), (832, 1216), (768, 1344), (640, 1536),
+            (1152, 896), (1216, 832), (1344, 768), (1536, 640)]  # "Recommended Resolutions"
+    assert set(card) <= set(PRESETS.values())
