@@ -31,6 +31,14 @@ class EmptyLatentForModel:
     )
 
     def generate(self, model, preset, width, height, batch_size):
+        # The editor's validation keeps these in range; a graph queued through the API may not. Width and
+        # height count only for the custom preset.
+        checked = [("batch_size", batch_size, 1, 4096)]
+        if preset == "custom":
+            checked += [("width", width, 64, 16384), ("height", height, 64, 16384)]
+        for name, value, low, high in checked:
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"FlowAnime: '{name}' must be a whole number from {low} to {high}, got {value!r}.")
         spec = latent_spec(model)
         width, height = resolve_size(preset, width, height, rule_for(spec.family, spec.channels, spec.downscale))
         return (empty_latent(spec, width, height, batch_size), width, height)

@@ -31,6 +31,17 @@ def test_sizes_the_family_cannot_take_get_a_clear_error_in_a_graph(comfyui):
     assert "width 1000 (from 'width') is not a multiple of 64" in result.error["exception_message"]
 
 
+@pytest.mark.parametrize("preset, width, height, batch, setting", [
+    ("custom", 1024, 1024, 0, "batch_size"), ("1024x1024 (1:1)", 0, 0, -1, "batch_size"),
+    ("custom", 1024.5, 1024, 1, "width"), ("custom", 1024, 32, 1, "height"), ("custom", 1024, 1024, True, "batch_size"),
+])
+def test_values_only_the_api_can_send_are_refused_by_name(comfyui, preset, width, height, batch, setting):
+    """The editor keeps widgets in range; a graph queued through the API gets the same limits as a
+    clear error instead of a torch error from the empty tensor."""
+    with pytest.raises(ValueError, match=f"'{setting}' must be a whole number"):
+        comfyui.node_class(NODE)().generate(unet(comfyui, kit.SD3_MMDIT), preset, width, height, batch)
+
+
 def test_latent_feeds_a_sampler(comfyui):
     from comfy_execution.graph_utils import GraphBuilder
 
