@@ -5,6 +5,8 @@ from __future__ import annotations
 from ..comfy_adapter.latent import empty_latent, latent_spec
 from ..resolution.presets import PRESETS, resolve_size, rule_for
 
+SIDE_RANGE, BATCH_RANGE = (64, 16384), (1, 4096)  # the widgets' limits, also checked for API-queued graphs
+
 
 class EmptyLatentForModel:
     @classmethod
@@ -15,9 +17,9 @@ class EmptyLatentForModel:
                                                "Anima) and which sizes are allowed."}),
                 "preset": (list(PRESETS), {"default": "896x1152 (7:9 portrait)",
                                            "tooltip": "~1 MP sizes the model cards recommend; custom uses width/height."}),
-                "width": ("INT", {"default": 1024, "min": 64, "max": 16384, "step": 8}),
-                "height": ("INT", {"default": 1024, "min": 64, "max": 16384, "step": 8}),
-                "batch_size": ("INT", {"default": 1, "min": 1, "max": 4096}),
+                "width": ("INT", {"default": 1024, "min": SIDE_RANGE[0], "max": SIDE_RANGE[1], "step": 8}),
+                "height": ("INT", {"default": 1024, "min": SIDE_RANGE[0], "max": SIDE_RANGE[1], "step": 8}),
+                "batch_size": ("INT", {"default": 1, "min": BATCH_RANGE[0], "max": BATCH_RANGE[1]}),
             }
         }
 
@@ -33,9 +35,9 @@ class EmptyLatentForModel:
     def generate(self, model, preset, width, height, batch_size):
         # The editor's validation keeps these in range; a graph queued through the API may not. Width and
         # height count only for the custom preset.
-        checked = [("batch_size", batch_size, 1, 4096)]
+        checked = [("batch_size", batch_size, *BATCH_RANGE)]
         if preset == "custom":
-            checked += [("width", width, 64, 16384), ("height", height, 64, 16384)]
+            checked += [("width", width, *SIDE_RANGE), ("height", height, *SIDE_RANGE)]
         for name, value, low, high in checked:
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise ValueError(f"FlowAnime: '{name}' must be a whole number from {low} to {high}, got {value!r}.")
