@@ -142,6 +142,41 @@ def _clean(text: str) -> tuple[str, bool]:
     return _INVISIBLE.sub("", _CONTROL.sub(" ", text)), False
 
 
+# One tag per line is a list: a line break between two lines of text separates them as a comma does,
+# unless the line before it ends an item or a sentence, escapes the break, opens a group or breaks a
+# sentence (its last item has five words or more), or the next line goes on with a comma or closes a group.
+_LINE_BREAK = re.compile(r"(\r\n?|[\n\u2028\u2029])")
+_ENDS_ITEM = frozenset(",.!?;:\\")
+_CONTINUES_ITEM = frozenset(",)")
+
+
+def _separates(line: str, next_line: str) -> bool:
+    """Whether a line break between `line` and `next_line` (both stripped, not empty) separates two
+    items. `>:(` ends an item; a `(` on its own opens a group."""
+    if line[-1] in _ENDS_ITEM or next_line[0] in _CONTINUES_ITEM:
+        return False
+    if line[-1] == "(" and (len(line) == 1 or line[-2].isspace() or line[-2] == "("):
+        return False
+    return not is_sentence(line[line.rfind(",") + 1:].rsplit(BREAK, 1)[-1])
+
+
+def _line_breaks_as_commas(text: str) -> str:
+    """The first line break between two lines of text becomes a comma where it separates two items
+    (one character for one: positions stay). Linear: each line is stripped and searched once."""
+    parts = _LINE_BREAK.split(text)  # text, break, text, break, ..., text
+    before = parts[0].strip()  # the last line with text so far ("" before any)
+    pending = None  # the first break after it
+    for index in range(1, len(parts), 2):
+        if pending is None and before:
+            pending = index
+        line = parts[index + 1].strip()
+        if line:
+            if pending is not None and _separates(before, line):
+                parts[pending] = "," + parts[pending][1:]
+            pending, before = None, line
+    return "".join(parts)
+
+
 def _unescape(text: str) -> str:
     return text.replace("\\(", "(").replace("\\)", ")")
 
@@ -799,6 +834,8 @@ def normalize_with_report(prompt: str, options: NormalizeOptions = NormalizeOpti
 
 def _normalize_with_report(prompt: str, options: NormalizeOptions, tags) -> tuple[str, TagReport]:
     text, printable = _clean(prompt)
+    if not printable:
+        text = _line_breaks_as_commas(text)
     report = TagReport(source=tags.source, size=len(tags)) if tags is not None else TagReport()
     worker = _Normalizer(text, options, tags, report, printable)
     root, live = _parse(text)

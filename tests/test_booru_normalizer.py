@@ -63,6 +63,14 @@ CASES = [
      "(^_^:1.2), (o_o), (8k), ((hd)), (xd), ((a), b), (c, (d))"),
     # A BREAK inside a word stays text: without its underscore it would split the prompt next time
     ("BREAK_a, @BREAK, long_hair", NormalizeOptions(), "BREAK_a, @BREAK, long hair"),
+    # One tag per line: a line break separates tags as a comma does, but not in a sentence (after its end
+    # or five words), in the middle of a weight or where the next line goes on with a comma
+    ("masterpiece\nlong_hair\r\n\r\nblue_eyes, smile\nBREAK\nby_wlop\n", NormalizeOptions(),
+     "masterpiece, long hair, blue eyes, smile BREAK by wlop"),
+    ("1girl\n>:(\n:d\n(\nlong_hair\nsmile\n:1.2)\n, solo", NormalizeOptions(),
+     "1girl, >:\\(, :d, (long hair, smile:1.2), solo"),
+    ("1girl, solo\nA girl with long silver hair\nstands in the rain.\nShe holds an umbrella\nblue_eyes", NormalizeOptions(),
+     "1girl, solo, A girl with long silver hair stands in the rain. She holds an umbrella, blue eyes"),
     # Wildcards for a later node keep their underscores
     ("1girl, __hair_colors__, __styles/ink_wash__", NormalizeOptions(), "1girl, __hair_colors__, __styles/ink_wash__"),
 ]
@@ -89,7 +97,7 @@ tags = plain_tags | qualified | special
 weighted = st.tuples(plain_tags, st.sampled_from(["0.8", "1.2", "1.05"])).map(lambda t: f"({t[0]}:{t[1]})")
 emphasis = plain_tags.map(lambda t: f"(({t}))")
 sentence = st.just("A girl stands in the rain, holding an umbrella.")
-separators = st.sampled_from([", ", ",", " , ", ",,  ", ",\n"])
+separators = st.sampled_from([", ", ",", " , ", ",,  ", ",\n", "\n", "\r\n", " \n\n "])
 
 
 @st.composite
@@ -97,7 +105,10 @@ def prompts(draw):
     pieces = draw(st.lists(tags | weighted | emphasis | sentence | st.just("BREAK"), min_size=1, max_size=12))
     text = ""
     for piece in pieces:
-        text += piece if piece == "BREAK" else piece + draw(separators)
+        separator = draw(separators)
+        if piece.endswith(".") and "," not in separator:  # a line break after a sentence is white space
+            separator = ", "
+        text += piece if piece == "BREAK" else piece + separator
         if piece == "BREAK":
             text = text.rstrip(",") + " BREAK "
     return text, pieces

@@ -65,6 +65,9 @@ HOSTILE = {
     "break words": lambda n: "BREAK" * n,
     "sentence ends": lambda n: "a." * n,
     "score tags": lambda n: "score_" + "9" * n + "x",
+    "one tag per line": lambda n: "long_hair\n" * n,
+    "blank lines": lambda n: "a" + "\r\n \n" * n + "b",
+    "line breaks in a group": lambda n: "(" + "a\n" * n + ":1.2)",
 }
 
 
