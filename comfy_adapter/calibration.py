@@ -9,7 +9,9 @@ tensors, CFG, the latent's shape, the draws, the seed and the calibration settin
 
 Checked against newer ComfyUI: comfy/samplers.py@311c014 (CFGGuider(model_patcher), set_conds,
 set_cfg, sample(noise, latent_image, sampler, sigmas, ..., seed); KSAMPLER(sampler_function)),
-comfy/sample.py (prepare_noise, fix_empty_latent_channels) and folder_paths.get_user_directory.
+comfy/sample.py (prepare_noise, fix_empty_latent_channels), folder_paths.get_user_directory and
+latent_preview.py@2d619ed (prepare_callback(model, steps) -> callback(step, x0, x, total_steps), which
+moves the node's bar to step + 1 with a preview of x0 in the user's preview method).
 """
 
 from __future__ import annotations
@@ -129,7 +131,7 @@ def calibrate(model, positive, negative, cfg: float, latent: dict, settings: Cal
     Returns (sigmas, report, the Calibration when one ran)."""
     import comfy.sample
     import comfy.samplers
-    import comfy.utils
+    import latent_preview
 
     require_supported_config(getattr(model.model, "model_config", None))
     samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
@@ -145,10 +147,11 @@ def calibrate(model, positive, negative, cfg: float, latent: dict, settings: Cal
     model_sampling = model.get_model_object("model_sampling")
     sigma_max = float(model_sampling.sigma_max)
     found = {}
-    progress_bar = comfy.utils.ProgressBar(100)  # the node's bar in the editor: teacher, then checks
+    # The node's bar in the editor (teacher, then checks), with a preview of the teacher's image so far
+    preview = latent_preview.prepare_callback(model, 100)
 
-    def bar(fraction: float):
-        progress_bar.update_absolute(round(100 * fraction), 100)
+    def bar(fraction: float, denoised: torch.Tensor):
+        preview(round(100 * fraction) - 1, denoised[:1], None, 100)
 
     def calibration_sampler(k_model, x, sigmas, extra_args=None, callback=None, disable=None):
         extra_args = extra_args or {}

@@ -124,16 +124,17 @@ class TeacherSolve:
 
 def teacher_nodes(denoiser: Denoiser, noise: torch.Tensor, sigma_max: float, settings: CalibrationSettings,
                   on_model_call: Callable[[], None] | None = None,
-                  on_progress: Callable[[float], None] | None = None) -> TeacherSolve:
+                  on_progress: Callable[[float, torch.Tensor], None] | None = None) -> TeacherSolve:
     """The adaptive solve from sigma_max to sigma_floor, with how close each accepted step's denoised
-    prediction already was to the image the solve ended at. on_progress: how far it has come, 0 to 1."""
+    prediction already was to the image the solve ended at. on_progress: how far it has come, 0 to 1,
+    and the step's denoised prediction (for a preview)."""
     lams, denoised = [-math.log(sigma_max)], [None]
 
     def on_step(info: StepInfo):
         lams.append(-math.log(info.sigma))
         denoised.append(info.denoised.detach().float().cpu())  # one latent per draw and step: kept off the GPU
         if on_progress is not None:
-            on_progress(travelled(sigma_max, settings.sigma_floor, info.sigma))
+            on_progress(travelled(sigma_max, settings.sigma_floor, info.sigma), info.denoised)
 
     teacher_settings = AdaptiveSettings(rtol=10**settings.teacher_log10_rtol,
                                         atol=10 ** (settings.teacher_log10_rtol - 1),
@@ -176,11 +177,12 @@ def calibrate_schedule(denoise: Denoiser, calibration_noise: torch.Tensor, sigma
                        order: int = 3, settings: CalibrationSettings | None = None,
                        on_model_call: Callable[[], None] | None = None,
                        log: Callable[[str], None] | None = None,
-                       on_progress: Callable[[float], None] | None = None) -> Calibration:
+                       on_progress: Callable[[float, torch.Tensor], None] | None = None) -> Calibration:
     """A `steps`-call schedule for exp_multistep of `order`, fitted to `denoise` (batched D(x, sigma))
     from calibration_noise (the starting latents at sigma_max, one per draw). With settings.check,
     each of settings.density_powers is run on the draws and the one closest to the teacher is kept.
-    on_progress: the share of the calibration done, 0 to 1, after each teacher step and check run.
+    on_progress: the share of the calibration done, 0 to 1, after each teacher step and check run, with
+    the teacher's latest denoised prediction (its image, once it has finished), for a preview.
     Returns the sigmas (ending in 0) and what the calibration cost."""
     settings = replace(settings or CalibrationSettings(), steps=steps, order=order)
     if not (math.isfinite(sigma_max) and sigma_max > 2 * settings.sigma_floor):
@@ -194,13 +196,13 @@ def calibrate_schedule(denoise: Denoiser, calibration_noise: torch.Tensor, sigma
     def schedule(lams, power):
         return [sigma_max, *(math.exp(-lam) for lam in schedule_from_nodes(lams, steps, power)[1:]), 0.0]
 
-    def progress(fraction):
+    def progress(fraction, denoised):
         if on_progress is not None:
-            on_progress(min(1.0, fraction))
+            on_progress(min(1.0, fraction), denoised)
 
     with torch.no_grad():
         teacher = teacher_nodes(denoise, noise, sigma_max, settings, on_model_call,
-                                lambda done: progress(TEACHER_SHARE * done))
+                                lambda done, denoised: progress(TEACHER_SHARE * done, denoised))
         candidates = settings.density_powers if settings.check else settings.density_powers[:1]
         schedules = {f"{p:g}": (p, schedule(teacher.lams, p)) for p in candidates}
         checked, check_calls = {}, 0
@@ -212,7 +214,7 @@ def calibrate_schedule(denoise: Denoiser, calibration_noise: torch.Tensor, sigma
                                                  on_model_call=on_model_call)
                 check_calls += stats.model_calls
                 checked[name] = _mean_rms(out, teacher.image)
-                progress(start + share * done / len(names))
+                progress(start + share * done / len(names), teacher.image)
 
         if settings.check:
             check(list(schedules), TEACHER_SHARE, FIRST_CHECK_SHARE)
@@ -222,7 +224,7 @@ def calibrate_schedule(denoise: Denoiser, calibration_noise: torch.Tensor, sigma
                 earlier = {f"{p:g} to {end_sigma:.3g}": (p, schedule(teacher.lams[:end + 1], p)) for p in candidates}
                 schedules.update(earlier)
                 check(list(earlier), TEACHER_SHARE + FIRST_CHECK_SHARE, 1 - TEACHER_SHARE - FIRST_CHECK_SHARE)
-    progress(1.0)
+    progress(1.0, teacher.image)
     name = min(checked, key=checked.get) if checked else next(iter(schedules))
     power, sigmas = schedules[name]
     result = Calibration(torch.tensor(sigmas, dtype=torch.float32), teacher.model_calls, check_calls, noise.shape[0],

@@ -114,10 +114,21 @@ def test_without_the_check_the_first_spread_is_used_unchecked():
 
 @pytest.mark.parametrize("check", [True, False])
 def test_progress_rises_through_the_teacher_and_the_checks_to_one(check):
-    gmm, noise, _ = single_gaussian(batch=1, std=0.3)
-    seen = []
-    calibrate_schedule(gmm.denoise, noise, 1.0, 6, settings=CalibrationSettings(check=check), on_progress=seen.append)
+    gmm, noise, exact = single_gaussian(batch=1, std=0.3)
+    seen, previews = [], []
+
+    def on_progress(fraction, denoised):
+        seen.append(fraction)
+        previews.append(denoised)
+
+    result = calibrate_schedule(gmm.denoise, noise, 1.0, 6, settings=CalibrationSettings(check=check),
+                                on_progress=on_progress)
     assert seen == sorted(seen) and seen[-1] == 1.0 and 0 <= seen[0] < 0.6
+    # each update comes with the teacher's denoised prediction so far, for the node's preview; it
+    # approaches the exact image (the Gaussian's flow ends at a known point)
+    assert all(p.shape == noise.shape and torch.isfinite(p).all() for p in previews)
+    first, last = (rms_error(p, exact) for p in (previews[0], previews[-1]))
+    assert last < first / 10 and result.sigmas[-1] == 0
     assert any(0.3 < p <= 0.6 for p in seen)  # the teacher's steps, in log sigma travelled
     if check:
         assert any(0.6 < p < 1.0 for p in seen)  # the check runs

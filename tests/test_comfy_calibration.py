@@ -49,21 +49,29 @@ def calibrated_graph(family, steps=6, cfg=4.0):
 @pytest.mark.parametrize("family, channels", [("sd3", 16), ("sd15", 4)])
 def test_calibrated_sigmas_drive_sampler_custom_advanced(comfyui, user_dir, family, channels):
     """The schedule node in a graph with SamplerCustomAdvanced; its progress bar (ComfyUI's hook, as
-    the editor gets it) moves while it calibrates and reaches 100 %."""
+    the editor gets it) moves while it calibrates and reaches 100 %, with latent previews of the
+    teacher's image when the user has previews on."""
     import comfy.utils
+    from comfy.cli_args import LatentPreviewMethod, args
 
     graph, save_id, schedule_id = calibrated_graph(family)
     updates = []
-    previous = comfy.utils.PROGRESS_BAR_HOOK
-    comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, node_id=None: updates.append((node_id, value, total)))
+    previous, method = comfy.utils.PROGRESS_BAR_HOOK, args.preview_method
+    comfy.utils.set_progress_bar_global_hook(
+        lambda value, total, preview, node_id=None: updates.append((node_id, value, total, preview)))
+    args.preview_method = LatentPreviewMethod.Latent2RGB  # `--preview-method latent2rgb`
     try:
         result = comfyui.run(graph)
     finally:
         comfy.utils.set_progress_bar_global_hook(previous)
+        args.preview_method = method
     # 0.3.64 passes node_id None (the server's hook falls back to the node executing); the sampler's
     # bar counts its 6 steps, ours 100
-    ours = [value for node_id, value, total in updates if node_id in (None, schedule_id) and total == 100]
-    assert len(ours) >= 3 and ours == sorted(ours) and ours[-1] == 100, updates
+    ours = [(value, preview) for node_id, value, total, preview in updates if node_id in (None, schedule_id) and total == 100]
+    values = [value for value, _ in ours]
+    assert len(ours) >= 3 and values == sorted(values) and values[-1] == 100, updates
+    # (format, PIL image, size limit): the latent decoded by the family's RGB factors, as samplers preview
+    assert all(preview is not None and preview[0] == "JPEG" and preview[1].size == (8, 8) for _, preview in ours)
     latent = comfyui.saved_latent(result, save_id)
     assert latent.shape == (2, channels, 8, 8) and torch.isfinite(latent).all() and latent.std() > 0
     report = result.outputs[schedule_id]["text"][0]
