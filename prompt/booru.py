@@ -68,7 +68,7 @@ _ESCAPE = re.compile(r"\\.", re.S)
 # parenthesis, comma or BREAK inside, can only be text (weight syntax encloses a whole item); read as
 # text at once, they need no group. ("B" stays out: a BREAK inside would end an emoticon's piece.) _scan
 # blanks them (same length) before it looks for parentheses.
-_QUALIFIER = re.compile(r"\((?<=[^\s,(]\()[^(),B]*\)")
+_QUALIFIER = re.compile(r"\((?<=[^\s,()]\()[^(),B]*\)")
 _UNESCAPED_PAREN = re.compile(r"(?<!\\)([()])")
 _ARTIST_PREFIXES = ("@", "by ", "artist:")
 _VERBATIM_PREFIXES = ("embedding:", "<lora:", "<lyco:", "<hypernet:")
@@ -448,7 +448,8 @@ _SEGMENT = None  # marks a BREAK between items at the top level
 class _Group:
     """A matched pair of parentheses (or the whole prompt, the root) and the comma items inside it."""
 
-    __slots__ = ("index", "parent", "items", "weight", "whole", "item_start", "run_start", "significant", "only")
+    __slots__ = ("index", "parent", "items", "weight", "whole", "item_start", "run_start", "significant", "only",
+                 "led", "kept")
 
     def __init__(self, index: int, parent: int, start: int):
         self.index, self.parent = index, parent
@@ -458,23 +459,30 @@ class _Group:
         self.item_start = self.run_start = start
         self.significant = 0  # non-blank parts of the current item so far
         self.only = None  # the current item's one part, if it is a group
+        self.led = False  # the current item's first part is a group
+        self.kept: list[int] = []  # where items start that are the user's emphasis beside more (root only)
 
 
 def _add_run(text: str, g: _Group, end: int) -> None:
     if end > g.run_start and not text[g.run_start:end].isspace():
+        if not g.significant:
+            g.led = False
         g.significant += 1
         g.only = None
 
 
-def _end_item(text: str, g: _Group, end: int) -> None:
-    if end > g.run_start and not text[g.run_start:end].isspace():
-        g.significant += 1
-        g.only = None
+def _end_item(text: str, g: _Group, end: int, kept: list[int]) -> None:
+    _add_run(text, g, end)
     if g.significant:
         g.items.append((g.item_start, end, g.only))
         if g.only is not None:
             g.only.whole = True
-    g.significant, g.only = 0, None
+        elif g.led:
+            # `((masterpiece)) ((best quality))`, `(masterpiece) best quality`: no Danbooru tag starts with
+            # a parenthesis (qualifiers follow a word), so a group that opens an item is the user's
+            # emphasis, and the item is kept as written
+            kept.append(g.item_start)
+    g.significant, g.only, g.led = 0, None, False
 
 
 def _trailing_weight(text: str, start: int, end: int):
@@ -495,7 +503,8 @@ def _trailing_weight(text: str, start: int, end: int):
 
 
 def _parse(text: str) -> tuple[_Group, list[_Group]]:
-    """The root and the groups that are weight syntax (live), innermost first."""
+    """The root and the groups that are weight syntax (live), innermost first. root.kept: where the
+    items start that hold the user's emphasis beside more (kept as written)."""
     marks, commas = _scan(text)
     root = _Group(0, -1, 0)
     groups, stack, closed = [root], [root], []
@@ -506,13 +515,13 @@ def _parse(text: str) -> tuple[_Group, list[_Group]]:
         if upto > read:
             # The commas before this mark are all the current group's: the first ends the item in
             # progress, each one after it an item of text only (a blank one reads as nothing later).
-            _end_item(text, g, commas[read])
+            _end_item(text, g, commas[read], root.kept)
             g.items.extend(zip([c + 1 for c in commas[read:upto - 1]], commas[read + 1:upto], repeat(None)))
             g.item_start = g.run_start = commas[upto - 1] + 1
             read = upto
         if kind == "B":
             if g is root:
-                _end_item(text, g, pos)
+                _end_item(text, g, pos, root.kept)
                 g.items.append(_SEGMENT)
                 g.item_start = g.run_start = pos + len(BREAK)
         elif kind == "(":
@@ -526,13 +535,14 @@ def _parse(text: str) -> tuple[_Group, list[_Group]]:
             weight = _trailing_weight(text, g.run_start, pos)
             if weight is not None:
                 g.weight, end = weight
-            _end_item(text, g, end)
+            _end_item(text, g, end, root.kept)
             closed.append(g)
             parent = stack[-1]
             parent.significant += 1
             parent.only = g if parent.significant == 1 else None
+            parent.led = parent.led or parent.significant == 1
             parent.run_start = pos + 1
-    _end_item(text, root, len(text))
+    _end_item(text, root, len(text), root.kept)
     live = [True] * len(groups)
     for g in groups[1:]:  # parents come before their children here
         live[g.index] = g.whole and live[g.parent]
@@ -579,8 +589,10 @@ class TagReport:
 
 
 class _Normalizer:
-    def __init__(self, text: str, opts: NormalizeOptions, tags, report: TagReport, printable: bool = False):
+    def __init__(self, text: str, opts: NormalizeOptions, tags, report: TagReport, printable: bool = False,
+                 kept: frozenset = frozenset()):
         self.text, self.opts, self.tags, self.report = text, opts, tags, report
+        self.kept = kept  # where the items start that _parse found to be the user's syntax
         self.group_ids: dict = {}
         self.single_spaced = printable and "  " not in text  # printable: no white space but " "
         if tags is not None:  # the list's own dict look-ups, bound once
@@ -603,7 +615,11 @@ class _Normalizer:
         tag_info = self.tag_info if self.tags is not None else None
         as_written = self.tags.as_written if self.tags is not None else None
         known, positions = self.report.known, self.report.positions
+        kept = self.kept
         for text, start in zip(texts, starts):
+            if kept and start in kept:
+                add(general(text, text.lower(), start))
+                continue
             if as_written is not None:
                 info = as_written(text)
                 if info is not None:  # the steps below would give its prompt form and this entry
@@ -679,7 +695,7 @@ class _Normalizer:
 
     def general_leaf(self, text: str, lower: str, start: int) -> _Item | None:
         tags, opts = self.tags, self.opts
-        if self.kept_as_written(text, lower):
+        if start in self.kept or self.kept_as_written(text, lower):
             return text, lower, TEXT
         if _is_sentence_collapsed(text) and not (tags is not None and tag_key(text) in tags):
             return text, lower, TEXT
@@ -837,8 +853,8 @@ def _normalize_with_report(prompt: str, options: NormalizeOptions, tags) -> tupl
     if not printable:
         text = _line_breaks_as_commas(text)
     report = TagReport(source=tags.source, size=len(tags)) if tags is not None else TagReport()
-    worker = _Normalizer(text, options, tags, report, printable)
     root, live = _parse(text)
+    worker = _Normalizer(text, options, tags, report, printable, frozenset(root.kept))
     # The groups (innermost first), then the root: all the text items in one bulk, in that order
     leaves = iter(worker.leaves([entry for g in [*live, root] for entry in g.items if entry is not _SEGMENT and entry[2] is None]))
     results: dict = {}

@@ -61,6 +61,12 @@ CASES = [
     # Parentheses around a weight, a kaomoji or a short word are emphasis; nested groups on short tags too
     ("(^_^:1.2), (o_o), (8k), ((hd)), ( xd ), ((a), b), (c, (d))", NormalizeOptions(),
      "(^_^:1.2), (o_o), (8k), ((hd)), (xd), ((a), b), (c, (d))"),
+    # A group that opens an item is emphasis (no Danbooru tag starts with a parenthesis): an item that holds
+    # more beside it is kept as written; after a word, the parentheses are a qualifier
+    ("((masterpiece)) ((best_quality)), (masterpiece)(best quality), (masterpiece) best quality, "
+     "oil painting (medium)", NormalizeOptions(),
+     "((masterpiece)) ((best_quality)), (masterpiece)(best quality), (masterpiece) best quality, "
+     "oil painting \\(medium\\)"),
     # A BREAK inside a word stays text: without its underscore it would split the prompt next time
     ("BREAK_a, @BREAK, long_hair", NormalizeOptions(), "BREAK_a, @BREAK, long hair"),
     # One tag per line: a line break separates tags as a comma does, but not in a sentence (after its end
