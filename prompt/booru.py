@@ -293,6 +293,18 @@ def _opens_or_closes_a_group(piece: str) -> bool:
 MAX_WRITTEN_WEIGHT = 10.0
 
 
+def _calls_a_function(text: str) -> bool:
+    """`STYLE(A1111)`, `TE(l=a, g=b)`, `AVG(0.5)`: a capitalised name right before a parenthesis is a
+    function of a prompt node after this one (comfyui-prompt-control); Danbooru tags are lower-case.
+    Linear: one look at the two characters before each parenthesis."""
+    at = text.find("(")
+    while at != -1:
+        if at >= 2 and text[at - 2:at].isalpha() and text[at - 2:at].isupper():
+            return True
+        at = text.find("(", at + 1)
+    return False
+
+
 def _is_wildcard(text: str) -> bool:
     """`__animals__`, `__styles/ink__`: a wildcard file name (Dynamic Prompts, Impact Pack), expanded by
     a node after this one."""
@@ -637,7 +649,8 @@ class _Normalizer:
                 add(None)
                 continue
             lower = text.lower()
-            if not text.isascii() or "," in text or ":" in text or "@" in text or "\\" in text or "BREAK" in text:
+            if (not text.isascii() or "," in text or ":" in text or "@" in text or "\\" in text or "BREAK" in text
+                    or ("(" in text and _calls_a_function(text))):
                 add(general(text, lower, start))
                 continue
             if "_" in text:
@@ -724,8 +737,11 @@ class _Normalizer:
           user wrote (no Danbooru tag holds a comma), as is a weighted group beside other text,
           `1girl (smile:1.2)`, unless the tag list knows the item (`asai_(00:05)`);
         - embeddings, LoRA syntax and wildcards (`__animals__`): file names, underscores included;
+        - functions of a later prompt node (`STYLE(A1111)`, `TE(l=a_b)`);
         - a BREAK inside a word (`BREAK_a`): without its underscore it would split the prompt next time."""
         if "," in text or lower.startswith(_VERBATIM_PREFIXES) or "BREAK" in text or _is_wildcard(text):
+            return True
+        if "(" in text and _calls_a_function(text):
             return True
         if ")" not in text or not _holds_a_weighted_group(text):
             return False

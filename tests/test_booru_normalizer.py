@@ -77,6 +77,9 @@ CASES = [
      "1girl, >:\\(, :d, (long hair, smile:1.2), solo"),
     ("1girl, solo\nA girl with long silver hair\nstands in the rain.\nShe holds an umbrella\nblue_eyes", NormalizeOptions(),
      "1girl, solo, A girl with long silver hair stands in the rain. She holds an umbrella, blue eyes"),
+    # So do comfyui-prompt-control's functions; a qualifier after a capitalised word stays a qualifier
+    ("STYLE(A1111), TE(l=long_hair, g=blue_eyes), AVG(0.5), NASA (organization)", NormalizeOptions(lowercase=True),
+     "STYLE(A1111), TE(l=long_hair, g=blue_eyes), AVG(0.5), nasa \\(organization\\)"),
     # Wildcards for a later node keep their underscores
     ("1girl, __hair_colors__, __styles/ink_wash__", NormalizeOptions(), "1girl, __hair_colors__, __styles/ink_wash__"),
 ]

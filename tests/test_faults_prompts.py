@@ -66,6 +66,8 @@ HOSTILE = {
     "sentence ends": lambda n: "a." * n,
     "score tags": lambda n: "score_" + "9" * n + "x",
     "one tag per line": lambda n: "long_hair\n" * n,
+    "capitals before parentheses": lambda n: "AB(" * n + "x" + ")" * n,
+    "capitals and qualifiers": lambda n: "A(b) " * n,
     "blank lines": lambda n: "a" + "\r\n \n" * n + "b",
     "line breaks in a group": lambda n: "(" + "a\n" * n + ":1.2)",
 }
