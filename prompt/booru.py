@@ -143,21 +143,31 @@ def _clean(text: str) -> tuple[str, bool]:
 
 
 # One tag per line is a list: a line break between two lines of text separates them as a comma does,
-# unless the line before it ends an item or a sentence, escapes the break, opens a group or breaks a
-# sentence (its last item has five words or more), or the next line goes on with a comma or closes a group.
+# unless the line before it ends an item, escapes the break, opens a group or is prose, or the next
+# line goes on with a comma or closes a group.
 _LINE_BREAK = re.compile(r"(\r\n?|[\n\u2028\u2029])")
-_ENDS_ITEM = frozenset(",.!?;:\\")
+_ENDS_ITEM = frozenset(",:\\")
 _CONTINUES_ITEM = frozenset(",)")
 
 
 def _separates(line: str, next_line: str) -> bool:
     """Whether a line break between `line` and `next_line` (both stripped, not empty) separates two
-    items. `>:(` ends an item; a `(` on its own opens a group."""
+    items. `>:(` ends an item; a `(` on its own opens a group. Prose goes on over a line break: a last
+    item of five words or more, or a sentence's end (`.`, `!`, `?` after three words, or before a
+    capital), where tags such as `love_live!`, `k-on!` and `c.c.` end in the same marks. A word with
+    an underscore, on either side, is a tag."""
     if line[-1] in _ENDS_ITEM or next_line[0] in _CONTINUES_ITEM:
         return False
     if line[-1] == "(" and (len(line) == 1 or line[-2].isspace() or line[-2] == "("):
         return False
-    return not is_sentence(line[line.rfind(",") + 1:].rsplit(BREAK, 1)[-1])
+    item = " ".join(line[line.rfind(",") + 1:].rsplit(BREAK, 1)[-1].split())
+    space = next_line.find(" ")
+    first_word = next_line if space == -1 else next_line[:space]
+    if "_" in item or "_" in first_word:  # underscores mark tags
+        return True
+    if item[-1:] in (".", "!", "?") and (item.count(" ") >= 2 or next_line[0].isupper()):
+        return False
+    return item.count(" ") < 4
 
 
 def _line_breaks_as_commas(text: str) -> str:
@@ -201,7 +211,19 @@ def _is_sentence_collapsed(t: str) -> bool:
 
 
 def is_artist(tag: str) -> bool:
-    return tag.lower().startswith(_ARTIST_PREFIXES)
+    return _names_an_artist(tag.lower())
+
+
+# `by the window`, `by a river`: a place, not an artist (`by kantoku`)
+_NOT_NAMES = frozenset({"the", "a", "an", "his", "her", "my", "your", "our", "their", "its", "this", "that", "these",
+                        "those", "some", "one", "two", "each", "itself", "herself", "himself", "themselves"})
+
+
+def _names_an_artist(low: str) -> bool:
+    """`@kantoku`, `by kantoku`, `artist:kantoku` (lower-case text): an artist's name follows."""
+    if not low.startswith(_ARTIST_PREFIXES) or low in KAOMOJI:  # "@_@" is a face
+        return False
+    return not low.startswith("by ") or low[3:].split(" ", 1)[0] not in _NOT_NAMES
 
 
 def is_quality(tag: str) -> bool:
@@ -265,15 +287,25 @@ def _is_emoticon(piece: str) -> bool:
         return False
     if _unescape(p).lower() in KAOMOJI:
         return True
-    inner = p.lstrip("(").rstrip(")")
+    closed = p.rstrip(")")
+    if len(closed) < len(p) and _weighs_text(closed):  # `(^_^):1.2)` closes a weighted group
+        return False
+    inner = closed.lstrip("(")
     if len(inner) < len(p) and "(" not in inner and ")" not in inner:
-        if _trailing_weight(inner, 0, len(inner)) is not None or inner.lower() in KAOMOJI:
+        if _weighs_text(inner) or inner.lower() in KAOMOJI:
             return False
         if len(inner) >= 2 and inner.isalnum():
             return False
     if _opens_or_closes_a_group(p):
         return False
     return 0 < len(p) and " " not in p and ("(" in p or ")" in p) and sum(c.isalnum() for c in p) <= 2
+
+
+def _weighs_text(text: str) -> bool:
+    """`a:1.2`, `(^_^):1.2`: text ending in a weight with something before its colon (ComfyUI reads
+    `:3` alone as text)."""
+    weight = _trailing_weight(text, 0, len(text))
+    return weight is not None and text[:weight[1]].strip("( ") != ""
 
 
 def _opens_or_closes_a_group(piece: str) -> bool:
@@ -305,10 +337,11 @@ def _calls_a_function(text: str) -> bool:
     return False
 
 
-def _is_wildcard(text: str) -> bool:
-    """`__animals__`, `__styles/ink__`: a wildcard file name (Dynamic Prompts, Impact Pack), expanded by
-    a node after this one."""
-    return len(text) > 4 and text.startswith("__") and text.endswith("__") and " " not in text
+def _holds_a_file_name(text: str, lower: str) -> bool:
+    """`embedding:name`, `<lora:name:0.8>` and wildcards (`__animals__`, `{__a__|__b__}`, for Dynamic
+    Prompts or Impact Pack after this node) anywhere in an item: file names, spelled as on disk. No
+    Danbooru tag holds a double underscore."""
+    return any(prefix in lower for prefix in _VERBATIM_PREFIXES) or lower.count("__") >= 2
 
 
 def _holds_a_weighted_group(text: str) -> bool:
@@ -366,6 +399,8 @@ def _scan(text: str) -> tuple[list[tuple[int, str]], list[int]]:
     `(`, `)`, `,` and `BREAK` is syntax; each is found by str.split, in linear time."""
     masked = _ESCAPE.sub("\0\0", text) if "\\" in text else text  # clean_text removed every \0
     commas = _positions(masked, ",")
+    if commas and ("[" in masked or "{" in masked):
+        commas = _outside_brackets(masked, commas)
     unqualified = _QUALIFIER.sub(_blank, masked) if "(" in masked else masked
     found = sorted([*zip(_positions(unqualified, "("), repeat("(")), *zip(_positions(unqualified, ")"), repeat(")")),
                     *zip(_positions(masked, BREAK) if BREAK in masked else (), repeat("B"))])
@@ -395,6 +430,36 @@ def _scan(text: str) -> tuple[list[tuple[int, str]], list[int]]:
         for index in stack:
             kinds[index] = ""
     return [(p, k) for p, k in zip(positions, kinds) if k], commas
+
+
+def _outside_brackets(masked: str, commas: list[int]) -> list[int]:
+    """The commas outside matched `[...]` and `{...}`: A1111's prompt editing `[a, b:c, d:0.5]` and
+    alternation, NovelAI's emphasis and Dynamic Prompts' `{a, b|c}` hold whole lists that a later node
+    reads, so they are one item (kept as written). Linear: one pass over the brackets."""
+    marks = sorted([*zip(_positions(masked, "["), repeat("[")), *zip(_positions(masked, "]"), repeat("]")),
+                    *zip(_positions(masked, "{"), repeat("{")), *zip(_positions(masked, "}"), repeat("}"))])
+    stacks: dict = {"[": [], "{": []}
+    spans, region = [], 0  # region: where the brackets open now first opened
+    for pos, kind in marks:
+        if kind in stacks:
+            if not stacks["["] and not stacks["{"]:
+                region = pos
+            stacks[kind].append(pos)
+        else:
+            opened = stacks["[" if kind == "]" else "{"]
+            if opened:
+                opened.pop()
+                if not stacks["["] and not stacks["{"]:  # all closed: one span, inner and crossing pairs included
+                    spans.append((region, pos))
+    if not spans:
+        return commas
+    kept, index = [], 0
+    for comma in commas:
+        while index < len(spans) and spans[index][1] < comma:
+            index += 1
+        if not (index < len(spans) and spans[index][0] < comma):
+            kept.append(comma)
+    return kept
 
 
 def _drop_emoticon_parens(text, positions, kinds, parens, commas, breaks) -> None:
@@ -461,10 +526,10 @@ class _Group:
     """A matched pair of parentheses (or the whole prompt, the root) and the comma items inside it."""
 
     __slots__ = ("index", "parent", "items", "weight", "whole", "item_start", "run_start", "significant", "only",
-                 "led", "kept")
+                 "led", "kept", "start")
 
     def __init__(self, index: int, parent: int, start: int):
-        self.index, self.parent = index, parent
+        self.index, self.parent, self.start = index, parent, start
         self.items: list = []  # (start, end, child group or None) per item (some blank); _SEGMENT at BREAKs
         self.weight = ""  # ":1.2" as written, without spaces
         self.whole = False  # the group is a whole comma item of its parent: weight syntax, not a qualifier
@@ -545,7 +610,7 @@ def _parse(text: str) -> tuple[_Group, list[_Group]]:
             stack.pop()
             end = pos
             weight = _trailing_weight(text, g.run_start, pos)
-            if weight is not None:
+            if weight is not None and weight[1] > g.start:  # ComfyUI: `(:3)` is `:3` emphasised, no weight
                 g.weight, end = weight
             _end_item(text, g, end, root.kept)
             closed.append(g)
@@ -654,7 +719,7 @@ class _Normalizer:
                 add(general(text, lower, start))
                 continue
             if "_" in text:
-                if lower in KAOMOJI or lower.startswith(("score_", "__")):
+                if lower in KAOMOJI or lower.startswith("score_") or "__" in text:
                     add(general(text, lower, start))
                     continue
                 tag = text.replace("_", " ")
@@ -720,7 +785,7 @@ class _Normalizer:
             if opts.drop_quality_tags:
                 return None
             category = QUALITY
-        elif low.startswith(_ARTIST_PREFIXES) and low not in KAOMOJI:  # "@_@" is a face
+        elif _names_an_artist(low):
             prefix_length = 1 if tag[0] == "@" else 3 if low.startswith("by ") else len("artist:")
             tag, category = self.artist(tag[prefix_length:], tag), ARTIST
         else:
@@ -739,7 +804,7 @@ class _Normalizer:
         - embeddings, LoRA syntax and wildcards (`__animals__`): file names, underscores included;
         - functions of a later prompt node (`STYLE(A1111)`, `TE(l=a_b)`);
         - a BREAK inside a word (`BREAK_a`): without its underscore it would split the prompt next time."""
-        if "," in text or lower.startswith(_VERBATIM_PREFIXES) or "BREAK" in text or _is_wildcard(text):
+        if "," in text or "BREAK" in text or _holds_a_file_name(text, lower):
             return True
         if "(" in text and _calls_a_function(text):
             return True

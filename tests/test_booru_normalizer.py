@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowanime.prompt.booru import KAOMOJI, NormalizeOptions, normalize, normalize_tag, tag_keys
+from flowanime.prompt.booru import KAOMOJI, NormalizeOptions, normalize, normalize_tag, preset_options, tag_keys
 
 NEKO_EXAMPLE = (  # Nekofantasia 0.1 card, "Example Prompt"
     "1girl, absurdres, animal ears, bow, braid, cat ears, dress, green dress, hair bow, highres, kaenbyou rin, "
@@ -80,6 +80,20 @@ CASES = [
     # So do comfyui-prompt-control's functions; a qualifier after a capitalised word stays a qualifier
     ("STYLE(A1111), TE(l=long_hair, g=blue_eyes), AVG(0.5), NASA (organization)", NormalizeOptions(lowercase=True),
      "STYLE(A1111), TE(l=long_hair, g=blue_eyes), AVG(0.5), nasa \\(organization\\)"),
+    # A weighted group that ends in a kaomoji in parentheses is weight syntax; `(:3)` is text, as ComfyUI
+    # reads it (a weight needs text before its colon), never an empty group to drop
+    ("1girl, (happy, (^_^):1.2), (blue_eyes:1.3), (:3), (smile, (:3)), cat_ears", NormalizeOptions(),
+     "1girl, (happy, (^_^):1.2), (blue eyes:1.3), (:3), (smile, (:3)), cat ears"),
+    # File names anywhere in an item are spelled as on disk: the whole item is kept as written
+    ("1girl, solo <lora:karin_blue_archive:0.8>, bad_anatomy embedding:easy_negative_v2, long_hair __x_y__",
+     NormalizeOptions(lowercase=True),
+     "1girl, solo <lora:karin_blue_archive:0.8>, bad_anatomy embedding:easy_negative_v2, long_hair __x_y__"),
+    # Commas inside [...] and {...} (prompt editing, alternation, Dynamic Prompts) do not split the item
+    ("1girl, [solo, by kantoku:0.5], {red|blue}_eyes, {__a__|__b__}, smile", NormalizeOptions(),
+     "1girl, [solo, by kantoku:0.5], {red|blue} eyes, {__a__|__b__}, smile"),
+    # A tag that ends like a sentence is still a tag on its own line; prose ends at a capital
+    ("1girl\nlove_live!\nyazawa_nico\nk-on!\nc.c.\nsolo\nShe smiles.\nThe sky is blue.", NormalizeOptions(),
+     "1girl, love live!, yazawa nico, k-on!, c.c., solo, She smiles. The sky is blue."),
     # Wildcards for a later node keep their underscores
     ("1girl, __hair_colors__, __styles/ink_wash__", NormalizeOptions(), "1girl, __hair_colors__, __styles/ink_wash__"),
 ]
@@ -88,6 +102,15 @@ CASES = [
 @pytest.mark.parametrize("prompt, options, expected", CASES)
 def test_real_prompts(prompt, options, expected):
     assert normalize(prompt, options) == expected
+
+
+@pytest.mark.parametrize("preset", ["rouwei", "nai-v2-fm", "anima"])
+def test_presets_move_neither_a_place_nor_part_of_a_bracket(preset):
+    """`by the window` is a place, not an artist; a bracket's items stay in the bracket."""
+    out = normalize("1girl, [solo, by kantoku:0.5], by the window, {cat, masterpiece}, smile",
+                    preset_options(preset, NormalizeOptions()))
+    assert "[solo, by kantoku:0.5]" in out and "{cat, masterpiece}" in out
+    assert "by the window" in out and "@the window" not in out and not out.startswith("by the window")
 
 
 def test_every_kaomoji_keeps_its_underscores():
