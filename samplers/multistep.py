@@ -296,8 +296,14 @@ def usable_order(order: int, history_lam: list[float], lam_new: float) -> int:
     return k
 
 
-def _any_order(order: int, history: list[float], t_new: float) -> int:
-    return min(order, len(history))
+def usable_flow_order(order: int, history: list[float], t_new: float) -> int:
+    """flow_multistep's rule: order 3 only while the step is at most MAX_STEP_RATIO_FOR_ORDER_3 times
+    the shortest gap between the three nodes; otherwise order 2 (never lower)."""
+    k = min(order, len(history))
+    if k == 3 and abs(t_new - history[-1]) > MAX_STEP_RATIO_FOR_ORDER_3 * min(
+            abs(history[-1] - history[-2]), abs(history[-2] - history[-3])):
+        k = 2
+    return k
 
 
 # exp_multistep: the step onto the last sigma before 0, when more than this many times the one before
@@ -317,11 +323,15 @@ LOG_SIGMA_FORM = _AdamsForm("adams_pc", "exp_multistep", lambda sigma: -math.log
                             exponential_adams_weights, lambda h: math.exp(-h), lambda x, d, sigma: d,
                             MAX_STEP_RATIO_FOR_ORDER_3, usable_order, jumps_to_denoised_at_zero=True,
                             long_step_ratio=LONG_STEP_RATIO)
-# flow_adams_pc and flow_multistep: sigma itself, the velocity (x - D) / sigma, plain Adams weights. No
-# step-ratio rule (bench/problems.py): on beta schedules of 15-18 steps it sent gmm-wide draws to
-# other modes at order 3, and in the adaptive solver it changed calls and errors little either way.
+# flow_adams_pc and flow_multistep: sigma itself, the velocity (x - D) / sigma, plain Adams weights.
+# flow_multistep drops order 3 to 2 (never to 1) on a step more than twice the history's shortest gap:
+# a cubic extrapolated over `linear_quadratic`'s jump from its linear part ended 14 (RMS) from the
+# image on gmm-wide at 6 steps (order 2: 0.30), and `beta` at 6-12 steps sent draws to other modes;
+# on `beta` from 15 steps the rule changes errors by a few per cent (bench/problems.py, six mixtures
+# and mmdit-digits). Dropping to order 1 as well sent gmm-wide draws to other modes on `beta` at
+# 15-18 steps; in the adaptive flow_adams_pc a rule changed calls and errors little either way.
 SIGMA_FORM = _AdamsForm("flow_adams_pc", "flow_multistep", lambda sigma: sigma, lambda sigma: sigma, adams_weights,
-                        lambda h: 1.0, lambda x, d, sigma: torch.sub(x, d).div_(sigma), math.inf, _any_order,
+                        lambda h: 1.0, lambda x, d, sigma: torch.sub(x, d).div_(sigma), math.inf, usable_flow_order,
                         jumps_to_denoised_at_zero=False)
 
 

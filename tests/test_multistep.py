@@ -13,6 +13,7 @@ import torch
 from solver_problems import single_gaussian
 
 from flowanime.bench.gmm import rms_error, single_gaussian_flow
+from flowanime.bench.problems import gmm_wide
 from flowanime.samplers.k_sampler import SamplerConfig, make_sampler_function
 from flowanime.samplers.multistep import (
     LOG_SIGMA_FORM,
@@ -23,6 +24,7 @@ from flowanime.samplers.multistep import (
     solve_exp_multistep,
     solve_flow_adams_pc,
     solve_flow_multistep,
+    usable_flow_order,
 )
 from flowanime.samplers.ode import AdaptiveSettings
 
@@ -254,6 +256,26 @@ def test_flow_multistep_converges_at_the_corrector_order(order, expected_rate):
         errors.append(float((out - exact).abs().max()))
     rates = [math.log2(a / b) for a, b in zip(errors, errors[1:])]
     assert min(rates[1:]) >= expected_rate - 0.25, rates
+
+
+def test_flow_multistep_drops_order_3_to_2_on_a_step_much_longer_than_its_history():
+    assert usable_flow_order(3, [1.0, 0.99, 0.98], 0.97) == 3
+    assert usable_flow_order(3, [1.0, 0.99, 0.98], 0.959) == 2  # more than twice the shortest gap
+    assert usable_flow_order(3, [1.0, 0.5, 0.49], 0.0) == 2 and usable_flow_order(2, [1.0, 0.99], 0.0) == 2
+    assert usable_flow_order(3, [1.0], 0.5) == 1  # the first step has no history
+
+
+def test_flow_multistep_order_3_stays_near_order_2_after_tiny_first_steps():
+    """`linear_quadratic`'s shape (tiny steps near sigma 1, then long ones), on the benchmark's wide
+    mixture against its DOP853 reference: a cubic through three nearly equal sigmas, extrapolated
+    over a step 40 times longer, ended 4.1 (RMS) from the image where order 2 ends 0.50."""
+    problem = gmm_wide()
+    noise = problem.noise(4)
+    reference = problem.reference(noise)
+    sigmas = [1.0, 0.9958, 0.9917, 0.9875, 0.8, 0.5, 0.2, 0.0]
+    order_2, order_3 = (rms_error(solve_flow_multistep(problem.denoise, noise.clone(), sigmas, order)[0], reference)
+                        for order in (2, 3))
+    assert order_3 <= 2 * order_2, (order_2, order_3)
 
 
 def test_flow_multistep_reports_each_step_and_ends_on_the_image():
