@@ -4,8 +4,10 @@ The teacher solve runs through ComfyUI's own CFGGuider and KSAMPLER, as SamplerC
 sampler: the model's patches, LoRAs, CFG and conditioning all apply, and a CFG pair is one call.
 The result is cached as JSON under ComfyUI's user directory (flowanime/schedules/), keyed by a hash
 of everything the schedule depends on: the model's weights (a sample of each tensor), its patches
-(LoRA keys, strengths and a sample of their tensors), its model-sampling settings, the conditioning
-tensors, CFG, the latent's shape, the draws, the seed and the calibration settings.
+(LoRA keys, strengths and a sample of their tensors), its model sampling (classes, conventions,
+settings, sigma table), its options (what the closures of functions such as RescaleCFG's hold), the
+conditioning tensors, CFG, the latent (shape and a sample of its values), the draws, the seed and
+the calibration settings.
 
 Checked against newer ComfyUI: comfy/samplers.py@311c014 (CFGGuider(model_patcher), set_conds,
 set_cfg, sample(noise, latent_image, sampler, sigmas, ..., seed); KSAMPLER(sampler_function)),
@@ -32,7 +34,7 @@ from .samplers import interrupt_check, sigma_floor
 log = logging.getLogger("FlowAnime")
 CACHE_VERSION = 2  # bump when the calibration's method changes what it returns
 SAMPLE_VALUES = 64  # values read from each weight tensor for the fingerprint
-MAX_FINGERPRINT_DEPTH = 4
+MAX_FINGERPRINT_DEPTH = 8  # patches -> key -> list -> (strength, adapter, ...) -> adapter -> weights -> tensor
 
 
 def cache_directory() -> Path:
@@ -60,6 +62,16 @@ def _fingerprint(value, full: bool = False, depth: int = 0):
         return value
     if depth >= MAX_FINGERPRINT_DEPTH:
         return type(value).__name__
+    code = getattr(value, "__code__", None)
+    if code is not None:  # a function (RescaleCFG's sampler_cfg_function): what its closure and defaults hold
+        cells = []
+        for cell in value.__closure__ or ():
+            try:
+                cells.append(cell.cell_contents)
+            except ValueError:  # a variable the function has not bound yet
+                pass
+        return [getattr(value, "__qualname__", "function"), _fingerprint(list(value.__defaults__ or ()), full, depth + 1),
+                _fingerprint(cells, full, depth + 1)]
     if isinstance(value, dict):
         return {str(k): _fingerprint(v, full, depth + 1) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
     if isinstance(value, (list, tuple)):
@@ -68,6 +80,24 @@ def _fingerprint(value, full: bool = False, depth: int = 0):
     if weights is not None:
         return [type(value).__name__, _fingerprint(weights, full, depth + 1)]
     return getattr(value, "__qualname__", type(value).__name__)
+
+
+def _sampling_fingerprint(model_sampling) -> dict:
+    """Its classes (ComfyUI combines e.g. ModelSamplingDiscrete with EPS or V_PREDICTION in a class of
+    one name), their plain settings (our patch's conventions ride on its class), its own settings and
+    its sigma table."""
+    classes = [c for c in type(model_sampling).__mro__ if c.__module__ != "builtins" and not c.__module__.startswith("torch")]
+    settings = {}
+    for cls in reversed(classes):
+        settings.update({k: v for k, v in vars(cls).items()
+                         if not k.startswith("_") and isinstance(v, (int, float, str, bool))})
+    for name in ("sigma_min", "sigma_max", "sigma_data", "shift", "multiplier", "noise_scale"):
+        value = getattr(model_sampling, name, None)
+        if isinstance(value, (int, float)) or (torch.is_tensor(value) and value.numel() == 1):
+            settings[name] = float(value)
+    sigmas = getattr(model_sampling, "sigmas", None)
+    return {"classes": [c.__qualname__ for c in classes], "settings": settings,
+            "sigmas": _tensor_digest(sigmas, full=True) if torch.is_tensor(sigmas) else None}
 
 
 def model_fingerprint(model) -> dict:
@@ -80,12 +110,7 @@ def model_fingerprint(model) -> dict:
         if key in weights and torch.is_tensor(original):
             weights[key] = original
     weights = {k: v for k, v in weights.items() if k.startswith("diffusion_model.")} or weights
-    model_sampling = model.get_model_object("model_sampling")
-    sampling = {"class": type(model_sampling).__name__}
-    for name in ("sigma_min", "sigma_max", "shift", "multiplier"):
-        value = getattr(model_sampling, name, None)
-        if value is not None:
-            sampling[name] = float(value)
+    sampling = _sampling_fingerprint(model.get_model_object("model_sampling"))
     return {
         "model": type(base).__name__,
         "weights": {k: _tensor_digest(v, full=False) for k, v in sorted(weights.items())},
@@ -100,14 +125,16 @@ def conditioning_fingerprint(conditioning) -> list:
     return [[_tensor_digest(c[0], full=True), _fingerprint(c[1], full=True)] for c in conditioning]
 
 
-def cache_key(model, positive, negative, cfg: float, latent_shape, draws: int, seed: int,
+def cache_key(model, positive, negative, cfg: float, latent: torch.Tensor, draws: int, seed: int,
               settings: CalibrationSettings) -> str:
+    """latent: one image's latent (where an eps model's solve starts, with the noise)."""
     description = {
         "version": CACHE_VERSION,
         "model": model_fingerprint(model),
         "positive": conditioning_fingerprint(positive),
         "negative": conditioning_fingerprint(negative),
-        "cfg": float(cfg), "latent": list(latent_shape), "draws": draws, "seed": seed,
+        "cfg": float(cfg), "latent": list(latent.shape), "latent_values": _tensor_digest(latent, full=False),
+        "draws": draws, "seed": seed,
         "settings": settings.__dict__,
     }
     text = json.dumps(description, sort_keys=True, default=str)
@@ -136,7 +163,7 @@ def calibrate(model, positive, negative, cfg: float, latent: dict, settings: Cal
     require_supported_config(getattr(model.model, "model_config", None))
     samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
     latent_image = samples[:1].repeat(draws, *[1] * (samples.dim() - 1))
-    key = cache_key(model, positive, negative, cfg, latent_image.shape[1:], draws, seed, settings)
+    key = cache_key(model, positive, negative, cfg, latent_image[0], draws, seed, settings)
     path = cache_directory() / f"{key}.json"
     if use_cache:
         cached = _read_cache(path, settings.steps)

@@ -133,6 +133,45 @@ def test_without_the_cache_it_calibrates_again(comfyui, user_dir, sd3_inputs):
     assert len(calls) == 2 * n
 
 
+def test_what_changes_the_model_changes_the_cache_key(comfyui):
+    """Each pair is one model in two forms whose schedules differ (a helper's audit calibrated both and
+    found a cache hit): eps against v-prediction, our patch's two conventions, RescaleCFG off and on,
+    two LoRAs at the same strength; and an eps model's starting latent."""
+    from safetensors.torch import save_file
+
+    cal = comfyui.pack_submodule("comfy_adapter.calibration")
+    settings = cal.CalibrationSettings(steps=6)
+    sd15 = comfyui.node_class("UNETLoader")().load_unet(kit.SD15_UNET, "default")[0]
+    sd3 = comfyui.node_class("UNETLoader")().load_unet(kit.SD3_MMDIT, "default")[0]
+    conditioning = [[torch.zeros(1, 77, 768), {"pooled_output": torch.zeros(1, 768)}]]
+    zeros4, zeros16 = torch.zeros(4, 8, 8), torch.zeros(16, 8, 8)
+
+    def key(model, latent):
+        return cal.cache_key(model, conditioning, conditioning, 4.0, latent, 1, 0, settings)
+
+    sampling = comfyui.node_class("ModelSamplingDiscrete")()
+    patch = comfyui.node_class(kit.PATCH)()
+    rescale = comfyui.node_class("RescaleCFG")()
+    lora = kit.make_tiny_sd15_lora(sd15.model.diffusion_model.state_dict())
+    save_file({k: v * 3 if k.endswith("lora_up.weight") else v for k, v in lora.items()},
+              str(comfyui.models_dir / "loras" / "flowanime_other_lora.safetensors"))
+    loader = comfyui.node_class("LoraLoaderModelOnly")()
+    pairs = {
+        "eps / v": (sampling.patch(sd15, "eps", False)[0], sampling.patch(sd15, "v_prediction", False)[0], zeros4),
+        "velocity": (patch.patch(sd3, **{**kit.PATCH_DEFAULTS, "velocity": "noise - data"})[0],
+                     patch.patch(sd3, **{**kit.PATCH_DEFAULTS, "velocity": "data - noise"})[0], zeros16),
+        "timestep": (patch.patch(sd3, **{**kit.PATCH_DEFAULTS, "timestep_convention": "sigma"})[0],
+                     patch.patch(sd3, **{**kit.PATCH_DEFAULTS, "timestep_convention": "1 - sigma"})[0], zeros16),
+        "RescaleCFG": (rescale.patch(sd15, 0.0)[0], rescale.patch(sd15, 1.0)[0], zeros4),
+        "LoRA": (loader.load_lora_model_only(sd15, kit.SD15_LORA, 1.0)[0],
+                 loader.load_lora_model_only(sd15, "flowanime_other_lora.safetensors", 1.0)[0], zeros4),
+    }
+    for name, (a, b, latent) in pairs.items():
+        assert key(a, latent) != key(b, latent), name
+        assert key(a, latent) == key(a.clone(), latent), name  # and the key is stable
+    assert key(sd15, zeros4) != key(sd15, zeros4 + 1)
+
+
 def test_a_corrupt_cache_file_is_recomputed(comfyui, user_dir, sd3_inputs):
     model, positive, negative, latent = sd3_inputs
     counted, calls = observed_calls(model)
