@@ -67,9 +67,13 @@ def _fingerprint(value, full: bool = False, depth: int = 0):
         cells = []
         for cell in value.__closure__ or ():
             try:
-                cells.append(cell.cell_contents)
+                held = cell.cell_contents
             except ValueError:  # a variable the function has not bound yet
-                pass
+                continue
+            # settings (RescaleCFG's multiplier), not state: a wrapper's call log or cache would change
+            # the key on every run
+            cells.append(held if isinstance(held, (int, float, str, bool, tuple)) or torch.is_tensor(held)
+                         else type(held).__name__)
         return [getattr(value, "__qualname__", "function"), _fingerprint(list(value.__defaults__ or ()), full, depth + 1),
                 _fingerprint(cells, full, depth + 1)]
     if isinstance(value, dict):
