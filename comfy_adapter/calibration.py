@@ -37,6 +37,10 @@ SAMPLE_VALUES = 64  # values read from each weight tensor for the fingerprint
 MAX_FINGERPRINT_DEPTH = 8  # patches -> key -> list -> (strength, adapter, ...) -> adapter -> weights -> tensor
 
 
+class _NotCached(Exception):
+    pass
+
+
 def cache_directory() -> Path:
     import folder_paths
 
@@ -72,7 +76,7 @@ def _fingerprint(value, full: bool = False, depth: int = 0):
                 continue
             # settings (RescaleCFG's multiplier), not state: a wrapper's call log or cache would change
             # the key on every run
-            cells.append(held if isinstance(held, (int, float, str, bool, tuple)) or torch.is_tensor(held)
+            cells.append(held if isinstance(held, (int, float, str, bool, tuple, dict)) or torch.is_tensor(held)
                          else type(held).__name__)
         return [getattr(value, "__qualname__", "function"), _fingerprint(list(value.__defaults__ or ()), full, depth + 1),
                 _fingerprint(cells, full, depth + 1)]
@@ -80,6 +84,11 @@ def _fingerprint(value, full: bool = False, depth: int = 0):
         return {str(k): _fingerprint(v, full, depth + 1) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
     if isinstance(value, (list, tuple)):
         return [_fingerprint(v, full, depth + 1) for v in value]
+    hint = getattr(value, "cond_hint_original", None)  # a ControlNet (comfy/controlnet.py), chained by previous_controlnet
+    if hint is not None or hasattr(value, "previous_controlnet"):
+        return [type(value).__name__, _fingerprint(getattr(value, "strength", None), full, depth + 1),
+                _fingerprint(hint, full, depth + 1), _fingerprint(getattr(value, "timestep_percent_range", None), full, depth + 1),
+                _fingerprint(getattr(value, "previous_controlnet", None), full, depth + 1)]
     weights = getattr(value, "weights", None)  # a LoRA adapter object (newer ComfyUI)
     if weights is not None:
         return [type(value).__name__, _fingerprint(weights, full, depth + 1)]
@@ -149,7 +158,7 @@ def _read_cache(path: Path, steps: int):
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         sigmas = [float(s) for s in data["sigmas"]]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):  # a file nested past the parser's depth
         return None
     good = (len(sigmas) == steps + 1 and all(math.isfinite(s) for s in sigmas) and sigmas[-1] == 0.0
             and all(b < a for a, b in zip(sigmas, sigmas[1:])))
@@ -167,7 +176,14 @@ def calibrate(model, positive, negative, cfg: float, latent: dict, settings: Cal
     require_supported_config(getattr(model.model, "model_config", None))
     samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
     latent_image = samples[:1].repeat(draws, *[1] * (samples.dim() - 1))
-    key = cache_key(model, positive, negative, cfg, latent_image[0], draws, seed, settings)
+    import comfy.model_sampling
+
+    model_sampling = model.get_model_object("model_sampling")
+    sigma_max = float(model_sampling.sigma_max)
+    # A flow's solve starts from pure noise at sigma 1, so the latent's values cannot matter there
+    from_noise = isinstance(model_sampling, comfy.model_sampling.CONST) and sigma_max >= 1.0
+    key_latent = torch.zeros_like(latent_image[0]) if from_noise else latent_image[0]
+    key = cache_key(model, positive, negative, cfg, key_latent, draws, seed, settings)
     path = cache_directory() / f"{key}.json"
     if use_cache:
         cached = _read_cache(path, settings.steps)
@@ -175,8 +191,6 @@ def calibrate(model, positive, negative, cfg: float, latent: dict, settings: Cal
             report = f"read from the cache ({path.name}): no model calls. Calibrated: {cached.get('report', '')}"
             return torch.tensor(cached["sigmas"], dtype=torch.float32), report, None
 
-    model_sampling = model.get_model_object("model_sampling")
-    sigma_max = float(model_sampling.sigma_max)
     found = {}
     # The node's bar in the editor (teacher, then checks), with a preview of the teacher's image so far
     preview = latent_preview.prepare_callback(model, 100)
@@ -206,10 +220,14 @@ def calibrate(model, positive, negative, cfg: float, latent: dict, settings: Cal
     result: Calibration = found["result"]
     report = result.summary()
     try:
+        if not use_cache:  # `use_cache` off: neither read nor written
+            raise _NotCached
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"sigmas": result.sigmas.tolist(), "report": report,
                                     "teacher_calls": result.teacher_calls, "check_calls": result.check_calls,
                                     "checked_error": result.checked_error}), encoding="utf-8")
+    except _NotCached:
+        pass
     except OSError as e:  # a read-only user directory costs a recalibration next time, nothing else
         log.warning("FlowAnime calibration: could not write the cache %s: %s", path, e)
     log.info("FlowAnime calibration: %s", report)

@@ -16,7 +16,8 @@ class CalibratedSchedule:
                 "negative": ("CONDITIONING",),
                 "cfg": ("FLOAT", {"default": 4.0, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01,
                                   "tooltip": "The CFG you will sample with (the schedule depends on it)."}),
-                "latent": ("LATENT", {"tooltip": "Sets the latent's size and channels; its batch size does not matter."}),
+                "latent": ("LATENT", {"tooltip": "Sets the latent's size and channels (for an eps or v model, the first image's values "
+                                      "too: its solve starts there); its batch size does not matter."}),
                 "steps": ("INT", {"default": 12, "min": 2, "max": MAX_STEPS,
                                   "tooltip": "Model calls per image of the sampler this schedule is for (exp_multistep: "
                                              "one call per sigma above 0)."}),
@@ -45,7 +46,8 @@ class CalibratedSchedule:
                                "the errors. Off: the first spread down to sigma_floor, unchecked."}),
                 "use_cache": ("BOOLEAN", {
                     "default": True, "advanced": True,
-                    "tooltip": "Read and write the schedule under ComfyUI's user directory (flowanime/schedules)."}),
+                    "tooltip": "Read and write the schedule under ComfyUI's user directory (flowanime/schedules). "
+                               "Off: calibrate every run, and write nothing."}),
             },
         }
 

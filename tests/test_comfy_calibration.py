@@ -166,21 +166,43 @@ def test_what_changes_the_model_changes_the_cache_key(comfyui):
         "LoRA": (loader.load_lora_model_only(sd15, kit.SD15_LORA, 1.0)[0],
                  loader.load_lora_model_only(sd15, "flowanime_other_lora.safetensors", 1.0)[0], zeros4),
     }
+    free_u = comfyui.node_class("FreeU_V2")()
+    pairs["FreeU"] = (free_u.patch(sd15, 1.3, 1.4, 0.9, 0.2)[0], free_u.patch(sd15, 1.0, 1.4, 0.9, 0.2)[0], zeros4)
     for name, (a, b, latent) in pairs.items():
         assert key(a, latent) != key(b, latent), name
         assert key(a, latent) == key(a.clone(), latent), name  # and the key is stable
     assert key(sd15, zeros4) != key(sd15, zeros4 + 1)
+    # a ControlNet in the conditioning: its strength and hint
+    import comfy.controlnet
+
+    def with_control(strength, hint):
+        control = object.__new__(comfy.controlnet.ControlNet)  # the attributes the key reads, no model
+        control.strength, control.cond_hint_original, control.previous_controlnet = strength, hint, None
+        control.timestep_percent_range = (0.0, 1.0)
+        return [[conditioning[0][0], {**conditioning[0][1], "control": control}]]
+
+    keys = {cal.cache_key(sd15, with_control(*c), conditioning, 4.0, zeros4, 1, 0, settings)
+            for c in [(1.0, torch.zeros(1, 3, 8, 8)), (0.2, torch.zeros(1, 3, 8, 8)), (1.0, torch.ones(1, 3, 8, 8))]}
+    assert len(keys) == 3
 
 
-def test_a_corrupt_cache_file_is_recomputed(comfyui, user_dir, sd3_inputs):
+@pytest.mark.parametrize("corrupt", ['{"sigmas": [1.0, "nan"]}', "[" * 200000 + "]" * 200000])
+def test_a_corrupt_cache_file_is_recomputed(comfyui, user_dir, sd3_inputs, corrupt):
+    """A bad value, or JSON nested past the parser's depth (RecursionError), is a cache miss."""
     model, positive, negative, latent = sd3_inputs
     counted, calls = observed_calls(model)
     calibrate(comfyui, counted, positive, negative, latent)
     (path,) = (user_dir / "flowanime" / "schedules").glob("*.json")
-    path.write_text('{"sigmas": [1.0, "nan"]}', encoding="utf-8")
+    path.write_text(corrupt, encoding="utf-8")
     n = len(calls)
     sigmas, report = calibrate(comfyui, counted, positive, negative, latent)
     assert len(calls) > n and "read from the cache" not in report and torch.isfinite(sigmas).all()
+
+
+def test_with_the_cache_off_nothing_is_written(comfyui, user_dir, sd3_inputs):
+    model, positive, negative, latent = sd3_inputs
+    calibrate(comfyui, model, positive, negative, latent, use_cache=False)
+    assert not list((user_dir / "flowanime" / "schedules").glob("*.json"))
 
 
 @pytest.mark.parametrize("change, message", [
