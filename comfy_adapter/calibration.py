@@ -176,6 +176,9 @@ def calibrate(model, positive, negative, cfg: float, latent: dict, settings: Cal
     require_supported_config(getattr(model.model, "model_config", None))
     samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
     latent_image = samples[:1].repeat(draws, *[1] * (samples.dim() - 1))
+    if not torch.isfinite(latent_image).all():  # it would reach the model as NaN, and read as the model's fault
+        raise ValueError("FlowAnime Calibrated Schedule: the 'latent' input holds NaN or infinite values; "
+                         "give it an empty latent (Empty Latent for Model) or a finite encoded image.")
     import comfy.model_sampling
 
     model_sampling = model.get_model_object("model_sampling")

@@ -142,8 +142,12 @@ def teacher_nodes(denoiser: Denoiser, noise: torch.Tensor, sigma_max: float, set
     _, image, stats = solve_adams_pc(denoiser, noise, sigma_max, settings.sigma_floor, teacher_settings,
                                      on_step=on_step, on_model_call=on_model_call)
     if stats.budget_exhausted or image is None:
+        loosest = -1.5  # CalibrationSettings' bound
+        advice = (f"raise teacher_log10_rtol (now {settings.teacher_log10_rtol:g}, at most {loosest:g}), "
+                  if settings.teacher_log10_rtol < loosest else "")
         raise RuntimeError(f"FlowAnime calibration: the teacher solve spent its {settings.max_teacher_calls} model "
-                           "calls before sigma_floor: raise teacher_log10_rtol (e.g. -2) or check the model.")
+                           f"calls before sigma_floor: {advice}lower cfg (a very high CFG makes the trajectories "
+                           "stiff), or check the model (adams_pc solves it at all?).")
     target = image.detach().float().cpu()
     settled = [math.inf if d is None else _mean_rms(d, target) for d in denoised]
     return TeacherSolve(lams, image, stats.model_calls, settled)

@@ -97,9 +97,13 @@ def test_bad_settings_name_the_setting(change, message):
 
 def test_a_teacher_out_of_budget_says_what_to_change():
     gmm, noise, _ = single_gaussian(batch=1, std=0.05)
-    with pytest.raises(RuntimeError, match="teacher_log10_rtol"):
+    with pytest.raises(RuntimeError, match=r"raise teacher_log10_rtol \(now -5, at most -1.5\), lower cfg"):
         calibrate_schedule(gmm.denoise, noise, 1.0, 6, settings=CalibrationSettings(max_teacher_calls=8,
                                                                                    teacher_log10_rtol=-5))
+    with pytest.raises(RuntimeError, match="sigma_floor: lower cfg") as raised:  # already at the loosest
+        calibrate_schedule(gmm.denoise, noise, 1.0, 6, settings=CalibrationSettings(
+            max_teacher_calls=8, teacher_log10_rtol=-1.5, sigma_floor=1e-5))
+    assert "teacher_log10_rtol" not in str(raised.value)
     with pytest.raises(ValueError, match="sigma_max"):
         calibrate_schedule(gmm.denoise, noise, 0.001, 6)
 

@@ -199,6 +199,14 @@ def test_a_corrupt_cache_file_is_recomputed(comfyui, user_dir, sd3_inputs, corru
     assert len(calls) > n and "read from the cache" not in report and torch.isfinite(sigmas).all()
 
 
+def test_a_latent_that_is_not_finite_is_named(comfyui, user_dir, sd3_inputs):
+    model, positive, negative, latent = sd3_inputs
+    samples = latent["samples"].clone()
+    samples[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="'latent' input holds NaN"):
+        calibrate(comfyui, model, positive, negative, {"samples": samples})
+
+
 def test_with_the_cache_off_nothing_is_written(comfyui, user_dir, sd3_inputs):
     model, positive, negative, latent = sd3_inputs
     calibrate(comfyui, model, positive, negative, latent, use_cache=False)
