@@ -37,10 +37,6 @@ SAMPLE_VALUES = 64  # values read from each weight tensor for the fingerprint
 MAX_FINGERPRINT_DEPTH = 8  # patches -> key -> list -> (strength, adapter, ...) -> adapter -> weights -> tensor
 
 
-class _NotCached(Exception):
-    pass
-
-
 def cache_directory() -> Path:
     import folder_paths
 
@@ -169,6 +165,7 @@ def calibrate(model, positive, negative, cfg: float, latent: dict, settings: Cal
               seed: int, use_cache: bool = True) -> tuple[torch.Tensor, str, Calibration | None]:
     """The calibrated sigmas for this model and these inputs: from the cache, or computed (and cached).
     Returns (sigmas, report, the Calibration when one ran)."""
+    import comfy.model_sampling
     import comfy.sample
     import comfy.samplers
     import latent_preview
@@ -179,8 +176,6 @@ def calibrate(model, positive, negative, cfg: float, latent: dict, settings: Cal
     if not torch.isfinite(latent_image).all():  # it would reach the model as NaN, and read as the model's fault
         raise ValueError("FlowAnime Calibrated Schedule: the 'latent' input holds NaN or infinite values; "
                          "give it an empty latent (Empty Latent for Model) or a finite encoded image.")
-    import comfy.model_sampling
-
     model_sampling = model.get_model_object("model_sampling")
     sigma_max = float(model_sampling.sigma_max)
     # A flow's solve starts from pure noise at sigma 1, so the latent's values cannot matter there
@@ -222,16 +217,13 @@ def calibrate(model, positive, negative, cfg: float, latent: dict, settings: Cal
     guider.sample(noise, latent_image, comfy.samplers.KSAMPLER(calibration_sampler), sigmas, seed=seed)
     result: Calibration = found["result"]
     report = result.summary()
-    try:
-        if not use_cache:  # `use_cache` off: neither read nor written
-            raise _NotCached
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"sigmas": result.sigmas.tolist(), "report": report,
-                                    "teacher_calls": result.teacher_calls, "check_calls": result.check_calls,
-                                    "checked_error": result.checked_error}), encoding="utf-8")
-    except _NotCached:
-        pass
-    except OSError as e:  # a read-only user directory costs a recalibration next time, nothing else
-        log.warning("FlowAnime calibration: could not write the cache %s: %s", path, e)
+    if use_cache:  # off: neither read nor written
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"sigmas": result.sigmas.tolist(), "report": report,
+                                        "teacher_calls": result.teacher_calls, "check_calls": result.check_calls,
+                                        "checked_error": result.checked_error}), encoding="utf-8")
+        except OSError as e:  # a read-only user directory costs a recalibration next time, nothing else
+            log.warning("FlowAnime calibration: could not write the cache %s: %s", path, e)
     log.info("FlowAnime calibration: %s", report)
     return result.sigmas, report, result

@@ -537,7 +537,7 @@ class _Group:
         self.significant = 0  # non-blank parts of the current item so far
         self.only = None  # the current item's one part, if it is a group
         self.led = False  # the current item's first part is a group
-        self.kept: list[int] = []  # where items start that are the user's emphasis beside more (root only)
+        self.kept: list[int] | None = None  # root only, set by _parse: where items start that are kept as written
 
 
 def _add_run(text: str, g: _Group, end: int) -> None:
@@ -584,6 +584,7 @@ def _parse(text: str) -> tuple[_Group, list[_Group]]:
     items start that hold the user's emphasis beside more (kept as written)."""
     marks, commas = _scan(text)
     root = _Group(0, -1, 0)
+    root.kept = kept = []
     groups, stack, closed = [root], [root], []
     read = 0  # the commas before commas[read] are read
     for pos, kind in [*marks, (len(text), "")]:  # the end reads the last commas
@@ -592,13 +593,13 @@ def _parse(text: str) -> tuple[_Group, list[_Group]]:
         if upto > read:
             # The commas before this mark are all the current group's: the first ends the item in
             # progress, each one after it an item of text only (a blank one reads as nothing later).
-            _end_item(text, g, commas[read], root.kept)
+            _end_item(text, g, commas[read], kept)
             g.items.extend(zip([c + 1 for c in commas[read:upto - 1]], commas[read + 1:upto], repeat(None)))
             g.item_start = g.run_start = commas[upto - 1] + 1
             read = upto
         if kind == "B":
             if g is root:
-                _end_item(text, g, pos, root.kept)
+                _end_item(text, g, pos, kept)
                 g.items.append(_SEGMENT)
                 g.item_start = g.run_start = pos + len(BREAK)
         elif kind == "(":
@@ -612,14 +613,14 @@ def _parse(text: str) -> tuple[_Group, list[_Group]]:
             weight = _trailing_weight(text, g.run_start, pos)
             if weight is not None and weight[1] > g.start:  # ComfyUI: `(:3)` is `:3` emphasised, no weight
                 g.weight, end = weight
-            _end_item(text, g, end, root.kept)
+            _end_item(text, g, end, kept)
             closed.append(g)
             parent = stack[-1]
             parent.significant += 1
             parent.only = g if parent.significant == 1 else None
             parent.led = parent.led or parent.significant == 1
             parent.run_start = pos + 1
-    _end_item(text, root, len(text), root.kept)
+    _end_item(text, root, len(text), kept)
     live = [True] * len(groups)
     for g in groups[1:]:  # parents come before their children here
         live[g.index] = g.whole and live[g.parent]

@@ -34,6 +34,7 @@ from .multistep import solve_adams_pc, solve_exp_multistep
 from .ode import AdaptiveSettings, Denoiser, StepInfo, travelled
 
 MAX_STEPS = 200
+TEACHER_LOG10_RTOL_RANGE = (-6.0, -1.5)
 # A checked error above this (RMS, latent units) means the schedule does not follow the teacher:
 # too few steps for this model, often a draw that settled on another mode. The report says so.
 FAR_FROM_TEACHER = 3e-2
@@ -65,8 +66,9 @@ class CalibrationSettings:
             raise ValueError(f"FlowAnime calibration: 'steps' must be between 2 and {MAX_STEPS}, got {self.steps}.")
         if self.order not in (1, 2, 3):
             raise ValueError(f"FlowAnime calibration: 'order' must be 1, 2 or 3, got {self.order}.")
-        if not (math.isfinite(self.teacher_log10_rtol) and -6 <= self.teacher_log10_rtol <= -1.5):
-            raise ValueError("FlowAnime calibration: 'teacher_log10_rtol' must be between -6 and -1.5, "
+        tightest, loosest = TEACHER_LOG10_RTOL_RANGE
+        if not (math.isfinite(self.teacher_log10_rtol) and tightest <= self.teacher_log10_rtol <= loosest):
+            raise ValueError(f"FlowAnime calibration: 'teacher_log10_rtol' must be between {tightest:g} and {loosest:g}, "
                              f"got {self.teacher_log10_rtol}. Typical: -2.5.")
         if not (math.isfinite(self.sigma_floor) and 0 < self.sigma_floor <= 0.05):
             raise ValueError(f"FlowAnime calibration: 'sigma_floor' must be in (0, 0.05], got {self.sigma_floor}. "
@@ -142,12 +144,12 @@ def teacher_nodes(denoiser: Denoiser, noise: torch.Tensor, sigma_max: float, set
     _, image, stats = solve_adams_pc(denoiser, noise, sigma_max, settings.sigma_floor, teacher_settings,
                                      on_step=on_step, on_model_call=on_model_call)
     if stats.budget_exhausted or image is None:
-        loosest = -1.5  # CalibrationSettings' bound
+        loosest = TEACHER_LOG10_RTOL_RANGE[1]
         advice = (f"raise teacher_log10_rtol (now {settings.teacher_log10_rtol:g}, at most {loosest:g}), "
                   if settings.teacher_log10_rtol < loosest else "")
         raise RuntimeError(f"FlowAnime calibration: the teacher solve spent its {settings.max_teacher_calls} model "
                            f"calls before sigma_floor: {advice}lower cfg (a very high CFG makes the trajectories "
-                           "stiff), or check the model (adams_pc solves it at all?).")
+                           "stiff), or check the model.")
     target = image.detach().float().cpu()
     settled = [math.inf if d is None else _mean_rms(d, target) for d in denoised]
     return TeacherSolve(lams, image, stats.model_calls, settled)

@@ -283,27 +283,29 @@ def _solve_adaptive_multistep(form: _AdamsForm, denoiser, x, sigma_start, sigma_
 # the last ones amplifies their errors: such a step drops to a lower order (the limit for order 3 is
 # the adaptive solver's; order 2 allows what its controller's growth allows).
 MAX_STEP_RATIO_FOR_ORDER = {3: MAX_STEP_RATIO_FOR_ORDER_3, 2: MAX_FACTOR}
+# flow_multistep lowers order 3 only, and to 2 (SIGMA_FORM below says why)
+MAX_STEP_RATIO_FOR_FLOW_ORDER = {3: MAX_STEP_RATIO_FOR_ORDER_3}
 
 
-def usable_order(order: int, history_lam: list[float], lam_new: float) -> int:
-    """The predictor order a step can use: at most `order` and the history's length, lowered while the
-    step is longer than MAX_STEP_RATIO_FOR_ORDER times the shortest gap between the nodes it would use."""
-    k = min(order, len(history_lam))
-    step = abs(lam_new - history_lam[-1])
-    while k > 1 and step > MAX_STEP_RATIO_FOR_ORDER[k] * min(
-            abs(a - b) for a, b in zip(history_lam[-k:], history_lam[-k + 1:])):
+def _order_for_step(order: int, history: list[float], t_new: float, max_ratio: dict) -> int:
+    """At most `order` and the history's length, lowered while the step is longer than max_ratio[k]
+    times the shortest gap between the k nodes it would use (orders missing from max_ratio stay)."""
+    k = min(order, len(history))
+    step = abs(t_new - history[-1])
+    while k in max_ratio and step > max_ratio[k] * min(abs(a - b) for a, b in zip(history[-k:], history[-k + 1:])):
         k -= 1
     return k
 
 
+def usable_order(order: int, history_lam: list[float], lam_new: float) -> int:
+    """exp_multistep's predictor order: lowered by MAX_STEP_RATIO_FOR_ORDER, down to 1."""
+    return _order_for_step(order, history_lam, lam_new, MAX_STEP_RATIO_FOR_ORDER)
+
+
 def usable_flow_order(order: int, history: list[float], t_new: float) -> int:
-    """flow_multistep's rule: order 3 only while the step is at most MAX_STEP_RATIO_FOR_ORDER_3 times
-    the shortest gap between the three nodes; otherwise order 2 (never lower)."""
-    k = min(order, len(history))
-    if k == 3 and abs(t_new - history[-1]) > MAX_STEP_RATIO_FOR_ORDER_3 * min(
-            abs(history[-1] - history[-2]), abs(history[-2] - history[-3])):
-        k = 2
-    return k
+    """flow_multistep's predictor order: 3 only while the step is at most MAX_STEP_RATIO_FOR_ORDER_3
+    times the shortest gap between the three nodes; otherwise 2 (never lower)."""
+    return _order_for_step(order, history, t_new, MAX_STEP_RATIO_FOR_FLOW_ORDER)
 
 
 # exp_multistep: the step onto the last sigma before 0, when more than this many times the one before
