@@ -228,9 +228,12 @@ def check(port: int, expected_chunks, expected_report: str, shots: Path) -> list
     return problems
 
 
-def run(comfy: Path, clip_file: Path, expected_chunks, expected_report: str, python: str) -> list[str]:
-    base = Path(tempfile.mkdtemp(prefix="flowanime-counter-"))
-    shots = Path(tempfile.mkdtemp(prefix="flowanime-counter-shots-"))
+def run(comfy: Path, clip_file: Path, expected_chunks, expected_report: str, python: str,
+        work_dir: Path | None = None) -> list[str]:
+    """work_dir: where ComfyUI's base directory and the screenshots go (a new temporary folder if None)."""
+    work_dir = work_dir or Path(tempfile.mkdtemp(prefix="flowanime-counter-"))
+    base, shots = work_dir / "base", work_dir / "shots"
+    shots.mkdir()
     prepare_base(base, clip_file)
     port = free_port()
     server = start_comfyui(comfy, base, port, python)

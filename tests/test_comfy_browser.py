@@ -10,8 +10,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 from conftest import PACK_ROOT
@@ -24,15 +22,15 @@ def load_check():
     return check
 
 
-def test_workflows_open_cleanly_from_the_template_browser(comfyui):
+def test_workflows_open_cleanly_from_the_template_browser(comfyui, tmp_path):
     if shutil.which("chromium") is None:
         pytest.skip("no Chromium (Debian: apt-get install chromium)")
     if importlib.util.find_spec("playwright") is None:
         pytest.skip("no playwright package (pip install playwright)")
     check = load_check()
     workflows = {p.name: json.loads(p.read_text()) for p in sorted((PACK_ROOT / "example_workflows").glob("*.json"))}
-    base = Path(tempfile.mkdtemp(prefix="flowanime-browser-"))
-    shots = Path(tempfile.mkdtemp(prefix="flowanime-shots-"))  # under /tmp, never in the repository
+    base, shots = tmp_path / "base", tmp_path / "shots"  # pytest's temporary folders, never the repository
+    shots.mkdir()
     check.prepare_base(base, workflows)
     port = check.free_port()
     server = check.start_comfyui(comfyui.comfy_path, base, port, os.environ.get("FLOWANIME_PYTHON", sys.executable))

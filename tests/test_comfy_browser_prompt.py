@@ -13,7 +13,7 @@ import pytest
 from conftest import PACK_ROOT
 
 
-def test_counter_equals_the_encoder_and_reports_show_on_the_nodes(comfyui):
+def test_counter_equals_the_encoder_and_reports_show_on_the_nodes(comfyui, tmp_path):
     if shutil.which("chromium") is None:
         pytest.skip("no Chromium (Debian: apt-get install chromium)")
     if importlib.util.find_spec("playwright") is None:
@@ -29,5 +29,5 @@ def test_counter_equals_the_encoder_and_reports_show_on_the_nodes(comfyui):
 
     report = encoder.tokenize(clip, check.PROMPTS[1][0], 20).report
     problems = check.run(comfyui.comfy_path, comfyui.models_dir / "text_encoders" / kit.CLIP_L, expected_chunks, report,
-                         os.environ.get("FLOWANIME_PYTHON", sys.executable))
+                         os.environ.get("FLOWANIME_PYTHON", sys.executable), tmp_path)
     assert problems == []
