@@ -9,7 +9,8 @@ What it does to a prompt, and why:
   ComfyUI's weight parser would read as emphasis; they are escaped (`karin \\(blue archive\\)`), as
   are emoticons such as `>:(`. Weight syntax the user wrote, `(tag:1.2)` and `(tag)`, is kept, and
   what is already escaped is not escaped again.
-- Commas and white space are tidied, duplicate tags dropped (the first is kept), BREAK kept as the
+- Commas and white space are tidied, duplicate tags dropped within a BREAK segment (the first is
+  kept; each segment is encoded on its own, so another segment keeps its copy), BREAK kept as the
   chunk separator (upper-case, outside brackets, as A1111 reads it), natural-language sentences,
   `embedding:` and `<lora:...>` and `@artist` / `by artist` tags kept as written.
 - Options: drop quality tags, gather artist tags into their own BREAK segment, lower-case, and with a
@@ -843,13 +844,15 @@ class _Normalizer:
         return tag, _LIST_CATEGORIES.get(info.category, category)
 
     def container(self, g: _Group, results: dict, leaves) -> list[list[_Item]]:
-        """The group's items in order, without duplicates (the first one stays), in segments between
-        BREAKs (only the root has them); leaves: an iterator that gives its text items' leaves in turn."""
+        """The group's items in order, in segments between BREAKs (only the root has them), without
+        duplicates within a segment (the first one stays): each segment is encoded on its own, so a tag
+        repeated in another one (a regional prompt's `1girl`) still counts there. leaves: an iterator
+        that gives its text items' leaves in turn."""
         out, seen = [], set()
         segments = [out]
         for entry in g.items:
             if entry is _SEGMENT:
-                out = []
+                out, seen = [], set()
                 segments.append(out)
                 continue
             item = next(leaves) if entry[2] is None else results.get(entry[2].index)
@@ -889,10 +892,17 @@ def _render(item: _Item) -> str:
     return "".join(out)
 
 
+def _without_duplicates(items: list[_Item]) -> list[_Item]:
+    """The first of each key, in order (segments merged into one)."""
+    seen: set = set()
+    return [i for i in items if not (i[1] in seen or seen.add(i[1]))]
+
+
 def _arrange(segments: list[list[_Item]], opts: NormalizeOptions) -> list[list[_Item]]:
-    """Presets: BREAKs removed, tag order within each segment, the style chunk."""
+    """Presets: BREAKs removed, tag order within each segment, the style chunk. Where segments are
+    merged, their duplicates are dropped as within one."""
     if opts.remove_break:
-        segments = [[i for seg in segments for i in seg]]
+        segments = [_without_duplicates([i for seg in segments for i in seg])]
     category = itemgetter(2)
     if opts.tag_order:
         rank = {c: n for n, c in enumerate(opts.tag_order)}
@@ -905,14 +915,14 @@ def _arrange(segments: list[list[_Item]], opts: NormalizeOptions) -> list[list[_
         moved = frozenset((ARTIST, QUALITY, META) if opts.style_chunk == "last" else (ARTIST, QUALITY) if opts.style_chunk else (ARTIST,))
         kept = frozenset(_CATEGORIES) - moved
         if any(ARTIST in set(map(category, seg)) for seg in segments):
-            style = [i for seg in segments for i in compress(seg, map(moved.__contains__, map(category, seg)))]
+            style = _without_duplicates([i for seg in segments for i in compress(seg, map(moved.__contains__, map(category, seg)))])
             segments = [list(compress(seg, map(kept.__contains__, map(category, seg)))) for seg in segments]
             style.sort(key=lambda i: i[2] != ARTIST)  # artists first, then quality (the cards' order)
     segments = [seg for seg in segments if seg]
     if style:
         segments = [style, *segments] if opts.style_chunk == "first" else [*segments, style]
     if opts.remove_break and len(segments) > 1:  # a style chunk, were one asked for too
-        segments = [[i for seg in segments for i in seg]]
+        segments = [_without_duplicates([i for seg in segments for i in seg])]
     return segments
 
 
@@ -942,7 +952,7 @@ def _normalize_with_report(prompt: str, options: NormalizeOptions, tags) -> tupl
     results: dict = {}
     for g in live:
         results[g.index] = worker.group(g, results, leaves)
-    segments = worker.container(root, results, leaves)  # without duplicates across segments too: the first one stays
+    segments = worker.container(root, results, leaves)
     report.sort()
     text = f" {BREAK} ".join(", ".join([item[0] if item[0] is not None else _render(item) for item in segment])
                              for segment in _arrange(segments, options))

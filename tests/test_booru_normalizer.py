@@ -113,6 +113,16 @@ def test_presets_move_neither_a_place_nor_part_of_a_bracket(preset):
     assert "by the window" in out and "@the window" not in out and not out.startswith("by the window")
 
 
+def test_a_tag_repeated_in_another_break_segment_stays_there():
+    """Each BREAK segment is its own CLIP chunk (a regional prompt repeats its subject in each);
+    duplicates go within a segment, and wherever a preset merges segments."""
+    prompt = "1girl, red dress, 1girl BREAK 1girl, blue dress, by wlop BREAK by wlop, smile"
+    assert normalize(prompt) == "1girl, red dress BREAK 1girl, blue dress, by wlop BREAK by wlop, smile"
+    assert normalize(prompt, preset_options("rouwei", NormalizeOptions())) == (
+        "by wlop BREAK 1girl, red dress BREAK 1girl, blue dress BREAK smile")
+    assert normalize(prompt, preset_options("anima", NormalizeOptions())) == "1girl, @wlop, red dress, blue dress, smile"
+
+
 def test_every_kaomoji_keeps_its_underscores():
     for k in KAOMOJI:
         assert normalize_tag(k).replace("\\", "") == k
