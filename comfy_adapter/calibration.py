@@ -6,8 +6,8 @@ The result is cached as JSON under ComfyUI's user directory (flowanime/schedules
 of everything the schedule depends on: the model's weights (a sample of each tensor), its patches
 (LoRA keys, strengths and a sample of their tensors), its model sampling (classes, conventions,
 settings, sigma table), its options (what the closures of functions such as RescaleCFG's hold), the
-conditioning tensors, CFG, the latent (shape and a sample of its values), the draws, the seed and
-the calibration settings.
+conditioning tensors and ControlNets (strength, hint, step range, a sample of their weights), CFG,
+the latent (shape and a sample of its values), the draws, the seed and the calibration settings.
 
 Checked against newer ComfyUI: comfy/samplers.py@311c014 (CFGGuider(model_patcher), set_conds,
 set_cfg, sample(noise, latent_image, sampler, sigmas, ..., seed); KSAMPLER(sampler_function)),
@@ -84,11 +84,22 @@ def _fingerprint(value, full: bool = False, depth: int = 0):
     if hint is not None or hasattr(value, "previous_controlnet"):
         return [type(value).__name__, _fingerprint(getattr(value, "strength", None), full, depth + 1),
                 _fingerprint(hint, full, depth + 1), _fingerprint(getattr(value, "timestep_percent_range", None), full, depth + 1),
-                _fingerprint(getattr(value, "previous_controlnet", None), full, depth + 1)]
+                _control_weights_digest(value), _fingerprint(getattr(value, "previous_controlnet", None), full, depth + 1)]
     weights = getattr(value, "weights", None)  # a LoRA adapter object (newer ComfyUI)
     if weights is not None:
         return [type(value).__name__, _fingerprint(weights, full, depth + 1)]
     return getattr(value, "__qualname__", type(value).__name__)
+
+
+def _control_weights_digest(control) -> dict | None:
+    """Which model a ControlNet runs: a sample of its network's weights (ControlNet's control_model,
+    T2IAdapter's t2i_model), or of a Control-LoRA's weights (built into a network only while sampling)."""
+    network = getattr(control, "control_model", None) or getattr(control, "t2i_model", None)
+    weights = network.state_dict() if isinstance(network, torch.nn.Module) else getattr(control, "control_weights", None)
+    if not isinstance(weights, dict):
+        return None
+    return {str(k): _tensor_digest(v, full=False) for k, v in sorted(weights.items(), key=lambda kv: str(kv[0]))
+            if torch.is_tensor(v)}
 
 
 def _sampling_fingerprint(model_sampling) -> dict:

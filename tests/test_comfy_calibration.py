@@ -136,7 +136,8 @@ def test_without_the_cache_it_calibrates_again(comfyui, user_dir, sd3_inputs):
 def test_what_changes_the_model_changes_the_cache_key(comfyui):
     """Each pair is one model in two forms whose schedules differ (a helper's audit calibrated both and
     found a cache hit): eps against v-prediction, our patch's two conventions, RescaleCFG off and on,
-    two LoRAs at the same strength; and an eps model's starting latent."""
+    two LoRAs at the same strength; an eps model's starting latent; a ControlNet's strength, hint and
+    network."""
     from safetensors.torch import save_file
 
     cal = comfyui.pack_submodule("comfy_adapter.calibration")
@@ -175,15 +176,18 @@ def test_what_changes_the_model_changes_the_cache_key(comfyui):
     # a ControlNet in the conditioning: its strength and hint
     import comfy.controlnet
 
-    def with_control(strength, hint):
-        control = object.__new__(comfy.controlnet.ControlNet)  # the attributes the key reads, no model
+    def with_control(strength, hint, network):
+        control = object.__new__(comfy.controlnet.ControlNet)  # the attributes the key reads
         control.strength, control.cond_hint_original, control.previous_controlnet = strength, hint, None
-        control.timestep_percent_range = (0.0, 1.0)
+        control.timestep_percent_range, control.control_model = (0.0, 1.0), network
         return [[conditioning[0][0], {**conditioning[0][1], "control": control}]]
 
+    torch.manual_seed(0)
+    one, other = torch.nn.Conv2d(3, 4, 3), torch.nn.Conv2d(3, 4, 3)  # two ControlNets' networks
     keys = {cal.cache_key(sd15, with_control(*c), conditioning, 4.0, zeros4, 1, 0, settings)
-            for c in [(1.0, torch.zeros(1, 3, 8, 8)), (0.2, torch.zeros(1, 3, 8, 8)), (1.0, torch.ones(1, 3, 8, 8))]}
-    assert len(keys) == 3
+            for c in [(1.0, torch.zeros(1, 3, 8, 8), one), (0.2, torch.zeros(1, 3, 8, 8), one),
+                      (1.0, torch.ones(1, 3, 8, 8), one), (1.0, torch.zeros(1, 3, 8, 8), other)]}
+    assert len(keys) == 4
 
 
 @pytest.mark.parametrize("corrupt", ['{"sigmas": [1.0, "nan"]}', "[" * 200000 + "]" * 200000])
