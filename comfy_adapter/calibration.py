@@ -11,7 +11,7 @@ the latent (shape and a sample of its values), the draws, the seed and the calib
 
 Checked against newer ComfyUI: comfy/samplers.py@311c014 (CFGGuider(model_patcher), set_conds,
 set_cfg, sample(noise, latent_image, sampler, sigmas, ..., seed); KSAMPLER(sampler_function)),
-comfy/sample.py (prepare_noise, fix_empty_latent_channels), folder_paths.get_user_directory and
+comfy/sample.py (prepare_noise; fix_empty_latent_channels through latent.py), folder_paths.get_user_directory and
 latent_preview.py@2d619ed (prepare_callback(model, steps) -> callback(step, x0, x, total_steps), which
 moves the node's bar to step + 1 with a preview of x0 in the user's preview method).
 """
@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from ..samplers.calibrate import Calibration, CalibrationSettings, calibrate_schedule
+from .latent import samples_as_samplers_prepare_them
 from .models import require_supported_config
 from .samplers import interrupt_check, sigma_floor
 
@@ -182,7 +183,7 @@ def calibrate(model, positive, negative, cfg: float, latent: dict, settings: Cal
     import latent_preview
 
     require_supported_config(getattr(model.model, "model_config", None))
-    samples = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
+    samples = samples_as_samplers_prepare_them(model, latent)
     latent_image = samples[:1].repeat(draws, *[1] * (samples.dim() - 1))
     if not torch.isfinite(latent_image).all():  # it would reach the model as NaN, and read as the model's fault
         raise ValueError("FlowAnime Calibrated Schedule: the 'latent' input holds NaN or infinite values; "

@@ -10,6 +10,8 @@ ratio (8 for most; UNDECLARED_DOWNSCALE holds the others, from 75399d7) and its 
 
 from __future__ import annotations
 
+import inspect
+
 from ..resolution.presets import LatentSpec
 from .models import require_supported_model
 
@@ -30,6 +32,12 @@ NOT_IMAGE_LATENTS = {
     "SC_B": "Stable Cascade's stage B latent",
     "ACEAudio": "an audio latent",
     "HunyuanImage21Refiner": "the Hunyuan Image 2.1 refiner's packed frames",
+    # newer ComfyUI (comfy/latent_formats.py@75399d7 and @9a9a69f): image-shaped by default, not images
+    "TripoSplat": "a 3-D Gaussian-splat sequence latent",
+    "Trellis2": "a TRELLIS.2 sparse 3-D latent",
+    "Trellis2SLAT": "a TRELLIS.2 sparse 3-D latent",
+    "MiniMaxH3AV": "a packed audio-video latent",
+    "LTXAV": "a packed audio-video latent",
 }
 
 
@@ -93,3 +101,20 @@ def latent_pixel_size(latent: dict, model_patcher) -> tuple[int, int]:
     samples = latent["samples"]
     down = latent.get(DOWNSCALE_TAG) or spatial_downscale_ratio(model_patcher)
     return samples.shape[-1] * down, samples.shape[-2] * down
+
+
+def samples_as_samplers_prepare_them(model_patcher, latent: dict):
+    """latent["samples"] as ComfyUI's samplers prepare it: comfy.sample.fix_empty_latent_channels, given
+    the latent's size tags where the running ComfyUI takes them (newer: nodes.py@5aabaf5 and
+    comfy_extras/nodes_custom_sampler.py@be91880 pass downscale_ratio_spacial and _temporal, so an
+    empty latent tagged with another ratio is resized to the model's; 0.3.64 takes the latent only)."""
+    import comfy.sample
+
+    fix = comfy.sample.fix_empty_latent_channels
+    try:
+        takes_tags = len(inspect.signature(fix).parameters) >= 4
+    except (TypeError, ValueError):  # a wrapped function without a signature
+        takes_tags = False
+    if takes_tags:
+        return fix(model_patcher, latent["samples"], latent.get(DOWNSCALE_TAG), latent.get("downscale_ratio_temporal"))
+    return fix(model_patcher, latent["samples"])

@@ -167,12 +167,16 @@ class FlowSchedule:
         return time_shift(self.shift, u)
 
     def percent_to_sigma(self, percent: float) -> float:
-        """Sampling progress (0 = start, 1 = end) to sigma, as ComfyUI's flow sampling does."""
+        """Sampling progress (0 = start, 1 = end) to sigma, as ComfyUI's flow sampling does, in float32
+        as newer ComfyUI computes it (comfy/model_sampling.py@38a99a8): a step range's bound then equals
+        the float32 sigma the sigma table holds for that time, and a range check on a step at the
+        bound does not flip on rounding."""
         if percent <= 0.0:
             return 1.0
         if percent >= 1.0:
             return 0.0
-        return time_shift(self.shift, 1.0 - percent)
+        timestep = torch.tensor((1.0 - percent) * self.multiplier, dtype=torch.float32)
+        return time_shift(self.shift, timestep / self.multiplier).item()
 
     def denoised(self, x, sigma, velocity):
         """The data prediction: x - sigma*v for v = noise - data, x + sigma*v for v = data - noise."""

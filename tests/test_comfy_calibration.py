@@ -2,6 +2,8 @@
 tiny SD3 and SD1.5 stand-ins, its cache (a second run makes no model call; another CFG recalibrates),
 its report, and clear errors for bad settings."""
 
+import copy
+
 import flowanime_testkit as kit
 import pytest
 import torch
@@ -201,6 +203,39 @@ def test_a_corrupt_cache_file_is_recomputed(comfyui, user_dir, sd3_inputs, corru
     n = len(calls)
     sigmas, report = calibrate(comfyui, counted, positive, negative, latent)
     assert len(calls) > n and "read from the cache" not in report and torch.isfinite(sigmas).all()
+
+
+def test_the_latent_is_prepared_as_the_sampler_prepares_it(comfyui, user_dir, sd3_inputs, monkeypatch):
+    """Newer ComfyUI's fix_empty_latent_channels takes the latent's size tags (nodes.py@5aabaf5,
+    nodes_custom_sampler.py@be91880): an empty latent tagged 8x for a 16x model is resized before
+    sampling, so the calibration must solve on the resized latent too. 0.3.64's takes the latent only."""
+    import comfy.sample
+
+    model, positive, negative, _ = sd3_inputs
+    fmt = copy.copy(model.get_model_object("latent_format"))
+    fmt.spacial_downscale_ratio = 16
+    model = model.clone()
+    model.add_object_patch("latent_format", fmt)
+    tagged = {"samples": torch.zeros((1, 16, 16, 16)), "downscale_ratio_spacial": 8}
+    seen = []
+
+    def newer(model, latent_image, downscale_ratio_spacial=None, downscale_ratio_temporal=None):
+        seen.append((downscale_ratio_spacial, downscale_ratio_temporal))
+        if downscale_ratio_spacial not in (None, 16) and torch.count_nonzero(latent_image) == 0:
+            side = latent_image.shape[-1] * downscale_ratio_spacial // 16
+            latent_image = torch.zeros((*latent_image.shape[:-2], side, side))
+        return latent_image
+
+    shapes = []
+    counted = model.clone()
+    counted.set_model_unet_function_wrapper(
+        lambda apply, args: (shapes.append(tuple(args["input"].shape[-2:])), apply(args["input"], args["timestep"], **args["c"]))[1])
+    calibrate(comfyui, counted, positive, negative, tagged)
+    assert set(shapes) == {(16, 16)}  # 0.3.64: the latent as given
+    monkeypatch.setattr(comfy.sample, "fix_empty_latent_channels", newer)
+    shapes.clear()
+    calibrate(comfyui, counted, positive, negative, tagged, use_cache=False)
+    assert seen == [(8, None)] and set(shapes) == {(8, 8)}
 
 
 def test_a_latent_that_is_not_finite_is_named(comfyui, user_dir, sd3_inputs):

@@ -213,6 +213,20 @@ def test_latents_that_are_not_images_are_refused_with_the_node_to_use(comfyui, n
         comfyui.node_class(LATENT_NODE)().generate(model, "custom", 1024, 1024, 1)
 
 
+@pytest.mark.parametrize("name, base", [("LTXAV", "LTXV"), ("MiniMaxH3AV", "LatentFormat"), ("TripoSplat", "LatentFormat"),
+                                        ("Trellis2", "LatentFormat")])
+def test_newer_latents_that_are_not_images_are_refused(comfyui, name, base):
+    """Formats of newer ComfyUI (latent_formats.py@75399d7, @9a9a69f) that look like image latents
+    (two dimensions by default) but are packed audio-video or 3-D: stand-ins of the same class names."""
+    import comfy.latent_formats
+
+    fmt = type(name, (getattr(comfy.latent_formats, base),), {})()
+    model = load_unet(comfyui, kit.SD3_MMDIT).clone()
+    model.add_object_patch("latent_format", fmt)
+    with pytest.raises(ValueError, match="Use ComfyUI's own empty-latent node"):
+        comfyui.node_class(LATENT_NODE)().generate(model, "custom", 1024, 1024, 1)
+
+
 @pytest.mark.parametrize("ratio, width, message", [(16, 1000, "multiple of 16"), (32, 1040, "multiple of 32")])
 def test_size_checks_follow_the_downscale(comfyui, ratio, width, message):
     model = with_downscale(load_unet(comfyui, kit.SD15_UNET), ratio)

@@ -80,6 +80,17 @@ def test_percent_to_sigma():
     assert sched.percent_to_sigma(0.5) == pytest.approx(0.75)
 
 
+@pytest.mark.parametrize("shift", [1.0, 3.0, 2.7])
+def test_percent_to_sigma_equals_the_float32_sigma_table_at_the_same_time(shift):
+    """A bound at a table time is that float32 table entry exactly (comfy/model_sampling.py@38a99a8
+    rounds the same way), so a step at the bound is inside the range, never out by rounding."""
+    sched = FlowSchedule(shift=shift)
+    table = sched.sigma_table(1000)
+    for index in (0, 99, 333, 500, 749, 998):
+        percent = 1.0 - (index + 1) / 1000
+        assert sched.percent_to_sigma(percent) == float(table[index]), index
+
+
 def test_denoised_for_both_velocity_conventions():
     data, noise, sigma = torch.tensor([0.3, -1.2]), torch.tensor([1.1, 0.4]), 0.6
     x = (1 - sigma) * data + sigma * noise
