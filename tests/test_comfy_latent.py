@@ -28,7 +28,18 @@ def test_sizes_the_family_cannot_take_get_a_clear_error_in_a_graph(comfyui):
     g.node("SaveLatent", samples=latent, filename_prefix="latents/bad")
     result = comfyui.run(g.finalize(), expect_success=False)
     assert not result.success
-    assert "width 1000 (from 'width') is not a multiple of 64" in result.error["exception_message"]
+    assert "width 1000 (from 'width') is not a multiple of 16" in result.error["exception_message"]
+
+
+def test_a_size_off_the_cards_grid_works_with_a_warning(comfyui, caplog):
+    """SD3.5's card asks for multiples of 64; the MMDiT takes any multiple of 16 (as ComfyUI's own
+    EmptySD3LatentImage does), so 1200 makes a latent and the console says what the card wants."""
+    import numpy as np
+
+    with caplog.at_level("WARNING", logger="FlowAnime"):
+        latent, w, h = comfyui.node_class(NODE)().generate(unet(comfyui, kit.SD3_MMDIT), "custom", np.int64(1200), 1600.0, 1)
+    assert (w, h) == (1200, 1600) and type(w) is int and latent["samples"].shape == (1, 16, 200, 150)
+    assert "width 1200 (from 'width'/'height') is not a multiple of 64" in caplog.text and "1152 or 1216" in caplog.text
 
 
 @pytest.mark.parametrize("preset, width, height, batch, setting", [
