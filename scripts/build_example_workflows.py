@@ -47,8 +47,9 @@ ROUWEI_PROMPT = (
     "aqua_eyes, detached_sleeves, necktie, looking at viewer, smile, night sky, city lights"
 )
 RDBT_PROMPT = (
-    "@digital anime illustration, 1girl, solo, long silver hair, blue eyes, white dress, sitting, window, "
-    "book. A girl with long silver hair sits by a rain-streaked window and reads an old book in soft evening light."
+    "@digital anime illustration, 1girl, solo. A girl with long silver hair and blue eyes sits on a window seat "
+    "in a white dress, reading an old book. Rain streaks the glass behind her, and the soft evening light falls "
+    "across the pages and her face."
 )
 
 
@@ -217,7 +218,7 @@ class UIGraph:
             values = node["widgets_values"]
             del values[len(values) - node.pop("_trailing_defaults", 0):]
         return {
-            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, json.dumps(self.nodes[0]["widgets_values"]))),
+            "id": None,  # build() names it after the file
             "revision": 0, "last_node_id": len(self.nodes), "last_link_id": len(self.links),
             "nodes": self.nodes, "links": self.links, "groups": [], "config": {},
             "extra": {"ds": {"scale": 0.6, "offset": [40, 60]}}, "version": 0.4,
@@ -312,7 +313,7 @@ def sample_decode_save(g, model, pos, neg, latent, vae, prefix, col=3, decode_y=
 
 def nekofantasia_inputs(g):
     """Checkpoint, the three text encoders, the flow patch (shift 3), the card's prompts, ~1 MP latent."""
-    ckpt = g.add("CheckpointLoaderSimple", 0, TOP, {"ckpt_name": "nekofantasia_v0.1.safetensors"})
+    ckpt = g.add("CheckpointLoaderSimple", 0, TOP, {"ckpt_name": "Nekofantasia-01.safetensors"})
     clip = g.add("TripleCLIPLoader", 0, None, {"clip_name1": "clip_l.safetensors", "clip_name2": "clip_g.safetensors",
                                                "clip_name3": "t5xxl_fp16.safetensors"})
     flow = g.add(kit.PATCH, 1, MODEL_Y, {"shift": 3.0}, model=(ckpt, 0))
@@ -353,7 +354,7 @@ def nekofantasia_calibrated(g):
 
 
 def nai_v2_fm(g):
-    ckpt = g.add("CheckpointLoaderSimple", 0, TOP, {"ckpt_name": "nai-v2-fm-alpha.safetensors"})
+    ckpt = g.add("CheckpointLoaderSimple", 0, TOP, {"ckpt_name": "naiV2FmAlpha_v10.safetensors"})
     flow = g.add(kit.PATCH, 1, MODEL_Y, {"shift": 3.5}, model=(ckpt, 0))
     pos, neg = encode_pair(g, (ckpt, 1), NAI_PROMPT, NAI_NEGATIVE, {})
     latent = g.add("FlowAnimeEmptyLatentForModel", 2, LATENT_Y, {"preset": "768x1024 (3:4, nai-v2-fm)"}, model=(flow, 0))
@@ -368,13 +369,13 @@ def nai_v2_fm(g):
 def rouwei(g):
     ckpt = g.add("CheckpointLoaderSimple", 0, TOP, {"ckpt_name": "rouwei_v0.8_vpred.safetensors"})
     vpred = g.add("ModelSamplingDiscrete", 1, MODEL_Y, {"sampling": "v_prediction", "zsnr": True}, model=(ckpt, 0))
-    pos, neg = encode_pair(g, (ckpt, 1), ROUWEI_PROMPT, "worst quality, low quality, watermark",
-                           {"artists_to_own_chunk": True})
+    pos, neg = encode_pair(g, (ckpt, 1), ROUWEI_PROMPT, "worst quality, low quality, watermark", {"preset": "rouwei"})
     latent = g.add("FlowAnimeEmptyLatentForModel", 2, LATENT_Y, {"preset": "832x1216 (13:19 portrait)"}, model=(vpred, 0))
     sample_decode_save(g, (vpred, 0), pos, neg, latent, (ckpt, 2), "rouwei", steps=24, cfg=4.0,
                        sampler_name="euler_ancestral", scheduler="normal")
     g.add("Note", 3, None, {"text": "RouWei 0.8 v-pred (SDXL). Artist tags must sit in their own CLIP chunk: the "
-                                    "normalizer moves them behind a BREAK, the encoder starts a chunk there. Card "
+                                    "normalizer's rouwei preset puts them, with the quality tags, in a first chunk "
+                                    "before a BREAK (the card's example), the encoder starts a chunk there. Card "
                                     "recipe for v-pred: v_prediction + zsnr, Euler a, 20-28 steps, CFG 3-5, ~1 MP "
                                     "with sides divisible by 32."})
 
@@ -392,10 +393,13 @@ def rdbt_anima(g):
     pos = g.add("FlowAnimeCLIPTextEncodeBreak", 4, PROMPTS_Y, {"text": RDBT_PROMPT}, title="Positive", clip=(clip, 0))
     neg = g.add("FlowAnimeCLIPTextEncodeBreak", 4, None, {"text": ""}, title="Negative (unused at CFG 1)", clip=(clip, 0))
     vae = g.add("VAELoader", 5, 730, {"vae_name": "qwen_image_vae.safetensors"})
-    sample_decode_save(g, (flow, 0), pos, neg, latent, (vae, 0), "rdbt-anima", col=5, decode_y=MODEL_Y, steps=24, cfg=1.0,
+    sample_decode_save(g, (flow, 0), pos, neg, latent, (vae, 0), "rdbt-anima", col=5, decode_y=MODEL_Y, steps=30, cfg=1.0,
                        sampler_name="er_sde", scheduler="simple")
-    g.add("Note", 0, None, {"text": "RDBT on Anima: guidance-distilled, so CFG 1 (one model pass per step), 24 steps, "
-                                    "stacked style LoRAs, @ trigger words, natural-language captions. Anima feeds its "
+    g.add("Note", 0, None, {"text": "RDBT on Anima: guidance-distilled, so CFG 1 (one model pass per step). v0.35 has no "
+                                    "step distillation: 30 steps (24 was the advice for v0.32.b). It has no style of its "
+                                    "own: stack style LoRAs, or write a specific @artist; the @ category triggers "
+                                    "(@digital anime illustration, ...) are not a style. Natural-language captions, as it "
+                                    "was trained on. Anima feeds its "
                                     "network sigma itself: the FlowAnime patch uses multiplier 1. Needs a ComfyUI with "
                                     "Anima support (newer than 0.3.64)."})
 
@@ -416,6 +420,7 @@ def build(node_classes, display_names=None) -> dict[str, dict]:
         g = UIGraph(node_classes, display_names)
         recipe(g)
         out[name] = g.finish()
+        out[name]["id"] = str(uuid.uuid5(uuid.NAMESPACE_URL, f"flowanime/example_workflows/{name}"))  # one per file
     return out
 
 

@@ -128,6 +128,7 @@ def test_committed_workflows_match_the_recipes(comfyui, stand_in_models):
     assert sorted(built) == [p.name for p in WORKFLOW_FILES]
     for path in WORKFLOW_FILES:
         assert json.loads(path.read_text()) == built[path.name], path.name
+    assert len({w["id"] for w in built.values()}) == len(built)  # the editor tells open workflows apart by id
 
 
 def run_workflow_small(comfyui, path, width, height):
