@@ -8,7 +8,8 @@ the editor's own API conversion (app.graphToPrompt, what Queue sends) equal to t
 validates (tests/flowanime_testkit.ui_to_api); and the layout the editor computes: every node at least
 as large as LGraphNode.computeSize() asks (no widget cut off), every widget inside its node, no two
 nodes (title bars and badges included) overlapping, every link running left to right and behind no
-other node. A screenshot of each loaded workflow goes to a folder under /tmp (printed).
+other node. Then, on each Empty Latent node, picking another preset shows its size in the width and
+height widgets. A screenshot of each loaded workflow goes to a folder under /tmp (printed).
 
 Needs: Chromium (Debian: apt-get install chromium) and the playwright package (pip install
 playwright; no browser download: it drives /usr/bin/chromium). Uses the test environment's ComfyUI.
@@ -191,6 +192,23 @@ def thumbnail_comment(workflow_text: str) -> str:
     return "flowanime-workflow-sha256:" + hashlib.sha256(workflow_text.encode()).hexdigest()
 
 
+# Picks another preset on each Empty Latent node as the combo menu does (value, then the widget's
+# callback) and reads the size widgets back.
+PICK_PRESET = """(preset) => window.app.graph._nodes.filter(n => n.type === "FlowAnimeEmptyLatentForModel").map(n => {
+    const widget = name => n.widgets.find(w => w.name === name);
+    const combo = widget("preset");
+    combo.value = preset;
+    combo.callback?.(combo.value);
+    return [n.id, widget("width").value, widget("height").value];
+})"""
+
+
+def preset_size_problems(page, preset: str = "1216x832 (19:13 landscape)") -> list[str]:
+    """After a preset is picked, the width and height widgets show its size (web/flowanime.js)."""
+    return [f"Empty Latent node {node_id}: picking {preset!r} left width/height at {width}x{height}"
+            for node_id, width, height in page.evaluate(PICK_PRESET, preset) if (width, height) != (1216, 832)]
+
+
 def check(port: int, workflows: dict, node_classes: dict, shots_dir: Path | None = None,
           thumbnails_dir: Path | None = None) -> list[str]:
     from playwright.sync_api import sync_playwright
@@ -246,6 +264,7 @@ def check(port: int, workflows: dict, node_classes: dict, shots_dir: Path | None
             if thumbnails_dir is not None:
                 size = write_thumbnail(page, thumbnails_dir / f"{title}.jpg", (PACK_ROOT / "example_workflows" / name).read_text())
                 print(f"     thumbnail {title}.jpg: {size // 1024} KiB")
+            found += preset_size_problems(page)
             print(f"{'OK  ' if not found else 'FAIL'} {name}" + "".join(f"\n     - {f}" for f in found))
             problems += found
         browser.close()

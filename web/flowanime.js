@@ -3,6 +3,7 @@
 //   where each 75-token CLIP chunk ends (BREAK segments and comma-backtracking moves included), counted
 //   on the server by the pack's own chunking (POST /flowanime/prompt_tokens), as the user types.
 // - After a run: the encoder's chunk report and the normaliser's tag report, shown on the node.
+// - Empty Latent for Model: a picked preset's size shown in its width and height widgets.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
@@ -196,5 +197,38 @@ app.registerExtension({
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (nodeData.name !== "FlowAnimeCalibratedSchedule") return;
     showReportAfterRun(nodeType, "text");
+  },
+});
+
+// Empty Latent for Model: picking a sized preset shows its size in the width and height widgets, which
+// count only for `custom` (so `custom` starts from the size last picked).
+app.registerExtension({
+  name: "FlowAnime.LatentPresetSize",
+  async beforeRegisterNodeDef(nodeType, nodeData) {
+    if (nodeData.name !== "FlowAnimeEmptyLatentForModel") return;
+    const onNodeCreated = nodeType.prototype.onNodeCreated;
+    nodeType.prototype.onNodeCreated = function (...args) {
+      const result = onNodeCreated?.apply(this, args);
+      const preset = this.widgets?.find((w) => w.name === "preset");
+      if (!preset) return result;
+      const callback = preset.callback;
+      const node = this;
+      preset.callback = function (value, ...rest) {
+        const out = callback?.call(this, value, ...rest);
+        const size = /^(\d+)x(\d+) /.exec(String(value ?? preset.value));
+        if (size) {
+          for (const [name, side] of [["width", Number(size[1])], ["height", Number(size[2])]]) {
+            const widget = node.widgets.find((w) => w.name === name);
+            if (widget && widget.value !== side) {
+              widget.value = side;
+              widget.callback?.(side);
+            }
+          }
+          node.setDirtyCanvas?.(true, true);
+        }
+        return out;
+      };
+      return result;
+    };
   },
 });
