@@ -75,6 +75,21 @@ _ARTIST_PREFIXES = ("@", "by ", "artist:")
 _VERBATIM_PREFIXES = ("embedding:", "<lora:", "<lyco:", "<hypernet:")
 _NUMBER_CHARS = frozenset("0123456789.+-")
 _PEOPLE_FIRST = frozenset("0123456789m")  # PEOPLE_TAG's first characters, the cheap test before it
+# Period and rating tags of the Danbooru-trained models (Anima, NoobAI, Illustrious; Nekofantasia's card
+# names the ratings too): not Danbooru tags, but metadata that Anima's tag order puts first, beside the
+# quality tags. `year 2024` goes with them.
+TIME_AND_RATING_TAGS = frozenset({"newest", "recent", "mid", "early", "old",
+                                  "general", "safe", "sensitive", "questionable", "nsfw", "explicit"})
+YEAR_TAG = re.compile(r"year \d{4}")
+
+
+def _general_category(low: str) -> str:
+    """An untyped tag's category: people (1girl), period or rating metadata, or general."""
+    if low[:1] in _PEOPLE_FIRST and PEOPLE_TAG.fullmatch(low):
+        return PEOPLE
+    if low in TIME_AND_RATING_TAGS or (low[:5] == "year " and YEAR_TAG.fullmatch(low)):
+        return META
+    return GENERAL
 
 # Item categories, for the presets' tag order.
 TEXT, ARTIST, QUALITY, META, PEOPLE, CHARACTER, COPYRIGHT, GENERAL = (
@@ -155,8 +170,9 @@ def _separates(line: str, next_line: str) -> bool:
     """Whether a line break between `line` and `next_line` (both stripped, not empty) separates two
     items. `>:(` ends an item; a `(` on its own opens a group. Prose goes on over a line break: a last
     item of five words or more, or a sentence's end (`.`, `!`, `?` after three words, or before a
-    capital), where tags such as `love_live!`, `k-on!` and `c.c.` end in the same marks. A word with
-    an underscore, on either side, is a tag."""
+    capital), where tags such as `love_live!`, `k-on!` and `c.c.` end in the same marks; but a
+    sentence's end followed by a line of tags separates. A word with an underscore, on either side,
+    is a tag."""
     if line[-1] in _ENDS_ITEM or next_line[0] in _CONTINUES_ITEM:
         return False
     if line[-1] == "(" and (len(line) == 1 or line[-2].isspace() or line[-2] == "("):
@@ -167,8 +183,15 @@ def _separates(line: str, next_line: str) -> bool:
     if "_" in item or "_" in first_word:  # underscores mark tags
         return True
     if item[-1:] in (".", "!", "?") and (item.count(" ") >= 2 or next_line[0].isupper()):
-        return False
+        return _starts_a_tag_list(next_line)
     return item.count(" ") < 4
+
+
+def _starts_a_tag_list(line: str) -> bool:
+    """A line of tags after a sentence (`...umbrella.⏎long hair, blue eyes`): a comma after a short
+    first item that does not start with a capital. Prose goes on otherwise."""
+    comma = line.find(",")
+    return comma > 0 and not line[0].isupper() and line.count(" ", 0, comma) < 4
 
 
 def _line_breaks_as_commas(text: str) -> str:
@@ -239,8 +262,8 @@ def written_as_listed(name: str, key: str) -> bool:
     """Whether the normaliser, given `name` (a tag list's row name; key: its entry's key) as a tag, makes
     the entry's own prompt form by its plain steps (see _Normalizer.leaves), general before the list's
     category: lower-case printable ASCII without `, : @ \\`, white space collapsed; not a kaomoji, a
-    `score_`, `by `, quality or people tag, nor what may be a sentence. A tag list maps these spellings
-    straight to their entry."""
+    `score_`, `by `, quality, people, period or rating tag, nor what may be a sentence. A tag list maps
+    these spellings straight to their entry."""
     if not (name and name.isascii() and name == name.lower() and name == " ".join(name.split())):
         return False
     if "," in name or ":" in name or "@" in name or "\\" in name:
@@ -250,7 +273,7 @@ def written_as_listed(name: str, key: str) -> bool:
             return False
     elif name[-1] in ".!?" or name.count(" ") >= 4:
         return False
-    return not (key in QUALITY_TAGS or key.startswith("by ") or (key[:1] in _PEOPLE_FIRST and PEOPLE_TAG.fullmatch(key)))
+    return not (key in QUALITY_TAGS or key.startswith("by ") or _general_category(key) != GENERAL)
 
 
 def normalize_tag(tag: str, lowercase: bool = False) -> str:
@@ -744,7 +767,9 @@ class _Normalizer:
             if low.startswith("by "):
                 add(general(text, lower, start))
                 continue
-            category = PEOPLE if low[:1] in _PEOPLE_FIRST and PEOPLE_TAG.fullmatch(low) else GENERAL
+            # _general_category, inline: the hot path of every untyped tag
+            category = (PEOPLE if low[:1] in _PEOPLE_FIRST and PEOPLE_TAG.fullmatch(low) else
+                        META if low in TIME_AND_RATING_TAGS or (low[:5] == "year " and YEAR_TAG.fullmatch(low)) else GENERAL)
             key = low
             if "(" in tag or ")" in tag:
                 tag = tag.replace("(", "\\(").replace(")", "\\)")
@@ -791,7 +816,7 @@ class _Normalizer:
             prefix_length = 1 if tag[0] == "@" else 3 if low.startswith("by ") else len("artist:")
             tag, category = self.artist(tag[prefix_length:], tag), ARTIST
         else:
-            category = PEOPLE if low[:1] in _PEOPLE_FIRST and PEOPLE_TAG.fullmatch(low) else GENERAL
+            category = _general_category(low)
             if tags is not None:
                 return self.listed(tag, category, start)
         if _is_sentence_collapsed(tag) and not (tags is not None and tag_key(tag) in tags):

@@ -113,6 +113,25 @@ def test_presets_move_neither_a_place_nor_part_of_a_bracket(preset):
     assert "by the window" in out and "@the window" not in out and not out.startswith("by the window")
 
 
+@pytest.mark.parametrize("prompt, expected", [
+    # a line of tags after a sentence is a list again; prose that goes on stays one sentence
+    ("masterpiece, 1girl\nA girl stands in the rain under a red umbrella.\nlong hair, blue eyes",
+     "masterpiece, 1girl, A girl stands in the rain under a red umbrella., long hair, blue eyes"),
+    ("She stands in the rain.\nthe sky is grey and the wind is cold", "She stands in the rain. the sky is grey and the wind is cold"),
+    ("She stands in the rain.\nThe sky is grey, the wind is cold.", "She stands in the rain. The sky is grey, the wind is cold."),
+])
+def test_a_tag_line_after_a_sentence_line_is_not_part_of_the_sentence(prompt, expected):
+    assert normalize(prompt) == expected
+
+
+def test_the_anima_preset_puts_period_and_rating_tags_first():
+    """Anima's tag order: quality, period (`year 2025`, `newest`) and rating (`safe`) tags, then 1girl,
+    character, series, @artist, general tags."""
+    anima = preset_options("anima", NormalizeOptions())
+    assert normalize("@wlop, 1girl, smile, year 2025, newest, safe, masterpiece", anima) == (
+        "masterpiece, year 2025, newest, safe, 1girl, @wlop, smile")
+
+
 def test_a_tag_repeated_in_another_break_segment_stays_there():
     """Each BREAK segment is its own CLIP chunk (a regional prompt repeats its subject in each);
     duplicates go within a segment, and wherever a preset merges segments."""
