@@ -132,6 +132,16 @@ def test_the_anima_preset_puts_period_and_rating_tags_first():
         "masterpiece, year 2025, newest, safe, 1girl, @wlop, smile")
 
 
+def test_a_lone_backslash_before_a_separator_does_not_join_items_on_the_next_run():
+    """`a\\ , b`: the backslash escapes the space; written before the comma that follows the item it
+    would escape that comma next time (found by fuzzing the anima preset, which merges BREAK segments)."""
+    assert normalize("a\\ , b") == "a\\\\, b"
+    anima = preset_options("anima", NormalizeOptions())
+    for prompt, options in [("a\\ , b", NormalizeOptions()), ("\\ BREAK \\long hair, by ", anima), ("x \\ BREAK y", anima)]:
+        once = normalize(prompt, options)
+        assert normalize(once, options) == once, prompt
+
+
 def test_a_tag_repeated_in_another_break_segment_stays_there():
     """Each BREAK segment is its own CLIP chunk (a regional prompt repeats its subject in each);
     duplicates go within a segment, and wherever a preset merges segments."""
