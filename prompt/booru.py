@@ -979,18 +979,17 @@ def _normalize_with_report(prompt: str, options: NormalizeOptions, tags) -> tupl
         results[g.index] = worker.group(g, results, leaves)
     segments = worker.container(root, results, leaves)
     report.sort()
-    text = f" {BREAK} ".join(", ".join([_closed(item[0]) if item[0] is not None else _render(item) for item in segment])
+    text = f" {BREAK} ".join(_joined([item[0] if item[0] is not None else _render(item) for item in segment])
                              for segment in _arrange(segments, options))
     return text, report
 
 
-def _closed(text: str) -> str:
-    """An item that ends in a lone backslash (`a\\`, written before a space or a BREAK) with it
-    doubled: before the comma that now follows, a lone one would escape it and join two items on the
-    next run."""
-    if text[-1:] != "\\":
-        return text
-    return text + "\\" if (len(text) - len(text.rstrip("\\"))) % 2 else text
+def _joined(texts: list[str]) -> str:
+    """A segment's items joined by commas. An item that ends in a lone backslash (`a\\`, written before
+    a space or a BREAK) and now has a comma after it gets the backslash doubled: a lone one would
+    escape that comma and join two items on the next run."""
+    return ", ".join([*(t + "\\" if t[-1:] == "\\" and (len(t) - len(t.rstrip("\\"))) % 2 else t for t in texts[:-1]),
+                      *texts[-1:]])
 
 
 def normalize(prompt: str, options: NormalizeOptions = NormalizeOptions(), tags=None) -> str:
