@@ -301,9 +301,10 @@ def _normalize_collapsed(tag: str, lowercase: bool) -> str:
 
 
 def _is_emoticon(piece: str) -> bool:
-    """`>:(`, `:)`, `\\(^o^)/`, `(o)_(o)`: short, no spaces, parentheses, at most two alphanumerics.
-    Their parentheses are literal, never weight syntax. Parentheses around a weight (`(^_^:1.2)`), a
-    kaomoji (`(^_^)`) or a short word (`(8k)`, `((hd))`) are emphasis."""
+    """`>:(`, `:)`, `\\(^o^)/`, `(o)_(o)`, `(o.o)`: short, no spaces, parentheses, at most two
+    alphanumerics. Their parentheses are literal, never weight syntax. Parentheses around a weight
+    (`(^_^:1.2)`), a kaomoji (`(^_^)`), a short word (`(8k)`, `((hd))`) or an abbreviation ending in
+    its dot (`((c.c.))`) are emphasis."""
     p = " ".join(piece.split())
     if "( " in p or " )" in p:  # `( :d )` reads as `(:d)`, the way the output writes it
         p = p.replace("( ", "(").replace(" )", ")")
@@ -319,6 +320,8 @@ def _is_emoticon(piece: str) -> bool:
         if _weighs_text(inner) or inner.lower() in KAOMOJI:
             return False
         if len(inner) >= 2 and inner.isalnum():
+            return False
+        if inner[-1:] == "." and any(c.isalpha() for c in inner):  # `((c.c.))`: an abbreviation's dot, not a face
             return False
     if _opens_or_closes_a_group(p):
         return False

@@ -46,6 +46,8 @@ CASES = [
      "(masterpiece:1.2), ((long hair)), (blue eyes), karin \\(blue archive\\), (karin \\(blue archive\\):1.1)"),
     ("  1girl ,, solo  ,\n long_hair,, 1girl, Solo ", NormalizeOptions(), "1girl, solo, long hair"),
     ("BREAK BREAK", NormalizeOptions(), ""),
+    # C.C. (Code Geass) emphasised: an abbreviation's dot, not a face like (o.o)
+    ("1girl, ((c.c.)), code geass, (o.o), (t.t)", NormalizeOptions(), "1girl, ((c.c.)), code geass, \\(o.o\\), \\(t.t\\)"),
     ("Long_Hair, BLUE EYES", NormalizeOptions(lowercase=True), "long hair, blue eyes"),
     ("1girl, (tag with BREAK inside:1.2) BREAK solo", NormalizeOptions(), "1girl, (tag with BREAK inside:1.2) BREAK solo"),
     ("smile, (unclosed, tag", NormalizeOptions(), "smile, \\(unclosed, tag"),
