@@ -391,6 +391,21 @@ def _holds_a_weighted_group(text: str) -> bool:
     return False
 
 
+# A group after white space with more text after it in the same item (`girl (pretty) smiling`). Linear:
+# the run inside holds no parenthesis, so each attempt ends where the next may start.
+_GROUP_BEFORE_TEXT = re.compile(r"\s\(([^()\\]+)\)\s*[^\s(),]")
+
+
+def _emphasis_before_text(text: str, tags) -> bool:
+    """`girl (pretty) smiling`: the user's emphasis, unless the tag list knows the text up to the group
+    (a tag with a qualifier, or with parentheses inside its name, followed by more words)."""
+    found = _GROUP_BEFORE_TEXT.search(text)
+    if found is None:
+        return False
+    upto = text[:found.end(1) + 1]
+    return tag_key(upto.replace("_", " ")) not in tags and tag_key(text.replace("_", " ")) not in tags
+
+
 def _is_break_edge(ch: str) -> bool:
     return ch == "," or ch.isspace()
 
@@ -743,7 +758,7 @@ class _Normalizer:
                 continue
             lower = text.lower()
             if (not text.isascii() or "," in text or ":" in text or "@" in text or "\\" in text or "BREAK" in text
-                    or ("(" in text and _calls_a_function(text))):
+                    or ("(" in text and (_calls_a_function(text) or (tag_info is not None and _GROUP_BEFORE_TEXT.search(text))))):
                 add(general(text, lower, start))
                 continue
             if "_" in text:
@@ -831,6 +846,9 @@ class _Normalizer:
         - a comma inside parentheses that do not enclose the whole item, `tag (a, b)`: emphasis the
           user wrote (no Danbooru tag holds a comma), as is a weighted group beside other text,
           `1girl (smile:1.2)`, unless the tag list knows the item (`asai_(00:05)`);
+        - with a tag list, a group after a space with more words after it, `girl (pretty) smiling`:
+          a Danbooru qualifier ends its tag, unless the list knows the text up to the group
+          (`karin (blue archive) smiling`, `evangelion: 3.0 you can (not) redo`);
         - embeddings, LoRA syntax and wildcards (`__animals__`): file names, underscores included;
         - functions of a later prompt node (`STYLE(A1111)`, `TE(l=a_b)`);
         - a BREAK inside a word (`BREAK_a`): without its underscore it would split the prompt next time."""
@@ -838,8 +856,10 @@ class _Normalizer:
             return True
         if "(" in text and _calls_a_function(text):
             return True
-        if ")" not in text or not _holds_a_weighted_group(text):
+        if ")" not in text:
             return False
+        if not _holds_a_weighted_group(text):
+            return self.tags is not None and _emphasis_before_text(text, self.tags)
         return self.tags is None or tag_key(text.replace("_", " ")) not in self.tags
 
     def artist(self, name: str, as_written: str) -> str:

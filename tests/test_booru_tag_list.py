@@ -301,6 +301,16 @@ def test_fast_steps_on_the_whole_list(rows, tags):
             assert fast == unlisted == general
 
 
+def test_a_group_between_words_is_emphasis_unless_the_list_knows_the_tag(tags):
+    """A Danbooru qualifier ends its tag: `(red)` in `wearing a (red) dress` is the user's emphasis and
+    stays as ComfyUI reads it; the list tells the tags that go on after their parentheses."""
+    kept = "1girl, wearing a (red) dress, girl (pretty) smiling"
+    assert normalize(kept, NormalizeOptions(), tags) == kept
+    assert normalize("karin (blue archive) smiling", NormalizeOptions(), tags) == "karin \\(blue archive\\) smiling"
+    assert normalize("evangelion: 3.0 you can (not) redo", NormalizeOptions(), tags) == "evangelion: 3.0 you can \\(not\\) redo"
+    assert normalize("oil painting (medium)", NormalizeOptions(), tags) == "oil painting \\(medium\\)"
+
+
 def test_regressions_found_by_hypothesis(tags):
     rouwei = preset_options("rouwei", NormalizeOptions())
     assert normalize("@_@", rouwei, tags) == "@_@"  # a face, not an artist
