@@ -785,9 +785,7 @@ class _Normalizer:
             if low.startswith("by "):
                 add(general(text, lower, start))
                 continue
-            # _general_category, inline: the hot path of every untyped tag
-            category = (PEOPLE if low[:1] in _PEOPLE_FIRST and PEOPLE_TAG.fullmatch(low) else
-                        META if low in TIME_AND_RATING_TAGS or (low[:5] == "year " and YEAR_TAG.fullmatch(low)) else GENERAL)
+            category = _general_category(low)
             key = low
             if "(" in tag or ")" in tag:
                 tag = tag.replace("(", "\\(").replace(")", "\\)")
