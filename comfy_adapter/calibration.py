@@ -7,7 +7,8 @@ of everything the schedule depends on: the model's weights (a sample of each ten
 (LoRA keys, strengths and a sample of their tensors), its model sampling (classes, conventions,
 settings, sigma table), its options (what the closures of functions such as RescaleCFG's hold), the
 conditioning tensors and ControlNets (strength, hint, step range, a sample of their weights), CFG,
-the latent (shape and a sample of its values), the draws, the seed and the calibration settings.
+the latent (shape and a hash of all its values: a retouch may change a few), the draws, the seed and
+the calibration settings.
 
 Checked against newer ComfyUI: comfy/samplers.py@311c014 (CFGGuider(model_patcher), set_conds,
 set_cfg, sample(noise, latent_image, sampler, sigmas, ..., seed); KSAMPLER(sampler_function)),
@@ -154,7 +155,7 @@ def cache_key(model, positive, negative, cfg: float, latent: torch.Tensor, draws
         "model": model_fingerprint(model),
         "positive": conditioning_fingerprint(positive),
         "negative": conditioning_fingerprint(negative),
-        "cfg": float(cfg), "latent": list(latent.shape), "latent_values": _tensor_digest(latent, full=False),
+        "cfg": float(cfg), "latent": list(latent.shape), "latent_values": _tensor_digest(latent, full=True),
         "draws": draws, "seed": seed,
         "settings": settings.__dict__,
     }
@@ -211,6 +212,7 @@ def calibrate(model, positive, negative, cfg: float, latent: dict, settings: Cal
     def calibration_sampler(k_model, x, sigmas, extra_args=None, callback=None, disable=None):
         extra_args = extra_args or {}
         floor = max(settings.sigma_floor, sigma_floor(k_model))
+        found["floor"] = floor
         used = replace(settings, sigma_floor=floor)
         s_in = x.new_ones([x.shape[0]])
 
@@ -229,6 +231,9 @@ def calibrate(model, positive, negative, cfg: float, latent: dict, settings: Cal
     guider.sample(noise, latent_image, comfy.samplers.KSAMPLER(calibration_sampler), sigmas, seed=seed)
     result: Calibration = found["result"]
     report = result.summary()
+    if found["floor"] > settings.sigma_floor:  # an eps/v model: the schedule ends higher than the setting asks
+        report += (f". sigma_floor raised from {settings.sigma_floor:g} to {found['floor']:.4g}, the smallest "
+                   "sigma this model was trained on")
     if use_cache:  # off: neither read nor written
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

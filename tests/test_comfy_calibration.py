@@ -78,6 +78,8 @@ def test_calibrated_sigmas_drive_sampler_custom_advanced(comfyui, user_dir, fami
     assert latent.shape == (2, channels, 8, 8) and torch.isfinite(latent).all() and latent.std() > 0
     report = result.outputs[schedule_id]["text"][0]
     assert "6 steps" in report and "calibration cost" in report and "0 check" in report
+    # an eps model (the SD1.5 stand-in, unpatched) ends at its smallest trained sigma, and says so
+    assert ("sigma_floor raised from 0.001 to 0.02917" in report) == (family == "sd15"), report
     assert len(list((user_dir / "flowanime" / "schedules").glob("*.json"))) == 1
 
 
@@ -175,6 +177,11 @@ def test_what_changes_the_model_changes_the_cache_key(comfyui):
         assert key(a, latent) != key(b, latent), name
         assert key(a, latent) == key(a.clone(), latent), name  # and the key is stable
     assert key(sd15, zeros4) != key(sd15, zeros4 + 1)
+    # one value of a large latent (an eps model's img2img start, retouched in one spot)
+    start = torch.randn(4, 128, 128, generator=torch.Generator().manual_seed(0))
+    retouched = start.clone()
+    retouched[2, 77, 91] += 0.5
+    assert key(sd15, start) != key(sd15, retouched)
     # a ControlNet in the conditioning: its strength and hint
     import comfy.controlnet
 
