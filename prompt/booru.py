@@ -41,6 +41,13 @@ KAOMOJI = frozenset({
     "0_0", "(o)_(o)", "+_+", "+_-", "._.", "<o>_<o>", "<|>_<|>", "=_=", ">_<", "3_3", "6_9", ">_o", "@_@",
     "^_^", "o_o", "u_u", "x_x", "|_|", "||_||", "t_t", "o_x",
 })
+# Danbooru's face tags without brackets, underscores, dots or backslashes (general tags of the bundled
+# list with 1-2 alphanumerics in at most 4 characters): in `(:d)` their parentheses are emphasis, as
+# ComfyUI reads them, not part of a face.
+FACE_TAGS = frozenset({
+    ":d", ":o", ":3", ";d", ":p", ":q", ":t", ";o", "d:", "3:", ";p", ";q", ":i", ";3", ":x", "c:", ">o<", ":c",
+    ":s", "uu~", "d;", ";t", "^q^", "3;", ">3<", "^v^", "^3^", ":v", "x<",
+})
 SCORE_TAG = re.compile(r"score_\d+(_up)?", re.IGNORECASE)
 PEOPLE_TAG = re.compile(r"(?:\d+\+?|multiple |6\+)(?:girl|boy|other)s?", re.IGNORECASE)
 
@@ -303,7 +310,7 @@ def _normalize_collapsed(tag: str, lowercase: bool) -> str:
 def _is_emoticon(piece: str) -> bool:
     """`>:(`, `:)`, `\\(^o^)/`, `(o)_(o)`, `(o.o)`: short, no spaces, parentheses, at most two
     alphanumerics. Their parentheses are literal, never weight syntax. Parentheses around a weight
-    (`(^_^:1.2)`), a kaomoji (`(^_^)`), a short word (`(8k)`, `((hd))`) or an abbreviation ending in
+    (`(^_^:1.2)`), a kaomoji or face tag (`(^_^)`, `(:d)`), a short word (`(8k)`, `((hd))`) or an abbreviation ending in
     its dot (`((c.c.))`) are emphasis."""
     p = " ".join(piece.split())
     if "( " in p or " )" in p:  # `( :d )` reads as `(:d)`, the way the output writes it
@@ -317,7 +324,7 @@ def _is_emoticon(piece: str) -> bool:
         return False
     inner = closed.lstrip("(")
     if len(inner) < len(p) and "(" not in inner and ")" not in inner:
-        if _weighs_text(inner) or inner.lower() in KAOMOJI:
+        if _weighs_text(inner) or inner.lower() in KAOMOJI or inner.lower() in FACE_TAGS:
             return False
         if len(inner) >= 2 and inner.isalnum():
             return False

@@ -48,6 +48,8 @@ CASES = [
     ("BREAK BREAK", NormalizeOptions(), ""),
     # C.C. (Code Geass) emphasised: an abbreviation's dot, not a face like (o.o)
     ("1girl, ((c.c.)), code geass, (o.o), (t.t)", NormalizeOptions(), "1girl, ((c.c.)), code geass, \\(o.o\\), \\(t.t\\)"),
+    # a face tag emphasised: (:d) is :d at 1.1 in ComfyUI; (=3) and (:) are no tags, so faces
+    ("1girl, (:d), ((:3)), (;p:1.2), (=3), (:)", NormalizeOptions(), "1girl, (:d), ((:3)), (;p:1.2), \\(=3\\), \\(:\\)"),
     ("Long_Hair, BLUE EYES", NormalizeOptions(lowercase=True), "long hair, blue eyes"),
     ("1girl, (tag with BREAK inside:1.2) BREAK solo", NormalizeOptions(), "1girl, (tag with BREAK inside:1.2) BREAK solo"),
     ("smile, (unclosed, tag", NormalizeOptions(), "smile, \\(unclosed, tag"),

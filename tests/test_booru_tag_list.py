@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from flowanime.prompt import booru
 from flowanime.prompt.booru import (
+    FACE_TAGS,
     KAOMOJI,
     PRESET_NAMES,
     QUALITY_TAGS,
@@ -74,6 +75,21 @@ def test_kaomoji_tags_keep_their_underscores(rows):
     assert len(kaomoji) >= 15
     for tag in kaomoji:
         assert normalize(tag).replace("\\", "") == tag
+
+
+def test_face_tags_are_the_lists_short_faces_and_emphasis_on_them_is_kept(rows):
+    """FACE_TAGS is a fact of the bundled list (its rule, applied to the list, gives exactly it), and
+    parentheses around each are emphasis: `(:d)` keeps its weight, where an escape would hand CLIP the
+    literal text `(:d)`."""
+    def short_face(name):
+        alnum = sum(c.isalnum() for c in name)
+        return (1 <= alnum <= 2 and len(name) <= 4 and not name.isalnum()
+                and not any(c in name for c in "()[]{}_ .\\"))
+
+    assert {r[0] for r in rows if r[1] == "0" and short_face(r[0])} == FACE_TAGS
+    for face in sorted(FACE_TAGS):
+        for written in (f"({face})", f"(({face}))", f"1girl, ({face}), smile"):
+            assert normalize(written) == written, written
 
 
 def test_idempotent_over_the_whole_list(rows):
