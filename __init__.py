@@ -34,7 +34,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
 # The graph editor's extension (web/flowanime.js): live token/chunk counter and the reports on the nodes.
 WEB_DIRECTORY = "./web"
 
-# flowanime_dopri5 / flowanime_bosh3 in KSampler's own sampler list.
+# The flowanime_* samplers (dopri5, bosh3, adams_pc, flow_adams_pc, flow_multistep) in KSampler's own list.
 register_ksampler_entries()
 # On a ComfyUI without Anima support, notice Anima checkpoints it loads as Cosmos-Predict2.
 install_load_check()
