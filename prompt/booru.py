@@ -218,6 +218,31 @@ def _line_breaks_as_commas(text: str) -> str:
     return "".join(parts)
 
 
+WIDE_COMMAS = "\uff0c\u3001"  # `，` and `、`, as Chinese and Japanese keyboards type a list's commas
+_CJK_START = 0x2E80  # CJK radicals, kana, ideographs, Hangul, full-width forms and beyond
+
+
+def _wide_commas_as_commas(text: str) -> str:
+    """`1girl，long_hair`: a full-width or ideographic comma between tags separates them, as `,` does
+    (CLIP's tokenizer reads them as other characters). Between two words of a CJK language they stay:
+    that is prose. One character for one, so positions stay; linear: each run of spaces beside a comma is
+    read at most twice."""
+    chars = list(text)
+    for index, ch in enumerate(text):
+        if ch not in WIDE_COMMAS:
+            continue
+        left = index - 1
+        while left >= 0 and text[left] == " ":
+            left -= 1
+        right = index + 1
+        while right < len(text) and text[right] == " ":
+            right += 1
+        if not all(0 <= i < len(text) and ord(text[i]) >= _CJK_START and text[i] not in WIDE_COMMAS
+                   for i in (left, right)):
+            chars[index] = ","
+    return "".join(chars)
+
+
 def _unescape(text: str) -> str:
     return text.replace("\\(", "(").replace("\\)", ")")
 
@@ -997,6 +1022,8 @@ def _normalize_with_report(prompt: str, options: NormalizeOptions, tags) -> tupl
     text, printable = _clean(prompt)
     if not printable:
         text = _line_breaks_as_commas(text)
+    if "\uff0c" in text or "\u3001" in text:
+        text = _wide_commas_as_commas(text)
     report = TagReport(source=tags.source, size=len(tags)) if tags is not None else TagReport()
     root, live = _parse(text)
     worker = _Normalizer(text, options, tags, report, printable, frozenset(root.kept))

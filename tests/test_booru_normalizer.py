@@ -128,6 +128,19 @@ def test_a_tag_line_after_a_sentence_line_is_not_part_of_the_sentence(prompt, ex
     assert normalize(prompt) == expected
 
 
+@pytest.mark.parametrize("prompt, expected", [
+    ("1girl\uff0clong_hair\uff0cblue_eyes", "1girl, long hair, blue eyes"),  # a Chinese keyboard's commas
+    ("1girl\u3001long_hair \u3001 smile\uff0c", "1girl, long hair, smile"),  # a Japanese keyboard's
+    ("\u521d\u97f3\u30df\u30af\u3001hatsune_miku", "\u521d\u97f3\u30df\u30af, hatsune miku"),  # a tag on one side
+    # between two CJK words it is the language's own punctuation: prose, kept
+    ("\u5c11\u5973\uff0c\u957f\u53d1\u3002", "\u5c11\u5973\uff0c\u957f\u53d1\u3002"),
+])
+def test_wide_commas_between_tags_separate_them(prompt, expected):
+    assert normalize(prompt) == expected
+    rouwei = preset_options("rouwei", NormalizeOptions())
+    assert normalize("masterpiece\uff0c1girl\uff0cby_wlop", rouwei) == normalize("masterpiece, 1girl, by_wlop", rouwei)
+
+
 def test_the_anima_preset_puts_period_and_rating_tags_first():
     """Anima's tag order: quality, period (`year 2025`, `newest`) and rating (`safe`) tags, then 1girl,
     character, series, @artist, general tags."""

@@ -25,6 +25,21 @@ def test_normalizer_feeds_clip_text_encode_in_a_graph(comfyui):
     assert torch.isfinite(comfyui.saved_latent(result, save.id)).all()
 
 
+def test_wide_commas_reach_clip_as_commas(comfyui):
+    """CLIP's tokenizer in ComfyUI reads `，` as other tokens, never the comma; after the normaliser the
+    prompt tokenizes as the same list written with commas."""
+    clip = comfyui.node_class("CLIPLoader")().load_clip(kit.CLIP_L, "stable_diffusion")[0]
+
+    def tokens(text):
+        return [t for chunk in clip.tokenize(text)["l"] for t, _ in chunk]
+
+    raw = "1girl\uff0clong_hair\uff0cblue_eyes"
+    comma = tokens(",")[1]  # after the start token
+    assert comma not in tokens(raw)
+    normalized = comfyui.node_class("FlowAnimeBooruPromptNormalizer")().normalize(raw, False, False, False)["result"][0]
+    assert tokens(normalized) == tokens("1girl, long hair, blue eyes")
+
+
 def test_normalized_text_is_what_clip_text_encode_receives(comfyui):
     normalized = comfyui.node_class("FlowAnimeBooruPromptNormalizer")().normalize(
         "karin_(blue_archive), long_hair", False, False, False)["result"][0]

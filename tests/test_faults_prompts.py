@@ -73,6 +73,8 @@ HOSTILE = {
     "capitals and qualifiers": lambda n: "A(b) " * n,
     "blank lines": lambda n: "a" + "\r\n \n" * n + "b",
     "line breaks in a group": lambda n: "(" + "a\n" * n + ":1.2)",
+    "wide commas and spaces": lambda n: "a \uff0c " * n + "\u3001" * n + " " * n + "\uff0c",
+    "wide commas in CJK prose": lambda n: "\u5c11\u5973\uff0c" * n,
 }
 
 
