@@ -13,8 +13,11 @@ class BooruPromptNormalizer:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "text": ("STRING", {"multiline": True, "dynamicPrompts": False,
-                                    "tooltip": "Danbooru-style tags, BREAKs, weights and sentences."}),
+                # dynamicPrompts as CLIPTextEncode's box: // and /* */ comments and {a|b} choices are
+                # resolved by the frontend when the prompt is queued, so this box means what that one does
+                "text": ("STRING", {"multiline": True, "dynamicPrompts": True,
+                                    "tooltip": "Danbooru-style tags, BREAKs, weights and sentences. // and /* */ "
+                                               "comments are dropped and {a|b} picks one, as in CLIPTextEncode."}),
                 "drop_quality_tags": ("BOOLEAN", {
                     "default": False,
                     "tooltip": "Remove masterpiece / best quality / score_N and the like (Nekofantasia was never "

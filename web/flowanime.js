@@ -103,6 +103,39 @@ function renderCount(el, data, text) {
   }
 }
 
+// A text box with dynamicPrompts (both of ours, as CLIPTextEncode's) loses its /* */ and // comments when
+// the prompt is queued: the frontend's processDynamicPrompt removes /\/\*[\s\S]*?\*\/|\/\/.*/g. The
+// counter counts what the node will get, so it drops them the same way, in one pass (that regex rescans
+// the rest of the text from every unclosed /*).
+const LINE_END = /[\n\r\u2028\u2029]/g;
+
+function withoutComments(text) {
+  let out = "", from = 0, at = 0, noCloseFrom = Infinity;
+  for (;;) {
+    const slash = text.indexOf("/", at);
+    if (slash < 0) break;
+    const next = text[slash + 1];
+    if (next === "*" && slash + 2 < noCloseFrom) {
+      const close = text.indexOf("*/", slash + 2);
+      if (close >= 0) {
+        out += text.slice(from, slash);
+        from = at = close + 2;
+        continue;
+      }
+      noCloseFrom = slash + 2; // no "*/" from here on: no later "/*" closes either
+    }
+    if (next === "/") {
+      LINE_END.lastIndex = slash;
+      const end = LINE_END.exec(text);
+      out += text.slice(from, slash);
+      from = at = end ? end.index : text.length;
+      continue;
+    }
+    at = slash + 1;
+  }
+  return out + text.slice(from);
+}
+
 // The text input fed by another node (a normaliser, a string node): the widget's value is not what
 // the encoder will read, so there is nothing to count before a run.
 function textIsLinked(node) {
@@ -115,8 +148,10 @@ async function count(node, el) {
     renderCount(el, { linked: true }, null);
     return;
   }
-  const text = widgetValue(node, "text", "");
-  const body = { text: typeof text === "string" ? text : "", comma_backtrack: widgetValue(node, "comma_backtrack", 20) };
+  const widget = node.widgets?.find((w) => w.name === "text");
+  const typed = typeof widget?.value === "string" ? widget.value : "";
+  const body = { text: widget?.dynamicPrompts ? withoutComments(typed) : typed,
+                 comma_backtrack: widgetValue(node, "comma_backtrack", 20) };
   if (node.comfyClass === NORMALIZER) {
     body.normalizer = Object.fromEntries(
       ["drop_quality_tags", "artists_to_own_chunk", "lowercase", "resolve_aliases", "tag_list_csv", "preset"]
@@ -127,9 +162,9 @@ async function count(node, el) {
     const response = await api.fetchApi(ROUTE, { method: "POST", headers: { "Content-Type": "application/json" },
                                                 body: JSON.stringify(body) });
     const data = await response.json();
-    if (sent === node.flowanimeRequest) renderCount(el, data, body.text); // a later keystroke's answer wins
+    if (sent === node.flowanimeRequest) renderCount(el, data, typed); // a later keystroke's answer wins
   } catch (e) {
-    if (sent === node.flowanimeRequest) renderCount(el, { error: String(e) }, body.text);
+    if (sent === node.flowanimeRequest) renderCount(el, { error: String(e) }, typed);
   }
 }
 
