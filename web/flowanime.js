@@ -104,7 +104,8 @@ function renderCount(el, data, text) {
 }
 
 // A text box with dynamicPrompts (both of ours, as CLIPTextEncode's) loses its /* */ and // comments when
-// the prompt is queued: the frontend's processDynamicPrompt removes /\/\*[\s\S]*?\*\/|\/\/.*/g. The
+// the prompt is queued: the frontend's processDynamicPrompt (1.27.10, which 0.3.64 pins, and
+// ComfyUI_frontend src/extensions/core/dynamicPrompts.ts@0cebe75 alike) removes /\/\*[\s\S]*?\*\/|\/\/.*/g. The
 // counter counts what the node will get, so it drops them the same way, in one pass (that regex rescans
 // the rest of the text from every unclosed /*).
 const LINE_END = /[\n\r\u2028\u2029]/g;
