@@ -180,12 +180,13 @@ words = st.sampled_from(["long", "hair", "blue", "eyes", "1girl", "solo", "cat",
                          "karin", "hatsune", "miku", "oil", "painting"])
 plain_tags = st.lists(words, min_size=1, max_size=3).map("_".join) | st.lists(words, min_size=1, max_size=3).map(" ".join)
 qualified = st.tuples(plain_tags, st.lists(words, min_size=1, max_size=2)).map(lambda t: f"{t[0]}_({'_'.join(t[1])})")
-special = st.sampled_from(sorted(KAOMOJI) + ["score_9", "score_7_up", ">:(", ":)", "@anime sketch", "by wlop"])
+special = st.sampled_from(sorted(KAOMOJI) + ["score_9", "score_7_up", ">:(", ":)", "@anime sketch", "by wlop", "(:d)",
+                                             "((;p))"])
 tags = plain_tags | qualified | special
 weighted = st.tuples(plain_tags, st.sampled_from(["0.8", "1.2", "1.05"])).map(lambda t: f"({t[0]}:{t[1]})")
 emphasis = plain_tags.map(lambda t: f"(({t}))")
 sentence = st.just("A girl stands in the rain, holding an umbrella.")
-separators = st.sampled_from([", ", ",", " , ", ",,  ", ",\n", "\n", "\r\n", " \n\n "])
+separators = st.sampled_from([", ", ",", " , ", ",,  ", ",\n", "\n", "\r\n", " \n\n ", "\uff0c", " \u3001 "])
 
 
 @st.composite
