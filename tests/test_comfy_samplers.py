@@ -1,6 +1,8 @@
 """The Runge-Kutta ODE samplers inside the real ComfyUI: KSampler entries, the SAMPLER node with
 SamplerCustomAdvanced, progress and previews, interrupts, faults, CFG 1."""
 
+import math
+
 import flowanime_testkit as kit
 import pytest
 import torch
@@ -170,6 +172,83 @@ def test_partial_pass_ends_on_its_last_sigma_and_denoise_below_one_works(comfyui
                                          start_step=0, last_step=5, force_full_denoise=False)[0]["samples"]
     full = ksample(comfyui, model, pos, neg, latent, "flowanime_bosh3")
     assert torch.isfinite(part).all() and not torch.allclose(part, full, atol=1e-3)
+
+
+GAUSSIAN_MEAN, GAUSSIAN_STD = 0.3, 0.5  # data in the model's latent space, every value N(mean, std²)
+
+
+def gaussian_data(model):
+    """The model with its network replaced by the exact denoiser of Gaussian data: ComfyUI's sampling
+    path (noise scaling, latent format, partial schedules) stays real, and the sampled image has a
+    closed form. Returns the clone and the sigmas it was called at."""
+    called = []
+
+    def exact_denoiser(apply_model, args):
+        x, sigma = args["input"], args["timestep"].reshape(-1, *[1] * (args["input"].dim() - 1))
+        called.append(float(sigma.max()))
+        m, s = GAUSSIAN_MEAN, GAUSSIAN_STD
+        gain = (1 - sigma) * s * s / ((1 - sigma) ** 2 * s * s + sigma ** 2)
+        return m + gain * (x - (1 - sigma) * m)
+
+    m = model.clone()
+    m.set_model_unet_function_wrapper(exact_denoiser)
+    return m, called
+
+
+def gaussian_flow_solution(x, sigma):
+    """Where the probability-flow ODE of Gaussian data takes x at sigma, at sigma 0 (the map is affine)."""
+    m, s = GAUSSIAN_MEAN, GAUSSIAN_STD
+    return m + s * (x - (1 - sigma) * m) / math.sqrt((1 - sigma) ** 2 * s * s + sigma ** 2)
+
+
+def test_comfyui_euler_converges_to_the_gaussian_closed_form(comfyui, sd3):
+    """The closed form checked against ComfyUI's own Euler, independent of our solvers: first order, so
+    four times the steps cut the error about fourfold."""
+    import comfy.sample
+
+    model, pos, neg, latent = sd3
+    exact_model, _ = gaussian_data(model)
+    fmt = model.model.latent_format
+    expected = gaussian_flow_solution(comfy.sample.prepare_noise(latent["samples"], 3), 1.0)
+    errors = [float((fmt.process_in(comfyui.nodes.common_ksampler(exact_model, 3, steps, 4.0, "euler", "simple", pos, neg,
+                                                                  latent)[0]["samples"]) - expected).pow(2).mean().sqrt())
+              for steps in (10, 40)]
+    assert 3 < errors[0] / errors[1] < 5, errors
+
+
+@pytest.mark.parametrize("sampler", ["flowanime_dopri5", "flowanime_bosh3", "flowanime_adams_pc",
+                                     "flowanime_flow_adams_pc", "flowanime_flow_multistep"])
+def test_full_split_and_partial_denoise_land_on_the_exact_image(comfyui, sd3, sampler):
+    """On Gaussian data the image each schedule leads to is known: one pass, the same schedule split in two
+    (KSamplerAdvanced to step 5 with its leftover noise, then on from step 5 without new noise, as a
+    two-pass workflow does) and denoise 0.5 from a given latent (img2img, hires fix) all land on it, within
+    what an 8-bit image shows on SD3 (a latent RMS error of 1.3e-2; README)."""
+    import comfy.sample
+
+    model, pos, neg, latent = sd3
+    exact_model, called = gaussian_data(model)
+    fmt = model.model.latent_format
+    ks = comfyui.nodes.common_ksampler
+    noise = comfy.sample.prepare_noise(latent["samples"], 3)
+
+    def error(samples, expected_model_space):
+        return float((fmt.process_in(samples) - expected_model_space).pow(2).mean().sqrt())
+
+    expected = gaussian_flow_solution(noise, 1.0)
+    full = ks(exact_model, 3, 10, 4.0, sampler, "simple", pos, neg, latent)[0]["samples"]
+    first = ks(exact_model, 3, 10, 4.0, sampler, "simple", pos, neg, latent, start_step=0, last_step=5,
+               force_full_denoise=False)[0]
+    second = ks(exact_model, 3, 10, 4.0, sampler, "simple", pos, neg, first, disable_noise=True, start_step=5,
+                last_step=10)[0]["samples"]
+    start = {"samples": fmt.process_out(torch.full_like(noise, -0.4))}  # an image, as a VAE would encode it
+    called.clear()
+    half = ks(exact_model, 3, 10, 4.0, sampler, "simple", pos, neg, start, denoise=0.5)[0]["samples"]
+    sigma0 = max(called)
+    assert 0.3 < sigma0 < 0.9
+    noisy = sigma0 * comfy.sample.prepare_noise(start["samples"], 3) + (1 - sigma0) * -0.4
+    errors = {"full": error(full, expected), "split": error(second, expected),
+              "denoise 0.5": error(half, gaussian_flow_solution(noisy, sigma0))}
+    assert max(errors.values()) < 1.3e-2, errors
 
 
 @pytest.mark.parametrize("sampler, patch, warns", [
