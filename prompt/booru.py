@@ -1020,10 +1020,10 @@ def normalize_with_report(prompt: str, options: NormalizeOptions = NormalizeOpti
 
 def _normalize_with_report(prompt: str, options: NormalizeOptions, tags) -> tuple[str, TagReport]:
     text, printable = _clean(prompt)
+    if "\uff0c" in text or "\u3001" in text:  # first: a line break decides by the commas before it
+        text = _wide_commas_as_commas(text)
     if not printable:
         text = _line_breaks_as_commas(text)
-    if "\uff0c" in text or "\u3001" in text:
-        text = _wide_commas_as_commas(text)
     report = TagReport(source=tags.source, size=len(tags)) if tags is not None else TagReport()
     root, live = _parse(text)
     worker = _Normalizer(text, options, tags, report, printable, frozenset(root.kept))

@@ -131,6 +131,7 @@ def test_a_tag_line_after_a_sentence_line_is_not_part_of_the_sentence(prompt, ex
 @pytest.mark.parametrize("prompt, expected", [
     ("1girl\uff0clong_hair\uff0cblue_eyes", "1girl, long hair, blue eyes"),  # a Chinese keyboard's commas
     ("1girl\u3001long_hair \u3001 smile\uff0c", "1girl, long hair, smile"),  # a Japanese keyboard's
+    ("long, long \u3001 long long long\nlong", "long, long long long"),  # a short item before the line break
     ("\u521d\u97f3\u30df\u30af\u3001hatsune_miku", "\u521d\u97f3\u30df\u30af, hatsune miku"),  # a tag on one side
     # between two CJK words it is the language's own punctuation: prose, kept
     ("\u5c11\u5973\uff0c\u957f\u53d1\u3002", "\u5c11\u5973\uff0c\u957f\u53d1\u3002"),
