@@ -38,6 +38,9 @@ function widgetValue(node, name, fallback) {
 function addPanel(node, name, height) {
   const el = document.createElement("div");
   el.className = `flowanime-panel ${name}`;
+  // The Vue-node renderer (newer frontends) sizes a DOM widget by its content and never asks getHeight:
+  // without a floor an empty counter folds to nothing. 20 px: the margin the canvas renderer takes off.
+  el.style.minHeight = `${height - 20}px`;
   const widget = node.addDOMWidget(name, "flowanime_panel", el, {
     serialize: false,
     hideOnZoom: false,
@@ -140,7 +143,9 @@ function withoutComments(text) {
 // The text input fed by another node (a normaliser, a string node): the widget's value is not what
 // the encoder will read, so there is nothing to count before a run.
 function textIsLinked(node) {
-  return (node.inputs || []).some((i) => (i.name === "text" || i.widget?.name === "text") && i.link != null);
+  // isInputConnected: newer frontends log a deprecation warning on reading input.link
+  return (node.inputs || []).some((i, slot) => (i.name === "text" || i.widget?.name === "text") &&
+    (node.isInputConnected ? node.isInputConnected(slot) : i.link != null));
 }
 
 async function count(node, el) {
@@ -184,8 +189,8 @@ function watch(node, el) {
       schedule();
       return original?.apply(this, args);
     };
-    // the multiline text widget is a textarea: count as the user types, not only on blur
-    w.inputEl?.addEventListener("input", schedule);
+    // the multiline text widget is a textarea: count as the user types, not only on blur (`element`; the
+    // older `inputEl` is the same textarea, deprecated in newer frontends; the Vue renderer calls `callback`)
     w.element?.addEventListener?.("input", schedule);
   }
   schedule();
