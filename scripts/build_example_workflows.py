@@ -405,11 +405,11 @@ def rdbt_anima(g):
 
 
 WORKFLOWS = {
-    "FlowAnime - Nekofantasia 0.1 (SD3.5, Dopri5).json": nekofantasia,
-    "FlowAnime - Nekofantasia 0.1 (SD3.5, calibrated schedule, 12 calls).json": nekofantasia_calibrated,
-    "FlowAnime - nai-v2-fm-alpha (SD1.5 flow).json": nai_v2_fm,
-    "FlowAnime - RouWei 0.8 vpred (SDXL, BREAK).json": rouwei,
-    "FlowAnime - RDBT on Anima (CFG 1, LoRAs).json": rdbt_anima,
+    "Nekofantasia 0.1 (SD3.5, Dopri5).json": nekofantasia,
+    "Nekofantasia 0.1 (SD3.5, calibrated schedule, 12 calls).json": nekofantasia_calibrated,
+    "nai-v2-fm-alpha (SD1.5 flow).json": nai_v2_fm,
+    "RouWei 0.8 vpred (SDXL, BREAK).json": rouwei,
+    "RDBT on Anima (CFG 1, LoRAs).json": rdbt_anima,
 }
 
 

@@ -79,7 +79,7 @@ def prepare_base(base: Path, clip_file: Path, vue_nodes: bool = False) -> None:
 def old_style_workflow() -> dict:
     """The RouWei example as saved before the normaliser's resolve_aliases / tag_list_csv / preset widgets
     and tag_report output existed (four widget values, one output)."""
-    path = PACK_ROOT / "example_workflows" / "FlowAnime - RouWei 0.8 vpred (SDXL, BREAK).json"
+    path = PACK_ROOT / "example_workflows" / "RouWei 0.8 vpred (SDXL, BREAK).json"
     workflow = json.loads(path.read_text())
     for node in workflow["nodes"]:
         if node["type"] == NORMALIZER:
