@@ -335,7 +335,7 @@ def _normalize_collapsed(tag: str, lowercase: bool) -> str:
 def _is_emoticon(piece: str) -> bool:
     """`>:(`, `:)`, `\\(^o^)/`, `(o)_(o)`, `(o.o)`: short, no spaces, parentheses, at most two
     alphanumerics. Their parentheses are literal, never weight syntax. Parentheses around a weight
-    (`(^_^:1.2)`), a kaomoji or face tag (`(^_^)`, `(:d)`), a short word (`(8k)`, `((hd))`) or an abbreviation ending in
+    (`(^_^:1.2)`), a kaomoji or face tag (`(^_^)`, `(:d)`), a word (`(v)`, `(8k)`, `((hd))`) or an abbreviation ending in
     its dot (`((c.c.))`) are emphasis."""
     p = " ".join(piece.split())
     if "( " in p or " )" in p:  # `( :d )` reads as `(:d)`, the way the output writes it
@@ -351,7 +351,7 @@ def _is_emoticon(piece: str) -> bool:
     if len(inner) < len(p) and "(" not in inner and ")" not in inner:
         if _weighs_text(inner) or inner.lower() in KAOMOJI or inner.lower() in FACE_TAGS:
             return False
-        if len(inner) >= 2 and inner.isalnum():
+        if inner.isalnum():  # `(v)`, `(8k)`: a word, Danbooru's `v` (peace sign) as much as a longer one
             return False
         if inner[-1:] == "." and any(c.isalpha() for c in inner):  # `((c.c.))`: an abbreviation's dot, not a face
             return False

@@ -50,6 +50,8 @@ CASES = [
     ("1girl, ((c.c.)), code geass, (o.o), (t.t)", NormalizeOptions(), "1girl, ((c.c.)), code geass, \\(o.o\\), \\(t.t\\)"),
     # a face tag emphasised: (:d) is :d at 1.1 in ComfyUI; (=3) and (:) are no tags, so faces
     ("1girl, (:d), ((:3)), (;p:1.2), (=3), (:)", NormalizeOptions(), "1girl, (:d), ((:3)), (;p:1.2), \\(=3\\), \\(:\\)"),
+    # Danbooru's one-letter tags (v: the peace sign) emphasised; (a)(b) stays a face
+    ("1girl, (v), ((w)), (a)(b)", NormalizeOptions(), "1girl, (v), ((w)), \\(a\\)\\(b\\)"),
     ("Long_Hair, BLUE EYES", NormalizeOptions(lowercase=True), "long hair, blue eyes"),
     ("1girl, (tag with BREAK inside:1.2) BREAK solo", NormalizeOptions(), "1girl, (tag with BREAK inside:1.2) BREAK solo"),
     ("smile, (unclosed, tag", NormalizeOptions(), "smile, \\(unclosed, tag"),

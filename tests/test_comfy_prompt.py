@@ -80,6 +80,7 @@ def test_groups_around_short_tags_keep_their_weight_in_comfyui(comfyui):
     ("1girl, ((c.c.)), code geass", [1.0, 1.21]),
     ("1girl, wearing a (red) dress", [1.0, 1.1]),
     ("1girl, (:d), ((;p)), smile", [1.0, 1.1, 1.21]),
+    ("1girl, (v), ((w)), smile", [1.0, 1.1, 1.21]),
 ])
 def test_weights_beside_text_and_on_short_words_reach_comfyui_as_written(comfyui, raw, expected_weights):
     """ComfyUI's own parser gives the normaliser's output the weights it gives the raw text."""
