@@ -23,6 +23,10 @@ log = logging.getLogger("FlowAnime")
 # Methods that integrate a rectified flow's velocity in sigma: on an eps or v model they extrapolate
 # a quantity that is not nearly constant along the path (README: the `method` row).
 FLOW_TIME_FIXED_METHODS = ("flow_multistep",)
+# One call a step, the error estimate from the difference of two combinations of model outputs: a
+# bfloat16 model's rounding alone keeps it above what the controller aims at (README: "Models that
+# compute in bfloat16 or float16").
+ONE_CALL_ADAPTIVE_METHODS = ("adams_pc", "flow_adams_pc")
 
 
 def interrupt_check():
@@ -36,6 +40,21 @@ def base_model_of(k_model):
     try:
         return k_model.inner_model.inner_model
     except AttributeError:
+        return None
+
+
+def compute_dtype(k_model):
+    """The dtype the diffusion model runs in, or None when unknown: newer ComfyUI's
+    BaseModel.get_dtype_inference() (model_base.py@094c74c: manual_cast_dtype if set, else the
+    weights' dtype); on 0.3.64, which lacks it, the same two read directly."""
+    base = base_model_of(k_model)
+    try:
+        inference = getattr(base, "get_dtype_inference", None)
+        if callable(inference):
+            return inference()
+        cast = getattr(base, "manual_cast_dtype", None)
+        return cast if cast is not None else base.get_dtype()
+    except (AttributeError, RuntimeError, StopIteration):  # no diffusion model, or one without parameters
         return None
 
 
@@ -92,6 +111,13 @@ def comfy_sampler_function(config: SamplerConfig):
                         "exp_multistep (or ComfyUI's dpmpp_2m) follows the path more closely for the same calls. "
                         "Or make it a flow model with the FlowAnime rectified-flow patch if it was trained as one.",
                         config.method)
+        import torch
+
+        if config.method in ONE_CALL_ADAPTIVE_METHODS and compute_dtype(model) == torch.bfloat16:
+            log.warning("FlowAnime %s: this model computes in bfloat16, whose rounding this method reads as error: "
+                        "it may spend its whole budget (%d model calls) on tiny steps. flowanime_dopri5, "
+                        "flowanime_bosh3 or flowanime_flow_multistep suit a bfloat16 model.",
+                        config.method, config.max_model_calls)
         return solve(model, x, sigmas, extra_args, callback, disable)
 
     return sample

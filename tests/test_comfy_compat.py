@@ -459,3 +459,19 @@ def test_a_v3_sampler_select_lists_and_resolves_our_entries(comfyui):
     for name in OUR_SAMPLERS:
         sampler = comfy.samplers.sampler_object(name)
         assert sampler.sampler_function.flowanime_config.method == name.removeprefix("flowanime_")
+
+
+def test_compute_dtype_reads_newer_comfyuis_get_dtype_inference_or_0364s_fields(comfyui):
+    """comfy/model_base.py@094c74c: BaseModel.get_dtype_inference() (manual_cast_dtype if set, else the
+    weights' dtype). 0.3.64 lacks it: the adapter reads the same two fields."""
+    samplers = comfyui.pack_submodule("comfy_adapter.samplers")
+
+    def chain(base):  # KSamplerX0Inpaint -> guider -> BaseModel, as KSAMPLER passes it
+        return SimpleNamespace(inner_model=SimpleNamespace(inner_model=base))
+
+    newer = SimpleNamespace(get_dtype_inference=lambda: torch.bfloat16, manual_cast_dtype=None,
+                            get_dtype=lambda: torch.float32)
+    cast = SimpleNamespace(manual_cast_dtype=torch.float16, get_dtype=lambda: torch.float32)
+    plain = SimpleNamespace(manual_cast_dtype=None, get_dtype=lambda: torch.bfloat16)
+    assert [samplers.compute_dtype(chain(b)) for b in (newer, cast, plain)] == [torch.bfloat16, torch.float16, torch.bfloat16]
+    assert samplers.compute_dtype(SimpleNamespace()) is None  # not KSAMPLER's chain

@@ -1,6 +1,7 @@
 """The Runge-Kutta ODE samplers inside the real ComfyUI: KSampler entries, the SAMPLER node with
 SamplerCustomAdvanced, progress and previews, interrupts, faults, CFG 1."""
 
+import copy
 import math
 
 import flowanime_testkit as kit
@@ -282,3 +283,25 @@ def test_flow_multistep_on_an_eps_model_says_what_fits_better(comfyui, caplog, s
         comfyui.run(graph)
     warned = [r.getMessage() for r in caplog.records if r.name == "FlowAnime" and "made for rectified-flow" in r.getMessage()]
     assert bool(warned) == warns and all("exp_multistep" in w for w in warned)
+
+
+@pytest.mark.parametrize("sampler, dtype, warns", [
+    ("flowanime_adams_pc", torch.bfloat16, True),
+    ("flowanime_flow_adams_pc", torch.bfloat16, True),
+    ("flowanime_dopri5", torch.bfloat16, False),
+    ("flowanime_adams_pc", torch.float32, False),
+])
+def test_the_adams_entries_on_a_bfloat16_model_say_what_fits_better(comfyui, sd3, caplog, sampler, dtype, warns):
+    """The SD3 stand-in really run in bfloat16 (its weights converted, as ComfyUI builds a model for a
+    bfloat16 device; ComfyUI casts the input to that dtype): the one-call adaptive methods warn, naming what suits such a model, and still
+    finish the image."""
+    model, pos, neg, latent = sd3
+    converted = model.clone()
+    converted.model = copy.deepcopy(model.model)
+    converted.model.diffusion_model.to(dtype)
+    converted.model.diffusion_model.dtype = dtype  # what get_dtype() reads, set when ComfyUI builds the model
+    with caplog.at_level("WARNING", logger="FlowAnime"):
+        out = ksample(comfyui, converted, pos, neg, latent, sampler, steps=4)
+    warned = [r.getMessage() for r in caplog.records if r.name == "FlowAnime" and "bfloat16" in r.getMessage()]
+    assert bool(warned) == warns and all("flowanime_dopri5" in w for w in warned)
+    assert torch.isfinite(out).all()
