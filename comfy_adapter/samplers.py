@@ -13,6 +13,7 @@ execution.py@04e2a91 (validate_inputs checks a combo value against the options I
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 
@@ -24,8 +25,8 @@ log = logging.getLogger("FlowAnime")
 # a quantity that is not nearly constant along the path (README: the `method` row).
 FLOW_TIME_FIXED_METHODS = ("flow_multistep",)
 # One call a step, the error estimate from the difference of two combinations of model outputs: a
-# bfloat16 model's rounding alone keeps it above what the controller aims at (README: "Models that
-# compute in bfloat16 or float16").
+# half-precision model's rounding alone keeps it above what their controller aims at, so they are told
+# the model's precision (README: "Models that compute in bfloat16 or float16").
 ONE_CALL_ADAPTIVE_METHODS = ("adams_pc", "flow_adams_pc")
 
 
@@ -100,8 +101,13 @@ def conditioning_of(k_model) -> dict:
 
 def comfy_sampler_function(config: SamplerConfig):
     """The sampler function ComfyUI's KSAMPLER runs: fn(model, x, sigmas, extra_args, callback, disable)."""
-    solve = make_sampler_function(config, on_model_call=interrupt_check(), sigma_floor=sigma_floor,
-                                  conditioning_of=conditioning_of)
+    def build(cfg):
+        return make_sampler_function(cfg, on_model_call=interrupt_check(), sigma_floor=sigma_floor,
+                                     conditioning_of=conditioning_of)
+
+    solve = build(config)
+    solve_half = build(dataclasses.replace(config, half_precision_model=True)) \
+        if config.method in ONE_CALL_ADAPTIVE_METHODS else solve
 
     @functools.wraps(solve)
     def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
@@ -113,11 +119,10 @@ def comfy_sampler_function(config: SamplerConfig):
                         config.method)
         import torch
 
-        if config.method in ONE_CALL_ADAPTIVE_METHODS and compute_dtype(model) == torch.bfloat16:
-            log.warning("FlowAnime %s: this model computes in bfloat16, whose rounding this method reads as error: "
-                        "it may spend its whole budget (%d model calls) on tiny steps. flowanime_dopri5, "
-                        "flowanime_bosh3 or flowanime_flow_multistep suit a bfloat16 model.",
-                        config.method, config.max_model_calls)
+        if solve_half is not solve and compute_dtype(model) in (torch.float16, torch.bfloat16):
+            log.info("FlowAnime %s: the model computes in %s; the step controller allows for its rounding.",
+                     config.method, str(compute_dtype(model)).replace("torch.", ""))
+            return solve_half(model, x, sigmas, extra_args, callback, disable)
         return solve(model, x, sigmas, extra_args, callback, disable)
 
     return sample

@@ -36,6 +36,7 @@ class SamplerConfig:
     sigma_min: float = 1e-3  # where an adaptive solve stops and returns the denoised prediction
     ode_form: str = "data"
     order: int | None = None  # a fixed multistep method's predictor order (None: its default, FIXED_MULTISTEP)
+    half_precision_model: bool = False  # the model computes in float16/bfloat16 (set by the ComfyUI adapter)
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -71,7 +72,8 @@ class SamplerConfig:
 
     @property
     def adaptive_settings(self):
-        return AdaptiveSettings(rtol=10**self.log10_rtol, atol=10**self.log10_atol, max_model_calls=self.max_model_calls)
+        return AdaptiveSettings(rtol=10**self.log10_rtol, atol=10**self.log10_atol, max_model_calls=self.max_model_calls,
+                                half_precision_model=self.half_precision_model)
 
 
 def no_sigma_floor(model) -> float:

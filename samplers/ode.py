@@ -272,6 +272,7 @@ class AdaptiveSettings:
     safety: float = 0.9
     min_factor: float = 0.2
     max_factor: float = 30.0  # measured on bench/gmm.py: 10 made loose solves climb out of small steps
+    half_precision_model: bool = False  # the model computes in float16/bfloat16 (the Adams methods use it)
 
 
 class StepControl:
