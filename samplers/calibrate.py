@@ -60,6 +60,7 @@ class CalibrationSettings:
     density_powers: tuple[float, ...] = DENSITY_POWERS  # tried in turn with check on; the first without
     check: bool = True
     max_teacher_calls: int = 400
+    half_precision_model: bool = False  # the model computes in float16/bfloat16: the teacher allows for it
 
     def __post_init__(self):
         if not 2 <= self.steps <= MAX_STEPS:
@@ -140,7 +141,8 @@ def teacher_nodes(denoiser: Denoiser, noise: torch.Tensor, sigma_max: float, set
 
     teacher_settings = AdaptiveSettings(rtol=10**settings.teacher_log10_rtol,
                                         atol=10 ** (settings.teacher_log10_rtol - 1),
-                                        max_model_calls=settings.max_teacher_calls)
+                                        max_model_calls=settings.max_teacher_calls,
+                                        half_precision_model=settings.half_precision_model)
     _, image, stats = solve_adams_pc(denoiser, noise, sigma_max, settings.sigma_floor, teacher_settings,
                                      on_step=on_step, on_model_call=on_model_call)
     if stats.budget_exhausted or image is None:

@@ -219,3 +219,22 @@ def test_calibrated_schedule_beats_uniform_geometric_and_shifted_schedules(steps
             theirs, their_calls = error(others(steps - 1)[name])
         factor = 0.6 if (steps, name) == (6, "uniform") else 0.5
         assert their_calls == steps and ours < factor * theirs, name
+
+
+def test_the_teacher_allows_for_a_half_precision_model():
+    """The teacher is adams_pc: on a model as rough as a half-precision network it collapses its steps at
+    the float32 safety factor; told the precision, it spends a fraction of the calls."""
+    from flowanime.bench.gmm import GaussianMixture
+
+    gmm = GaussianMixture.single(torch.full((4, 16, 16), 0.3), 0.5)
+
+    def rough(x, sigma):
+        d = gmm.denoise(x, sigma)
+        s = torch.as_tensor(sigma, dtype=x.dtype).reshape(-1, *[1] * (x.dim() - 1))
+        v = (x - d) / s
+        return x - s * (v + 0.03 * v.abs() * torch.sin(12345.0 * x))
+
+    noise = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    calls = {half: calibrate_schedule(rough, noise, 1.0, 6, 3, CalibrationSettings(check=False, half_precision_model=half)).teacher_calls
+             for half in (False, True)}
+    assert calls[True] < calls[False] / 3, calls
