@@ -31,7 +31,7 @@ import torch
 from ..samplers.calibrate import Calibration, CalibrationSettings, calibrate_schedule
 from .latent import samples_as_samplers_prepare_them
 from .models import require_supported_config
-from .samplers import compute_dtype, interrupt_check, sigma_floor
+from .samplers import interrupt_check, is_half_precision, sigma_floor
 
 log = logging.getLogger("FlowAnime")
 CACHE_VERSION = 2  # bump when the calibration's method changes what it returns
@@ -213,8 +213,8 @@ def calibrate(model, positive, negative, cfg: float, latent: dict, settings: Cal
         extra_args = extra_args or {}
         floor = max(settings.sigma_floor, sigma_floor(k_model))
         found["floor"] = floor
-        half = compute_dtype(k_model) in (torch.float16, torch.bfloat16)  # the teacher is adams_pc
-        used = replace(settings, sigma_floor=floor, half_precision_model=half)
+        # the teacher is adams_pc, whose controller allows for a half-precision model's rounding
+        used = replace(settings, sigma_floor=floor, half_precision_model=is_half_precision(k_model))
         s_in = x.new_ones([x.shape[0]])
 
         def denoise(x_, sigma):

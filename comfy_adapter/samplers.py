@@ -59,6 +59,13 @@ def compute_dtype(k_model):
         return None
 
 
+def is_half_precision(k_model) -> bool:
+    """Whether the diffusion model computes in float16 or bfloat16."""
+    import torch
+
+    return compute_dtype(k_model) in (torch.float16, torch.bfloat16)
+
+
 def model_sampling_of(k_model):
     return getattr(base_model_of(k_model), "model_sampling", None)
 
@@ -117,9 +124,7 @@ def comfy_sampler_function(config: SamplerConfig):
                         "exp_multistep (or ComfyUI's dpmpp_2m) follows the path more closely for the same calls. "
                         "Or make it a flow model with the FlowAnime rectified-flow patch if it was trained as one.",
                         config.method)
-        import torch
-
-        if solve_half is not solve and compute_dtype(model) in (torch.float16, torch.bfloat16):
+        if solve_half is not solve and is_half_precision(model):
             log.info("FlowAnime %s: the model computes in %s; the step controller allows for its rounding.",
                      config.method, str(compute_dtype(model)).replace("torch.", ""))
             return solve_half(model, x, sigmas, extra_args, callback, disable)

@@ -219,6 +219,7 @@ def _line_breaks_as_commas(text: str) -> str:
 
 
 WIDE_COMMAS = "\uff0c\u3001"  # `，` and `、`, as Chinese and Japanese keyboards type a list's commas
+_WIDE_COMMA = re.compile(f"[{WIDE_COMMAS}]")
 _CJK_START = 0x2E80  # CJK radicals, kana, ideographs, Hangul, full-width forms and beyond
 
 
@@ -228,9 +229,8 @@ def _wide_commas_as_commas(text: str) -> str:
     that is prose. One character for one, so positions stay; linear: each run of spaces beside a comma is
     read at most twice."""
     chars = list(text)
-    for index, ch in enumerate(text):
-        if ch not in WIDE_COMMAS:
-            continue
+    for found in _WIDE_COMMA.finditer(text):
+        index = found.start()
         left = index - 1
         while left >= 0 and text[left] == " ":
             left -= 1
@@ -1020,7 +1020,7 @@ def normalize_with_report(prompt: str, options: NormalizeOptions = NormalizeOpti
 
 def _normalize_with_report(prompt: str, options: NormalizeOptions, tags) -> tuple[str, TagReport]:
     text, printable = _clean(prompt)
-    if "\uff0c" in text or "\u3001" in text:  # first: a line break decides by the commas before it
+    if _WIDE_COMMA.search(text):  # first: a line break decides by the commas before it
         text = _wide_commas_as_commas(text)
     if not printable:
         text = _line_breaks_as_commas(text)

@@ -226,7 +226,7 @@ def _solve_adaptive_multistep(form: _AdamsForm, denoiser, x, sigma_start, sigma_
     history_t, history_f = [t], [form.value(x, denoised, sigma_start)]
     norm = _ErrorNorm(x, settings.rtol, settings.atol)
     err_buffer = torch.empty_like(x)
-    safety = HALF_PRECISION_SAFETY if getattr(settings, "half_precision_model", False) else SAFETY
+    safety = HALF_PRECISION_SAFETY if settings.half_precision_model else SAFETY
     control = StepControl(first_step(form, sigma_start, x, denoised, 1, settings.rtol), safety, settings.min_factor,
                           MAX_FACTOR)
 
