@@ -106,11 +106,46 @@ def conditioning_of(k_model) -> dict:
     return found
 
 
+def mask_switching(k_model, extra_args: dict):
+    """Where an inpainting mask that changes with sigma switches between two sigmas (samplers/ode.py:
+    Switching), or None when the mask is fixed or absent. ComfyUI's KSamplerX0Inpaint
+    (comfy/samplers.py@311c014 and 0.3.64) calls model_options["denoise_mask_function"](sigma,
+    denoise_mask, extra_options={"model": its inner model, "sigmas": the schedule}) before every model
+    call, with the denoise_mask KSAMPLER put in extra_args; Differential Diffusion sets such a function
+    (comfy_extras/nodes_differential_diffusion.py: each value of the mask opens at its own sigma). The
+    same function is read here at the two sigmas."""
+    import torch
+
+    mask = extra_args.get("denoise_mask")
+    mask_function = (extra_args.get("model_options") or {}).get("denoise_mask_function")
+    if not torch.is_tensor(mask) or mask_function is None:
+        return None
+    extra_options = {"model": getattr(k_model, "inner_model", None), "sigmas": getattr(k_model, "sigmas", None)}
+    seen = {}
+
+    def mask_at(sigma: float):
+        if sigma not in seen:
+            if len(seen) >= 8:  # a step reads two sigmas, the next one of them again
+                seen.clear()
+            seen[sigma] = mask_function(mask.new_full((mask.shape[0],), sigma), mask, extra_options=extra_options)
+        return seen[sigma]
+
+    def switching(sigma_a: float, sigma_b: float):
+        try:
+            a, b = mask_at(sigma_a), mask_at(sigma_b)
+            return torch.ne(a, b) if torch.is_tensor(a) and torch.is_tensor(b) and a.shape == mask.shape else None
+        except Exception as e:  # another pack's mask function: its own calls inside the sampler will say more
+            log.debug("FlowAnime: the denoise mask function could not be read at sigma %g/%g: %s", sigma_a, sigma_b, e)
+            return None
+
+    return switching
+
+
 def comfy_sampler_function(config: SamplerConfig):
     """The sampler function ComfyUI's KSAMPLER runs: fn(model, x, sigmas, extra_args, callback, disable)."""
     def build(cfg):
         return make_sampler_function(cfg, on_model_call=interrupt_check(), sigma_floor=sigma_floor,
-                                     conditioning_of=conditioning_of)
+                                     conditioning_of=conditioning_of, switching_of=mask_switching)
 
     solve = build(config)
     solve_half = build(dataclasses.replace(config, half_precision_model=True)) \

@@ -15,7 +15,7 @@ import torch
 from . import tableaux
 from .inputs import check_conditioning, check_latent, check_sigmas, resolvable_tolerances, solve_dtype
 from .multistep import solve_adams_pc, solve_exp_multistep, solve_flow_adams_pc, solve_flow_multistep
-from .ode import ODE_FORMS, AdaptiveSettings, StepInfo, check_model_output, solve_adaptive, solve_fixed
+from .ode import ODE_FORMS, AdaptiveSettings, StepInfo, Switching, check_model_output, solve_adaptive, solve_fixed
 
 log = logging.getLogger("FlowAnime")
 
@@ -84,9 +84,12 @@ def no_sigma_floor(model) -> float:
 
 def make_sampler_function(config: SamplerConfig, on_model_call: Callable[[], None] | None = None,
                           logger: logging.Logger = log, sigma_floor: Callable[[object], float] = no_sigma_floor,
-                          conditioning_of: Callable[[object], dict] | None = None):
+                          conditioning_of: Callable[[object], dict] | None = None,
+                          switching_of: Callable[[object, dict], Switching | None] | None = None):
     """conditioning_of(model) -> {"positive": [tensors], ...}: the conditioning the model will see, so
-    a non-finite prompt is named before the first call (comfy_adapter/samplers.py reads it from ComfyUI)."""
+    a non-finite prompt is named before the first call (comfy_adapter/samplers.py reads it from ComfyUI).
+    switching_of(model, extra_args) -> where the model's output switches form between two sigmas
+    (ode.Switching: an inpainting mask that changes with sigma), for the adaptive methods' error control."""
 
     @torch.no_grad()  # like ComfyUI's own samplers: stages must not keep autograd graphs
     def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
@@ -141,16 +144,17 @@ def make_sampler_function(config: SamplerConfig, on_model_call: Callable[[], Non
                     out = denoiser(x, sig[0])
                     check_model_output(config.method, out, sig[0], 1)
                     return out.to(out_dtype)
+                switching = switching_of(model, extra_args) if switching_of is not None else None
                 if tableau is None:  # the multistep methods have their own forms: ode_form does not apply
                     solve = MULTISTEP[config.method]
                     x_end, denoised, stats = solve(
                         denoiser, x, sig[0], sigma_end, settings, on_step=on_step,
-                        on_model_call=on_model_call, log=logger.warning,
+                        on_model_call=on_model_call, log=logger.warning, switching=switching,
                     )
                 else:
                     x_end, denoised, stats = solve_adaptive(
                         denoiser, x, sig[0], sigma_end, tableau, settings, config.ode_form,
-                        on_step, on_model_call, logger.warning,
+                        on_step, on_model_call, logger.warning, switching,
                     )
                 # A schedule that ends at 0 gets the model's denoised prediction at sigma_end; a
                 # partial pass (ends above 0) gets the latent at its last sigma.

@@ -42,12 +42,14 @@ from .ode import (
     SolveStats,
     StepControl,
     StepInfo,
+    Switching,
     budget_spent_message,
     check_model_output,
     first_step,
     model_output_not_finite,
     step_collapsed,
     travelled,
+    without_switched,
 )
 
 # Predictor order (the corrector is one higher): 3 from rtol 1e-2 down, 2 above, where order 3 was
@@ -176,6 +178,7 @@ def solve_adams_pc(
     on_step: Callable[[StepInfo], None] | None = None,
     on_model_call: Callable[[], None] | None = None,
     log: Callable[[str], None] | None = None,
+    switching: Switching | None = None,
 ):
     """Integrate from sigma_start to sigma_end (both > 0; down to sample, up to invert). Returns (x at
     sigma_end, denoised prediction there, stats), as solve_adaptive does; the denoised prediction is
@@ -186,7 +189,7 @@ def solve_adams_pc(
     if max_order is None:
         max_order = 3 if settings.rtol < ORDER_3_BELOW_RTOL else 2
     return _solve_adaptive_multistep(LOG_SIGMA_FORM, denoiser, x, sigma_start, sigma_end, settings, max_order,
-                                     on_step, on_model_call, log)
+                                     on_step, on_model_call, log, switching)
 
 
 def solve_flow_adams_pc(
@@ -199,6 +202,7 @@ def solve_flow_adams_pc(
     on_step: Callable[[StepInfo], None] | None = None,
     on_model_call: Callable[[], None] | None = None,
     log: Callable[[str], None] | None = None,
+    switching: Switching | None = None,
 ):
     """adams_pc's predictor-corrector and controller on the velocity v = (x - D) / sigma in sigma itself
     (flow time), as flow_multistep does on a given schedule: along a rectified flow's nearly straight
@@ -206,11 +210,11 @@ def solve_flow_adams_pc(
     distance in sigma is ever longer in log sigma towards 0). Same interface and returns as
     solve_adams_pc."""
     return _solve_adaptive_multistep(SIGMA_FORM, denoiser, x, sigma_start, sigma_end, settings or AdaptiveSettings(),
-                                     max_order, on_step, on_model_call, log)
+                                     max_order, on_step, on_model_call, log, switching)
 
 
 def _solve_adaptive_multistep(form: _AdamsForm, denoiser, x, sigma_start, sigma_end, settings, max_order, on_step,
-                              on_model_call, log):
+                              on_model_call, log, switching=None):
     if not (sigma_start > 0 and sigma_end > 0 and sigma_end != sigma_start):
         raise ValueError(f"need two different sigmas above 0, got {sigma_start} and {sigma_end}")
     name = form.name
@@ -251,6 +255,8 @@ def _solve_adaptive_multistep(form: _AdamsForm, denoiser, x, sigma_start, sigma_
         # corrector - predictor: the decay(h) x terms cancel, so the difference costs k + 1 terms
         err = _combine(f_new, w_corr[-1], [c - p for c, p in zip(w_corr, w_pred)], known, out=err_buffer)
         x_corr = torch.add(x_pred, err)  # new memory: the model and the callbacks may hold x_pred and x
+        # the polynomials span the nodes they use: a value that switched anywhere there is left out
+        without_switched(err, switching, form.sigma_at(nodes[0]), sigma_new)
         ratio = norm.ratio(err, x_corr)
         if not math.isfinite(ratio):
             raise model_output_not_finite(name, sigma_new, f"call {stats.model_calls}")

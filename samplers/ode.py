@@ -170,6 +170,23 @@ class StepInfo:
 
 
 Denoiser = Callable[[torch.Tensor, float], torch.Tensor]
+# switching(sigma_a, sigma_b): where the model's output changes form between two sigmas (a boolean
+# tensor broadcastable to the latent), or None where it does not. Inpainting with ComfyUI's
+# Differential Diffusion repaints each pixel only from the sigma its mask value reaches: before, the
+# model's prediction there is the given image; after, the model's own. A step across that switch has
+# an error no shorter step removes (the output jumps), so the error control leaves those values out:
+# each switch then costs what it costs a fixed-step sampler, one step's timing, instead of steps
+# shrunk on every pixel's switch until the budget is gone.
+Switching = Callable[[float, float], "torch.Tensor | None"]
+
+
+def without_switched(err: torch.Tensor, switching: Switching | None, sigma_a: float, sigma_b: float) -> torch.Tensor:
+    """err with the values whose model output switches between sigma_a and sigma_b set to 0 (in place)."""
+    if switching is not None:
+        switched = switching(sigma_a, sigma_b)
+        if switched is not None:
+            err.masked_fill_(switched, 0.0)
+    return err
 
 
 def travelled(sigma_start: float, sigma_end: float, sigma: float) -> float:
@@ -338,9 +355,10 @@ def solve_adaptive(
     on_step: Callable[[StepInfo], None] | None = None,
     on_model_call: Callable[[], None] | None = None,
     log: Callable[[str], None] | None = None,
+    switching: Switching | None = None,
 ):
     """Integrate from sigma_start to sigma_end (both > 0) with an embedded RK pair: down to sample,
-    up to invert (unsample) an image.
+    up to invert (unsample) an image. switching: see Switching.
 
     Returns (x at sigma_end, denoised prediction at sigma_end, stats). The denoised prediction is
     free for FSAL methods and costs one model call otherwise.
@@ -383,7 +401,8 @@ def solve_adaptive(
         t_new = t_end if last else t + direction * step
         y_new, err, ks = rk_step(f, t, y, direction * step, coeffs, k1)
         x_new = ode_form.x(y_new, t_new)
-        ratio = error_ratio(ode_form.x(err, t_new), x_cur, x_new, rtol, atol)
+        err_x = without_switched(ode_form.x(err, t_new), switching, ode_form.sigma(t), ode_form.sigma(t_new))
+        ratio = error_ratio(err_x, x_cur, x_new, rtol, atol)
         if not math.isfinite(ratio):
             bad = [i for i, k in enumerate(ks) if not bool(torch.isfinite(k).all())]
             raise model_output_not_finite(tableau.name, ode_form.sigma(t),
