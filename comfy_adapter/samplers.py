@@ -125,7 +125,7 @@ def mask_switching(k_model, extra_args: dict):
 
     def mask_at(sigma: float):
         if sigma not in seen:
-            if len(seen) >= 8:  # a step reads two sigmas, the next one of them again
+            if len(seen) >= 32:  # a step reads its two ends (and a grid between them where values switch)
                 seen.clear()
             seen[sigma] = mask_function(mask.new_full((mask.shape[0],), sigma), mask, extra_options=extra_options)
         return seen[sigma]

@@ -43,13 +43,13 @@ from .ode import (
     StepControl,
     StepInfo,
     Switching,
+    across_located_switches,
     budget_spent_message,
     check_model_output,
     first_step,
     model_output_not_finite,
     step_collapsed,
     travelled,
-    without_switched,
 )
 
 # Predictor order (the corrector is one higher): 3 from rtol 1e-2 down, 2 above, where order 3 was
@@ -250,13 +250,27 @@ def _solve_adaptive_multistep(form: _AdamsForm, denoiser, x, sigma_start, sigma_
         w_pred = form.weights(nodes, t, t_new)
         w_corr = form.weights([*nodes, t_new], t, t_new)
         x_pred = _combine(x, form.decay(t_new - t), w_pred, known)
+        # the polynomials span the nodes they use: a value that switched anywhere there is predicted
+        # from the last node alone and corrected with the trapezoid to the new one, and left out of the error
+        switched = switching(form.sigma_at(nodes[0]), sigma_new) if switching is not None else None
+        if switched is not None and k > 1:
+            low = _combine(x, form.decay(t_new - t), form.weights([t], t, t_new), known[-1:])
+            x_pred = torch.where(switched, low, x_pred)
         d_new = call_at_sigma(x_pred, sigma_new)
         f_new = form.value(x_pred, d_new, sigma_new)
         # corrector - predictor: the decay(h) x terms cancel, so the difference costs k + 1 terms
         err = _combine(f_new, w_corr[-1], [c - p for c, p in zip(w_corr, w_pred)], known, out=err_buffer)
         x_corr = torch.add(x_pred, err)  # new memory: the model and the callbacks may hold x_pred and x
-        # the polynomials span the nodes they use: a value that switched anywhere there is left out
-        without_switched(err, switching, form.sigma_at(nodes[0]), sigma_new)
+        if switched is not None:
+            trapezoid = _combine(x, form.decay(t_new - t), form.weights([t, t_new], t, t_new), [known[-1], f_new])
+            x_corr = torch.where(switched, trapezoid, x_corr)
+            in_step = switching(form.sigma_at(t), sigma_new)
+            if in_step is not None and bool(in_step.any()):
+                located = across_located_switches(switching, form.sigma_at, t, t_new, x, denoised, d_new)
+                x_corr = torch.where(in_step, located, x_corr)
+                # the flow form's velocity read where those values now are (the model's prediction kept)
+                f_new = torch.where(in_step, form.value(x_corr, d_new, sigma_new), f_new)
+            err.masked_fill_(switched, 0.0)
         ratio = norm.ratio(err, x_corr)
         if not math.isfinite(ratio):
             raise model_output_not_finite(name, sigma_new, f"call {stats.model_calls}")

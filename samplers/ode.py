@@ -180,6 +180,35 @@ Denoiser = Callable[[torch.Tensor, float], torch.Tensor]
 Switching = Callable[[float, float], "torch.Tensor | None"]
 
 
+# Where a value's model output switches inside a step, the step is split at the switch, located to
+# 1/SWITCH_GRID of the step by reading `switching` there (no model call).
+SWITCH_GRID = 16
+
+
+def switch_intervals(switching: Switching, sigma_at: Callable[[float], float], t: float, t_new: float,
+                     like: torch.Tensor) -> torch.Tensor:
+    """Per value, the grid interval (0 to SWITCH_GRID - 1) of (t, t_new), in the solver's time, where
+    `switching` first reports it switched since t: the number of inner grid points before that."""
+    before = torch.zeros(like.shape, dtype=torch.int64, device=like.device)
+    for j in range(1, SWITCH_GRID):
+        gone = switching(sigma_at(t), sigma_at(t + (t_new - t) * j / SWITCH_GRID))
+        if gone is not None:
+            before += ~gone.expand(like.shape)
+    return before.clamp_(max=SWITCH_GRID - 1)
+
+
+def across_located_switches(switching: Switching, sigma_at: Callable[[float], float], t: float, t_new: float,
+                            x: torch.Tensor, denoised_before: torch.Tensor, denoised_after: torch.Tensor) -> torch.Tensor:
+    """x at t_new for values whose model output switches inside the step: DDIM (exact while the
+    denoised prediction is constant) from t to the switch on the prediction at t, and on from there to
+    t_new on the prediction at t_new; the switch at the middle of its grid interval (switch_intervals)."""
+    sigma, sigma_new = sigma_at(t), sigma_at(t_new)
+    grid = [sigma_at(t + (t_new - t) * (j + 0.5) / SWITCH_GRID) for j in range(SWITCH_GRID)]
+    sigma_switch = torch.tensor(grid, dtype=x.dtype, device=x.device)[switch_intervals(switching, sigma_at, t, t_new, x)]
+    x_switch = torch.lerp(denoised_before, x, sigma_switch / sigma)
+    return torch.lerp(denoised_after, x_switch, sigma_new / sigma_switch)
+
+
 def without_switched(err: torch.Tensor, switching: Switching | None, sigma_a: float, sigma_b: float) -> torch.Tensor:
     """err with the values whose model output switches between sigma_a and sigma_b set to 0 (in place)."""
     if switching is not None:
@@ -401,7 +430,15 @@ def solve_adaptive(
         t_new = t_end if last else t + direction * step
         y_new, err, ks = rk_step(f, t, y, direction * step, coeffs, k1)
         x_new = ode_form.x(y_new, t_new)
-        err_x = without_switched(ode_form.x(err, t_new), switching, ode_form.sigma(t), ode_form.sigma(t_new))
+        err_x = ode_form.x(err, t_new)
+        switched = switching(ode_form.sigma(t), ode_form.sigma(t_new)) if switching is not None else None
+        if switched is not None and tableau.fsal and bool(switched.any()):
+            # FSAL: the last stage is the model at (t_new, y_new); there the step is split at the switch
+            split = across_located_switches(switching, ode_form.sigma, t, t_new, x_cur, denoised, f.last_denoised)
+            x_new = torch.where(switched, split, x_new)
+            y_new = ode_form.state(x_new, ode_form.sigma(t_new))
+        if switched is not None:
+            err_x.masked_fill_(switched, 0.0)
         ratio = error_ratio(err_x, x_cur, x_new, rtol, atol)
         if not math.isfinite(ratio):
             bad = [i for i, k in enumerate(ks) if not bool(torch.isfinite(k).all())]
