@@ -106,6 +106,38 @@ def conditioning_of(k_model) -> dict:
     return found
 
 
+def conditioning_breakpoints(k_model) -> list[float]:
+    """The sigmas where a conditioning or a ControlNet starts or stops, read from the guider behind
+    KSAMPLER's wrapper. comfy/samplers.py@311c014 and 0.3.64: calculate_start_end_timesteps puts
+    `timestep_start` / `timestep_end` (sigmas, from start_percent / end_percent) on a processed cond,
+    which get_area_and_mult uses only for sigma in [timestep_end, timestep_start]; pre_run_control gives
+    each ControlNet (and the ones chained before it, `previous_controlnet`) a `timestep_range`
+    (start, end) in sigmas, outside which comfy/controlnet.py@03b1ca6's get_control leaves it out."""
+    import torch
+
+    conds = getattr(getattr(k_model, "inner_model", None), "conds", None)
+    found = set()
+
+    def add(value):
+        if torch.is_tensor(value) and value.numel() == 1:
+            value = value.item()
+        if isinstance(value, (int, float)):
+            found.add(float(value))
+
+    for entries in (conds.values() if isinstance(conds, dict) else ()):
+        for entry in entries or ():
+            if not isinstance(entry, dict):
+                continue
+            add(entry.get("timestep_start"))
+            add(entry.get("timestep_end"))
+            control, seen = entry.get("control"), 0
+            while control is not None and seen < 64:  # a chain of ControlNets, bounded
+                for value in getattr(control, "timestep_range", None) or ():
+                    add(value)
+                control, seen = getattr(control, "previous_controlnet", None), seen + 1
+    return sorted(found)
+
+
 def mask_switching(k_model, extra_args: dict):
     """Where an inpainting mask that changes with sigma switches between two sigmas (samplers/ode.py:
     Switching), or None when the mask is fixed or absent. ComfyUI's KSamplerX0Inpaint
@@ -145,7 +177,8 @@ def comfy_sampler_function(config: SamplerConfig):
     """The sampler function ComfyUI's KSAMPLER runs: fn(model, x, sigmas, extra_args, callback, disable)."""
     def build(cfg):
         return make_sampler_function(cfg, on_model_call=interrupt_check(), sigma_floor=sigma_floor,
-                                     conditioning_of=conditioning_of, switching_of=mask_switching)
+                                     conditioning_of=conditioning_of, switching_of=mask_switching,
+                                     breakpoints_of=conditioning_breakpoints)
 
     solve = build(config)
     solve_half = build(dataclasses.replace(config, half_precision_model=True)) \

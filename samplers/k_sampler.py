@@ -8,14 +8,24 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from . import tableaux
 from .inputs import check_conditioning, check_latent, check_sigmas, resolvable_tolerances, solve_dtype
 from .multistep import solve_adams_pc, solve_exp_multistep, solve_flow_adams_pc, solve_flow_multistep
-from .ode import ODE_FORMS, AdaptiveSettings, StepInfo, Switching, check_model_output, solve_adaptive, solve_fixed
+from .ode import (
+    ODE_FORMS,
+    AdaptiveSettings,
+    SolveStats,
+    StepInfo,
+    Switching,
+    check_model_output,
+    solve_adaptive,
+    solve_fixed,
+    travelled,
+)
 
 log = logging.getLogger("FlowAnime")
 
@@ -76,6 +86,76 @@ class SamplerConfig:
                                 half_precision_model=self.half_precision_model)
 
 
+# A conditioning or ControlNet that starts or stops at a sigma (ConditioningSetTimestepRange, a
+# ControlNet's start and end percent, scheduled prompts) changes the model's output there for the whole
+# image, a jump no shorter step removes: an adaptive solve ends just before such a sigma and starts
+# afresh just after it (a relative BREAKPOINT_GAP either side, so each side sees its own conditioning),
+# where its step control would otherwise shrink the steps onto the jump. Breakpoints closer than
+# BREAKPOINT_MARGIN (relative) to either end are left to the solve.
+BREAKPOINT_GAP = 1e-5
+BREAKPOINT_MARGIN = 0.02
+
+
+def segments_between(sigma_start: float, sigma_end: float, breakpoints) -> list[tuple[float, float]]:
+    """(from, to) sigma pairs covering sigma_start to sigma_end (either direction), split at each
+    breakpoint strictly inside by more than BREAKPOINT_MARGIN: one segment ends BREAKPOINT_GAP before
+    it, the next starts BREAKPOINT_GAP after it."""
+    down = sigma_end < sigma_start
+    low, high = min(sigma_start, sigma_end), max(sigma_start, sigma_end)
+    inside = sorted({float(b) for b in breakpoints
+                     if math.isfinite(b) and low * (1 + BREAKPOINT_MARGIN) < b < high / (1 + BREAKPOINT_MARGIN)},
+                    reverse=down)
+    sign = 1.0 if down else -1.0
+    cuts = [(b * (1 + sign * BREAKPOINT_GAP), b * (1 - sign * BREAKPOINT_GAP)) for b in inside]
+    starts = [sigma_start, *(after for _, after in cuts)]
+    ends = [*(before for before, _ in cuts), sigma_end]
+    return list(zip(starts, ends))
+
+
+def solve_in_segments(solve_segment, x, sigma_start: float, sigma_end: float, breakpoints, settings: AdaptiveSettings,
+                      method: str, on_step: Callable[[StepInfo], None] | None):
+    """An adaptive solve run segment by segment (segments_between), each started afresh from where the
+    last ended, sharing one call budget. solve_segment(x, from, to, settings, on_step) -> (x, denoised,
+    stats). Returns (x at sigma_end, denoised prediction there, stats over all segments)."""
+    segments = segments_between(sigma_start, sigma_end, breakpoints)
+    if len(segments) == 1:
+        return solve_segment(x, sigma_start, sigma_end, settings, on_step)
+    total = SolveStats(method)
+
+    reached = []  # each segment's accepted sigmas, from its start
+
+    def whole_range_progress(info: StepInfo):
+        nonlocal last_prediction
+        last_prediction = info.denoised
+        reached.append(info.sigma)
+        if on_step is not None:
+            so_far = replace(info.stats, model_calls=total.model_calls + info.stats.model_calls)
+            on_step(replace(info, progress=travelled(sigma_start, sigma_end, info.sigma), stats=so_far))
+
+    denoised, last_prediction = None, None
+    for begin, end in segments:
+        remaining = settings.max_model_calls - total.model_calls
+        if remaining < 2 and last_prediction is not None:
+            # no calls left to start afresh: DDIM on the last prediction to the end, as a solve whose
+            # budget runs out finishes
+            total.budget_exhausted = True
+            x, denoised = last_prediction + (x - last_prediction) * (sigma_end / begin), None
+            break
+        # the next segment starts with the longer of this one's last two steps (the last may have been
+        # cut short to end at the breakpoint) rather than a cautious first step
+        steps = [abs(math.log(a / b)) for a, b in zip(reached, reached[1:])][-2:]
+        carried = max(steps) if steps else settings.first_log_step
+        reached[:] = [begin]
+        x, denoised, stats = solve_segment(x, begin, end, replace(settings, max_model_calls=max(remaining, 2),
+                                                                  first_log_step=carried), whole_range_progress)
+        for name in ("model_calls", "accepted", "rejected", "seconds"):
+            setattr(total, name, getattr(total, name) + getattr(stats, name))
+        total.budget_exhausted |= stats.budget_exhausted
+        last_prediction = denoised if denoised is not None else last_prediction
+    total.final_sigma = sigma_end
+    return x, denoised, total
+
+
 def no_sigma_floor(model) -> float:
     """Without ComfyUI, an adaptive solve may go down to sigma_min. comfy_adapter/samplers.py passes
     a floor read from the model KSAMPLER hands over (its smallest trained sigma for eps/v models)."""
@@ -85,11 +165,13 @@ def no_sigma_floor(model) -> float:
 def make_sampler_function(config: SamplerConfig, on_model_call: Callable[[], None] | None = None,
                           logger: logging.Logger = log, sigma_floor: Callable[[object], float] = no_sigma_floor,
                           conditioning_of: Callable[[object], dict] | None = None,
-                          switching_of: Callable[[object, dict], Switching | None] | None = None):
+                          switching_of: Callable[[object, dict], Switching | None] | None = None,
+                          breakpoints_of: Callable[[object], list[float]] | None = None):
     """conditioning_of(model) -> {"positive": [tensors], ...}: the conditioning the model will see, so
     a non-finite prompt is named before the first call (comfy_adapter/samplers.py reads it from ComfyUI).
     switching_of(model, extra_args) -> where the model's output switches form between two sigmas
-    (ode.Switching: an inpainting mask that changes with sigma), for the adaptive methods' error control."""
+    (ode.Switching: an inpainting mask that changes with sigma), for the adaptive methods' error control.
+    breakpoints_of(model) -> the sigmas where the conditioning starts or stops (solve_in_segments)."""
 
     @torch.no_grad()  # like ComfyUI's own samplers: stages must not keep autograd graphs
     def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
@@ -145,17 +227,21 @@ def make_sampler_function(config: SamplerConfig, on_model_call: Callable[[], Non
                     check_model_output(config.method, out, sig[0], 1)
                     return out.to(out_dtype)
                 switching = switching_of(model, extra_args) if switching_of is not None else None
-                if tableau is None:  # the multistep methods have their own forms: ode_form does not apply
-                    solve = MULTISTEP[config.method]
-                    x_end, denoised, stats = solve(
-                        denoiser, x, sig[0], sigma_end, settings, on_step=on_step,
-                        on_model_call=on_model_call, log=logger.warning, switching=switching,
+
+                def solve_segment(x_from, sigma_from, sigma_to, segment_settings, segment_on_step):
+                    if tableau is None:  # the multistep methods have their own forms: ode_form does not apply
+                        return MULTISTEP[config.method](
+                            denoiser, x_from, sigma_from, sigma_to, segment_settings, on_step=segment_on_step,
+                            on_model_call=on_model_call, log=logger.warning, switching=switching,
+                        )
+                    return solve_adaptive(
+                        denoiser, x_from, sigma_from, sigma_to, tableau, segment_settings, config.ode_form,
+                        segment_on_step, on_model_call, logger.warning, switching,
                     )
-                else:
-                    x_end, denoised, stats = solve_adaptive(
-                        denoiser, x, sig[0], sigma_end, tableau, settings, config.ode_form,
-                        on_step, on_model_call, logger.warning, switching,
-                    )
+
+                breakpoints = breakpoints_of(model) if breakpoints_of is not None else ()
+                x_end, denoised, stats = solve_in_segments(solve_segment, x, sig[0], sigma_end, breakpoints, settings,
+                                                           config.method, on_step)
                 # A schedule that ends at 0 gets the model's denoised prediction at sigma_end; a
                 # partial pass (ends above 0) gets the latent at its last sigma.
                 out = denoised if ends_at_zero and denoised is not None else x_end

@@ -231,8 +231,8 @@ def _solve_adaptive_multistep(form: _AdamsForm, denoiser, x, sigma_start, sigma_
     norm = _ErrorNorm(x, settings.rtol, settings.atol)
     err_buffer = torch.empty_like(x)
     safety = HALF_PRECISION_SAFETY if settings.half_precision_model else SAFETY
-    control = StepControl(first_step(form, sigma_start, x, denoised, 1, settings.rtol), safety, settings.min_factor,
-                          MAX_FACTOR)
+    control = StepControl(first_step(form, sigma_start, x, denoised, 1, settings.rtol, settings.first_log_step),
+                          safety, settings.min_factor, MAX_FACTOR)
 
     while direction * (t_end - t) > 0:
         remaining = direction * (t_end - t)

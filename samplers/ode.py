@@ -296,16 +296,19 @@ def _rms(v: torch.Tensor) -> float:
     return float(v.square().flatten(1).mean(dim=1).sqrt().max())
 
 
-def first_step(form, sigma0: float, x0: torch.Tensor, denoised0: torch.Tensor, order: int, rtol: float) -> float:
-    """The first step in the form's time, chosen from the problem at no model call.
+def first_step(form, sigma0: float, x0: torch.Tensor, denoised0: torch.Tensor, order: int, rtol: float,
+               log_step: float | None = None) -> float:
+    """The first step in the form's time, chosen from the problem at no model call (or `log_step`, in
+    log sigma, when given: a solve carrying on from another one's steps).
 
     The probability-flow ODE is close to scale-free in log(sigma) (dx/dlog sigma = x - D), so the
     step is a fraction of rms(x) / rms(x - D): how far log(sigma) must move for x to change by its
     own size. Hairer's selection (Solving ODEs I, II.4) would spend a probe call to refine it.
     """
-    rate = _rms(x0 - denoised0)
-    log_step = FIRST_STEP_SCALE * _rms(x0) / rate if rate > 0 else FIRST_STEP_BOUNDS[1]
-    log_step *= min(1.0, (rtol / FIRST_STEP_RTOL) ** (1.0 / (order + 1)))
+    if log_step is None:
+        rate = _rms(x0 - denoised0)
+        log_step = FIRST_STEP_SCALE * _rms(x0) / rate if rate > 0 else FIRST_STEP_BOUNDS[1]
+        log_step *= min(1.0, (rtol / FIRST_STEP_RTOL) ** (1.0 / (order + 1)))
     log_step = min(FIRST_STEP_BOUNDS[1], max(FIRST_STEP_BOUNDS[0], log_step))
     return abs(form.time(sigma0 * math.exp(-log_step)) - form.time(sigma0))
 
@@ -319,6 +322,7 @@ class AdaptiveSettings:
     min_factor: float = 0.2
     max_factor: float = 30.0  # measured on bench/gmm.py: 10 made loose solves climb out of small steps
     half_precision_model: bool = False  # the model computes in float16/bfloat16 (the Adams methods use it)
+    first_log_step: float | None = None  # in log sigma; None: first_step chooses it
 
 
 class StepControl:
@@ -408,7 +412,8 @@ def solve_adaptive(
     y = ode_form.state(x, sigma_start)
     k1 = f(t, y)
     denoised = f.last_denoised
-    control = StepControl(first_step(ode_form, sigma_start, x, denoised, tableau.error_order, rtol),
+    control = StepControl(first_step(ode_form, sigma_start, x, denoised, tableau.error_order, rtol,
+                                     settings.first_log_step),
                           settings.safety, settings.min_factor, settings.max_factor)
     exponent = 1.0 / (tableau.error_order + 1)
     calls_per_step = tableau.stages - 1 if tableau.fsal else tableau.stages

@@ -355,3 +355,65 @@ def test_inpainting_keeps_the_unmasked_latent_and_finishes_the_masked_part(comfy
             # sigma_min, where an adaptive solve ends: README, "Inpainting"). Told where, the error control
             # does not shrink the steps on every switch (28 to 45 calls here; told nothing, 96 to 202).
             assert len(called) <= 60, len(called)
+
+
+def scheduled_prompt(comfyui, positive, negative, percent):
+    """positive until `percent` of the schedule, negative from there (ConditioningSetTimestepRange)."""
+    set_range, combine = comfyui.node_class("ConditioningSetTimestepRange"), comfyui.node_class("ConditioningCombine")
+
+    def ranged(c, start, end):
+        return (set_range.execute(c, start, end) if hasattr(set_range, "execute") else set_range().set_range(c, start, end))[0]
+
+    first, then = ranged(negative, 0.0, percent), ranged(positive, percent, 1.0)
+    return (combine.execute(first, then) if hasattr(combine, "execute") else combine().combine(first, then))[0]
+
+
+@pytest.mark.parametrize("sampler, family, visible", [
+    ("flowanime_adams_pc", "sd3", 1.3e-2), ("flowanime_adams_pc", "sd15", 5.5e-3),
+    ("flowanime_dopri5", "sd3", 1.3e-2), ("flowanime_bosh3", "sd3", 1.3e-2), ("flowanime_flow_adams_pc", "sd3", 1.3e-2),
+])
+def test_a_prompt_that_changes_at_a_sigma_ends_one_solve_and_starts_the_next(comfyui, request, sampler, family, visible):
+    """A prompt scheduled to change at 40 % of the schedule (ConditioningSetTimestepRange; ControlNet start
+    and end percents work the same way) changes the model's output there for the whole image. The
+    adaptive entries end a solve just above that sigma and start the next just below it, and land within
+    what an 8-bit image shows of ComfyUI's Euler at 2000 steps. The denoiser is Gaussian data whose
+    mean follows the prompt."""
+    import comfy.model_sampling
+
+    model, pos, neg, latent = request.getfixturevalue(family)
+    flow = isinstance(model.get_model_object("model_sampling"), comfy.model_sampling.CONST)
+    called = []
+
+    def prompt_dependent(apply_model, args):
+        x, sigma = args["input"], args["timestep"].reshape(-1, 1, 1, 1)
+        called.append(float(sigma.max()))
+        mean = 0.3 + 0.5 * torch.tanh(args["c"]["c_crossattn"].flatten(1).mean(1) * 50).reshape(-1, 1, 1, 1)
+        scale = 1 - sigma if flow else torch.ones_like(sigma)
+        s = GAUSSIAN_STD
+        return mean + scale * s * s / (scale ** 2 * s * s + sigma ** 2) * (x - scale * mean)
+
+    m = model.clone()
+    m.set_model_unet_function_wrapper(prompt_dependent)
+    scheduled = scheduled_prompt(comfyui, pos, neg, 0.4)
+    switch = float(model.get_model_object("model_sampling").percent_to_sigma(0.4))
+    fmt = model.model.latent_format
+    ks = comfyui.nodes.common_ksampler  # CFG 1: the model sees the scheduled prompt alone
+    reference = fmt.process_in(ks(m, 3, 2000, 1.0, "euler", "simple", scheduled, neg, latent)[0]["samples"])
+    called.clear()
+    out = fmt.process_in(ks(m, 3, 10, 1.0, sampler, "simple", scheduled, neg, latent)[0]["samples"])
+    assert any(switch < s <= switch * (1 + 1e-4) for s in called) and any(switch * (1 - 1e-4) <= s < switch for s in called)
+    assert float((out - reference).pow(2).mean().sqrt()) < visible
+
+
+def test_breakpoints_are_read_from_conditioning_and_chained_controlnets(comfyui):
+    """The guider's processed conds carry timestep_start/timestep_end (sigmas); each ControlNet, and the
+    ones chained before it, a timestep_range (comfy/samplers.py@311c014, comfy/controlnet.py@03b1ca6)."""
+    from types import SimpleNamespace
+
+    adapter = comfyui.pack_submodule("comfy_adapter.samplers")
+    earlier = SimpleNamespace(timestep_range=(1.0, 0.5), previous_controlnet=None)
+    control = SimpleNamespace(timestep_range=(0.9, 0.1), previous_controlnet=earlier)
+    guider = SimpleNamespace(conds={"positive": [{"timestep_start": 0.8, "control": control}],
+                                    "negative": [{"timestep_end": torch.tensor(0.2)}, {}]})
+    assert adapter.conditioning_breakpoints(SimpleNamespace(inner_model=guider)) == pytest.approx([0.1, 0.2, 0.5, 0.8, 0.9, 1.0])
+    assert adapter.conditioning_breakpoints(SimpleNamespace()) == []
