@@ -13,6 +13,7 @@ execution.py@04e2a91 (validate_inputs checks a combo value against the options I
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import logging
@@ -153,13 +154,19 @@ def mask_switching(k_model, extra_args: dict):
     if not torch.is_tensor(mask) or mask_function is None:
         return None
     extra_options = {"model": getattr(k_model, "inner_model", None), "sigmas": getattr(k_model, "sigmas", None)}
-    seen = {}
+    # a step compares its start with its end and with a grid inside it: the few latest masks are kept
+    # (each is the latent's size, large for video)
+    seen = collections.OrderedDict()
 
     def mask_at(sigma: float):
-        if sigma not in seen:
-            if len(seen) >= 32:  # a step reads its two ends (and a grid between them where values switch)
-                seen.clear()
-            seen[sigma] = mask_function(mask.new_full((mask.shape[0],), sigma), mask, extra_options=extra_options)
+        if sigma in seen:
+            seen.move_to_end(sigma)
+        else:
+            if len(seen) >= 4:
+                seen.popitem(last=False)
+            # sigma as KSamplerX0Inpaint gets it: one per image, float32 (the mask may be float16)
+            sigmas = torch.full((mask.shape[0],), sigma, dtype=torch.float32, device=mask.device)
+            seen[sigma] = mask_function(sigmas, mask, extra_options=extra_options)
         return seen[sigma]
 
     def switching(sigma_a: float, sigma_b: float):

@@ -21,6 +21,7 @@ from .ode import (
     SolveStats,
     StepInfo,
     Switching,
+    budget_spent_message,
     check_model_output,
     solve_adaptive,
     solve_fixed,
@@ -102,9 +103,12 @@ def segments_between(sigma_start: float, sigma_end: float, breakpoints) -> list[
     it, the next starts BREAKPOINT_GAP after it."""
     down = sigma_end < sigma_start
     low, high = min(sigma_start, sigma_end), max(sigma_start, sigma_end)
-    inside = sorted({float(b) for b in breakpoints
-                     if math.isfinite(b) and low * (1 + BREAKPOINT_MARGIN) < b < high / (1 + BREAKPOINT_MARGIN)},
-                    reverse=down)
+    inside = []
+    for b in sorted(float(b) for b in breakpoints
+                    if math.isfinite(b) and low * (1 + BREAKPOINT_MARGIN) < b < high / (1 + BREAKPOINT_MARGIN)):
+        if not inside or b > inside[-1] * (1 + 4 * BREAKPOINT_GAP):  # nearly equal ones are one breakpoint
+            inside.append(b)
+    inside.sort(reverse=down)
     sign = 1.0 if down else -1.0
     cuts = [(b * (1 + sign * BREAKPOINT_GAP), b * (1 - sign * BREAKPOINT_GAP)) for b in inside]
     starts = [sigma_start, *(after for _, after in cuts)]
@@ -113,16 +117,18 @@ def segments_between(sigma_start: float, sigma_end: float, breakpoints) -> list[
 
 
 def solve_in_segments(solve_segment, x, sigma_start: float, sigma_end: float, breakpoints, settings: AdaptiveSettings,
-                      method: str, on_step: Callable[[StepInfo], None] | None):
+                      method: str, on_step: Callable[[StepInfo], None] | None,
+                      log: Callable[[str], None] | None = None):
     """An adaptive solve run segment by segment (segments_between), each started afresh from where the
-    last ended, sharing one call budget. solve_segment(x, from, to, settings, on_step) -> (x, denoised,
-    stats). Returns (x at sigma_end, denoised prediction there, stats over all segments)."""
+    last ended, sharing one call budget (AdaptiveSettings.calls_before) and warning once when it runs
+    out. solve_segment(x, from, to, settings, on_step, log) -> (x, denoised, stats). Returns (x at
+    sigma_end, denoised prediction there, stats over all segments)."""
     segments = segments_between(sigma_start, sigma_end, breakpoints)
     if len(segments) == 1:
-        return solve_segment(x, sigma_start, sigma_end, settings, on_step)
+        return solve_segment(x, sigma_start, sigma_end, settings, on_step, log)
     total = SolveStats(method)
-
-    reached = []  # each segment's accepted sigmas, from its start
+    reached = []  # the current segment's start and accepted sigmas
+    warned = False
 
     def whole_range_progress(info: StepInfo):
         nonlocal last_prediction
@@ -132,26 +138,36 @@ def solve_in_segments(solve_segment, x, sigma_start: float, sigma_end: float, br
             so_far = replace(info.stats, model_calls=total.model_calls + info.stats.model_calls)
             on_step(replace(info, progress=travelled(sigma_start, sigma_end, info.sigma), stats=so_far))
 
-    denoised, last_prediction = None, None
+    def warn_once(message: str):
+        nonlocal warned
+        if log is not None and not warned:
+            log(message)
+        warned = True
+
+    denoised, last_prediction, carried, reached_end = None, None, settings.first_log_step, sigma_start
     for begin, end in segments:
-        remaining = settings.max_model_calls - total.model_calls
-        if remaining < 2 and last_prediction is not None:
-            # no calls left to start afresh: DDIM on the last prediction to the end, as a solve whose
+        if settings.max_model_calls - total.model_calls < 2:
+            # no call left to start afresh: DDIM on the last prediction to the end, as a solve whose
             # budget runs out finishes
             total.budget_exhausted = True
-            x, denoised = last_prediction + (x - last_prediction) * (sigma_end / begin), None
+            if last_prediction is not None:
+                x = last_prediction + (x - last_prediction) * (sigma_end / reached_end)
+            warn_once(budget_spent_message(method, settings.max_model_calls, reached_end))
+            denoised = None
             break
-        # the next segment starts with the longer of this one's last two steps (the last may have been
+        # a segment starts with the longer of the last one's last two steps (the very last may have been
         # cut short to end at the breakpoint) rather than a cautious first step
         steps = [abs(math.log(a / b)) for a, b in zip(reached, reached[1:])][-2:]
-        carried = max(steps) if steps else settings.first_log_step
+        carried = max(steps) if len(steps) == 2 else carried
         reached[:] = [begin]
-        x, denoised, stats = solve_segment(x, begin, end, replace(settings, max_model_calls=max(remaining, 2),
-                                                                  first_log_step=carried), whole_range_progress)
+        x, denoised, stats = solve_segment(x, begin, end, replace(settings, calls_before=total.model_calls,
+                                                                  first_log_step=carried),
+                                           whole_range_progress, warn_once)
         for name in ("model_calls", "accepted", "rejected", "seconds"):
             setattr(total, name, getattr(total, name) + getattr(stats, name))
         total.budget_exhausted |= stats.budget_exhausted
         last_prediction = denoised if denoised is not None else last_prediction
+        reached_end = end
     total.final_sigma = sigma_end
     return x, denoised, total
 
@@ -228,20 +244,20 @@ def make_sampler_function(config: SamplerConfig, on_model_call: Callable[[], Non
                     return out.to(out_dtype)
                 switching = switching_of(model, extra_args) if switching_of is not None else None
 
-                def solve_segment(x_from, sigma_from, sigma_to, segment_settings, segment_on_step):
+                def solve_segment(x_from, sigma_from, sigma_to, segment_settings, segment_on_step, segment_log):
                     if tableau is None:  # the multistep methods have their own forms: ode_form does not apply
                         return MULTISTEP[config.method](
                             denoiser, x_from, sigma_from, sigma_to, segment_settings, on_step=segment_on_step,
-                            on_model_call=on_model_call, log=logger.warning, switching=switching,
+                            on_model_call=on_model_call, log=segment_log, switching=switching,
                         )
                     return solve_adaptive(
                         denoiser, x_from, sigma_from, sigma_to, tableau, segment_settings, config.ode_form,
-                        segment_on_step, on_model_call, logger.warning, switching,
+                        segment_on_step, on_model_call, segment_log, switching,
                     )
 
                 breakpoints = breakpoints_of(model) if breakpoints_of is not None else ()
                 x_end, denoised, stats = solve_in_segments(solve_segment, x, sig[0], sigma_end, breakpoints, settings,
-                                                           config.method, on_step)
+                                                           config.method, on_step, logger.warning)
                 # A schedule that ends at 0 gets the model's denoised prediction at sigma_end; a
                 # partial pass (ends above 0) gets the latent at its last sigma.
                 out = denoised if ends_at_zero and denoised is not None else x_end

@@ -49,6 +49,8 @@ from .ode import (
     first_step,
     model_output_not_finite,
     step_collapsed,
+    switches_inside,
+    too_many_switch,
     travelled,
 )
 
@@ -121,12 +123,17 @@ class _ErrorNorm:
         self.abs_old, self.abs_new, self.scale = x.abs(), torch.empty_like(x), torch.empty_like(x)
         self.root_n = math.sqrt(x[0].numel())
 
-    def ratio(self, err: torch.Tensor, x_new: torch.Tensor) -> float:
-        """Consumes `err`."""
+    def ratio(self, err: torch.Tensor, x_new: torch.Tensor, left_out: torch.Tensor | None = None) -> float:
+        """Consumes `err`. left_out: values (a boolean mask broadcastable to err) the RMS leaves out."""
         torch.abs(x_new, out=self.abs_new)
         torch.maximum(self.abs_old, self.abs_new, out=self.scale).add_(self.offset)
-        norms = torch.linalg.vector_norm(err.div_(self.scale).flatten(1), dim=1)
-        return float(norms.max()) / (self.rtol * self.root_n)
+        err.div_(self.scale)
+        if left_out is None:
+            return float(torch.linalg.vector_norm(err.flatten(1), dim=1).max()) / (self.rtol * self.root_n)
+        kept = (~left_out).expand(err.shape)
+        norms = torch.linalg.vector_norm(err.masked_fill_(~kept, 0.0).flatten(1), dim=1)
+        counts = kept.flatten(1).sum(dim=1).clamp(min=1).to(norms.dtype)
+        return float((norms / counts.sqrt()).max()) / self.rtol
 
     def accept(self):
         self.abs_old, self.abs_new = self.abs_new, self.abs_old
@@ -236,7 +243,7 @@ def _solve_adaptive_multistep(form: _AdamsForm, denoiser, x, sigma_start, sigma_
 
     while direction * (t_end - t) > 0:
         remaining = direction * (t_end - t)
-        if stats.model_calls + 1 > settings.max_model_calls:
+        if settings.calls_before + stats.model_calls + 1 > settings.max_model_calls:
             break
         step, last = control.propose(remaining)
         if step <= 1e-10:
@@ -249,10 +256,17 @@ def _solve_adaptive_multistep(form: _AdamsForm, denoiser, x, sigma_start, sigma_
         nodes, known = history_t[-k:], history_f[-k:]
         w_pred = form.weights(nodes, t, t_new)
         w_corr = form.weights([*nodes, t_new], t, t_new)
+        # values switching inside the step: known before any call (ode.too_many_switch)
+        in_step, intervals = switches_inside(switching, form.sigma_at, t, t_new, x)
+        if in_step is not None and too_many_switch(in_step, intervals):
+            control.reject(step, 2.0 ** (1.0 / (k + 1)), 1.0 / (k + 1))  # about half the step
+            continue
         x_pred = _combine(x, form.decay(t_new - t), w_pred, known)
         # the polynomials span the nodes they use: a value that switched anywhere there is predicted
         # from the last node alone and corrected with the trapezoid to the new one, and left out of the error
         switched = switching(form.sigma_at(nodes[0]), sigma_new) if switching is not None else None
+        if switched is not None and not bool(switched.any()):
+            switched = None
         if switched is not None and k > 1:
             low = _combine(x, form.decay(t_new - t), form.weights([t], t, t_new), known[-1:])
             x_pred = torch.where(switched, low, x_pred)
@@ -264,14 +278,12 @@ def _solve_adaptive_multistep(form: _AdamsForm, denoiser, x, sigma_start, sigma_
         if switched is not None:
             trapezoid = _combine(x, form.decay(t_new - t), form.weights([t, t_new], t, t_new), [known[-1], f_new])
             x_corr = torch.where(switched, trapezoid, x_corr)
-            in_step = switching(form.sigma_at(t), sigma_new)
-            if in_step is not None and bool(in_step.any()):
-                located = across_located_switches(switching, form.sigma_at, t, t_new, x, denoised, d_new)
+            if in_step is not None:
+                located = across_located_switches(switching, form.sigma_at, t, t_new, x, denoised, d_new, intervals)
                 x_corr = torch.where(in_step, located, x_corr)
                 # the flow form's velocity read where those values now are (the model's prediction kept)
                 f_new = torch.where(in_step, form.value(x_corr, d_new, sigma_new), f_new)
-            err.masked_fill_(switched, 0.0)
-        ratio = norm.ratio(err, x_corr)
+        ratio = norm.ratio(err, x_corr, switched)
         if not math.isfinite(ratio):
             raise model_output_not_finite(name, sigma_new, f"call {stats.model_calls}")
         exponent = 1.0 / (k + 1)

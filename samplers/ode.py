@@ -198,24 +198,45 @@ def switch_intervals(switching: Switching, sigma_at: Callable[[float], float], t
 
 
 def across_located_switches(switching: Switching, sigma_at: Callable[[float], float], t: float, t_new: float,
-                            x: torch.Tensor, denoised_before: torch.Tensor, denoised_after: torch.Tensor) -> torch.Tensor:
+                            x: torch.Tensor, denoised_before: torch.Tensor, denoised_after: torch.Tensor,
+                            intervals: torch.Tensor | None = None) -> torch.Tensor:
     """x at t_new for values whose model output switches inside the step: DDIM (exact while the
     denoised prediction is constant) from t to the switch on the prediction at t, and on from there to
     t_new on the prediction at t_new; the switch at the middle of its grid interval (switch_intervals)."""
     sigma, sigma_new = sigma_at(t), sigma_at(t_new)
     grid = [sigma_at(t + (t_new - t) * (j + 0.5) / SWITCH_GRID) for j in range(SWITCH_GRID)]
-    sigma_switch = torch.tensor(grid, dtype=x.dtype, device=x.device)[switch_intervals(switching, sigma_at, t, t_new, x)]
+    if intervals is None:
+        intervals = switch_intervals(switching, sigma_at, t, t_new, x)
+    sigma_switch = torch.tensor(grid, dtype=x.dtype, device=x.device)[intervals]
     x_switch = torch.lerp(denoised_before, x, sigma_switch / sigma)
     return torch.lerp(denoised_after, x_switch, sigma_new / sigma_switch)
 
 
-def without_switched(err: torch.Tensor, switching: Switching | None, sigma_a: float, sigma_b: float) -> torch.Tensor:
-    """err with the values whose model output switches between sigma_a and sigma_b set to 0 (in place)."""
-    if switching is not None:
-        switched = switching(sigma_a, sigma_b)
-        if switched is not None:
-            err.masked_fill_(switched, 0.0)
-    return err
+# Values switching inside a step are left out of its error, so the step must not cover most of them
+# spread out: with more than this share of the values switching at different grid points inside it,
+# the step is rejected and halved (a switch of many values at one sigma, which no shorter step
+# separates, does not count as spread).
+MAX_SWITCHING_SHARE = 0.25
+
+
+def switches_inside(switching: Switching | None, sigma_at: Callable[[float], float], t: float, t_new: float,
+                    like: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(where values switch inside the step, their grid intervals), or (None, None) where none does."""
+    switched = switching(sigma_at(t), sigma_at(t_new)) if switching is not None else None
+    if switched is None or not bool(switched.any()):
+        return None, None
+    return switched, switch_intervals(switching, sigma_at, t, t_new, like)
+
+
+def too_many_switch(switched: torch.Tensor, intervals: torch.Tensor | None) -> bool:
+    """Whether more than MAX_SWITCHING_SHARE of the values switch inside the step, at more than one grid
+    interval (switch_intervals) of it."""
+    if float(switched.float().mean()) <= MAX_SWITCHING_SHARE:
+        return False
+    if intervals is None:
+        return True
+    chosen = intervals[switched.expand(intervals.shape)]
+    return bool(chosen.numel()) and int(chosen.max()) != int(chosen.min())
 
 
 def travelled(sigma_start: float, sigma_end: float, sigma: float) -> float:
@@ -285,11 +306,17 @@ def _combine(y, ks, weights, h):
     return out
 
 
-def error_ratio(err_x: torch.Tensor, x_old: torch.Tensor, x_new: torch.Tensor, rtol: float, atol: float) -> float:
-    """Per-image RMS of the scaled error, maxed over the batch (<= 1 means accept)."""
+def error_ratio(err_x: torch.Tensor, x_old: torch.Tensor, x_new: torch.Tensor, rtol: float, atol: float,
+                left_out: torch.Tensor | None = None) -> float:
+    """Per-image RMS of the scaled error, maxed over the batch (<= 1 means accept); over the values not
+    `left_out` (a boolean mask broadcastable to err_x) when given."""
     scale = torch.maximum(x_old.abs(), x_new.abs()).mul_(rtol).add_(atol)
-    per_image = (err_x / scale).square().flatten(1).mean(dim=1).sqrt()
-    return float(per_image.max())
+    squares = (err_x / scale).square()
+    if left_out is None:
+        return float(squares.flatten(1).mean(dim=1).sqrt().max())
+    kept = (~left_out).expand(squares.shape).flatten(1)
+    total = squares.masked_fill(~kept.view(squares.shape), 0.0).flatten(1).sum(dim=1)
+    return float((total / kept.sum(dim=1).clamp(min=1)).sqrt().max())
 
 
 def _rms(v: torch.Tensor) -> float:
@@ -323,6 +350,7 @@ class AdaptiveSettings:
     max_factor: float = 30.0  # measured on bench/gmm.py: 10 made loose solves climb out of small steps
     half_precision_model: bool = False  # the model computes in float16/bfloat16 (the Adams methods use it)
     first_log_step: float | None = None  # in log sigma; None: first_step chooses it
+    calls_before: int = 0  # spent by earlier segments of the same solve, out of max_model_calls
 
 
 class StepControl:
@@ -424,7 +452,7 @@ def solve_adaptive(
 
     while direction * (t_end - t) > 0:
         remaining = direction * (t_end - t)
-        if stats.model_calls + calls_per_step + reserve > settings.max_model_calls:
+        if settings.calls_before + stats.model_calls + calls_per_step + reserve > settings.max_model_calls:
             break
         if k1 is None:  # non-FSAL: the first stage at the new point
             k1 = f(t, y)
@@ -433,18 +461,24 @@ def solve_adaptive(
         if step <= 1e-12 * max(abs(t), abs(t_end)):
             raise step_collapsed(tableau.name, ode_form.sigma(t), stats.model_calls)
         t_new = t_end if last else t + direction * step
+        switched, intervals = switches_inside(switching, ode_form.sigma, t, t_new, x_cur)
+        if switched is not None and too_many_switch(switched, intervals):  # known before any call
+            control.reject(step, 2.0 ** (1.0 / exponent), exponent)  # about half the step
+            continue
         y_new, err, ks = rk_step(f, t, y, direction * step, coeffs, k1)
         x_new = ode_form.x(y_new, t_new)
         err_x = ode_form.x(err, t_new)
-        switched = switching(ode_form.sigma(t), ode_form.sigma(t_new)) if switching is not None else None
-        if switched is not None and tableau.fsal and bool(switched.any()):
-            # FSAL: the last stage is the model at (t_new, y_new); there the step is split at the switch
-            split = across_located_switches(switching, ode_form.sigma, t, t_new, x_cur, denoised, f.last_denoised)
-            x_new = torch.where(switched, split, x_new)
-            y_new = ode_form.state(x_new, ode_form.sigma(t_new))
         if switched is not None:
-            err_x.masked_fill_(switched, 0.0)
-        ratio = error_ratio(err_x, x_cur, x_new, rtol, atol)
+            if tableau.fsal:
+                # FSAL: the last stage is the model at (t_new, y_new); there the step is split at the switch,
+                # and the derivative the next step starts from is read where those values now are
+                split = across_located_switches(switching, ode_form.sigma, t, t_new, x_cur, denoised, f.last_denoised,
+                                                intervals)
+                x_new = torch.where(switched, split, x_new)
+                y_new = ode_form.state(x_new, ode_form.sigma(t_new))
+                ks[-1] = torch.where(switched, ode_form.derivative(f.last_denoised, x_new, ode_form.sigma(t_new)),
+                                     ks[-1])
+        ratio = error_ratio(err_x, x_cur, x_new, rtol, atol, switched)
         if not math.isfinite(ratio):
             bad = [i for i, k in enumerate(ks) if not bool(torch.isfinite(k).all())]
             raise model_output_not_finite(tableau.name, ode_form.sigma(t),

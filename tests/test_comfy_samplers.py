@@ -353,8 +353,9 @@ def test_inpainting_keeps_the_unmasked_latent_and_finishes_the_masked_part(comfy
         else:
             # Differential Diffusion opens each mask value at its own sigma (the 0s only at the model's
             # sigma_min, where an adaptive solve ends: README, "Inpainting"). Told where, the error control
-            # does not shrink the steps on every switch (28 to 45 calls here; told nothing, 96 to 202).
-            assert len(called) <= 60, len(called)
+            # does not shrink the steps on every switch (15 to 55 calls here; told nothing, the Adams
+            # entries and bosh3 spend 96 to 202).
+            assert len(called) <= 70, len(called)
 
 
 def scheduled_prompt(comfyui, positive, negative, percent):

@@ -136,12 +136,17 @@ def test_a_conditioning_switch_is_a_segment_boundary_not_a_step_collapse(method)
     assert told_calls < blind_calls or blind_error > 1000 * told_error, results
 
 
-def test_segments_share_one_call_budget_and_report_progress_over_the_whole_range():
+@pytest.mark.parametrize("method", ["dopri5", "heun_euler", "adams_pc", "flow_adams_pc"])
+@pytest.mark.parametrize("budget", [4, 7, 13])
+def test_segments_share_one_call_budget_warn_once_and_report_progress_over_the_whole_range(method, budget, caplog):
     model, _, calls = conditioning_switch_model()
     seen = []
-    sample = make_sampler_function(SamplerConfig("dopri5", -2.5, -3.5, max_model_calls=12, sigma_min=1e-3),
-                                   breakpoints_of=lambda m: [0.5, 0.3, 0.1])
-    out = sample(model, torch.randn(1, 4, 8, 8), torch.tensor([1.0, 0.0]), disable=True,
-                 callback=lambda d: seen.append(d["sigma"]))
-    assert len(calls) <= 13 and torch.isfinite(out).all()
+    sample = make_sampler_function(SamplerConfig(method, -2.5, -3.5, max_model_calls=budget, sigma_min=1e-3),
+                                   breakpoints_of=lambda m: [0.8, 0.6, 0.5, 0.3, 0.2, 0.1, 0.05, 0.02])
+    with caplog.at_level("WARNING", logger="FlowAnime"):
+        out = sample(model, torch.randn(1, 4, 8, 8), torch.tensor([1.0, 0.0]), disable=True,
+                     callback=lambda d: seen.append(d["sigma"]))
+    warnings = [r.getMessage() for r in caplog.records if "budget" in r.getMessage()]
+    assert len(calls) <= budget and torch.isfinite(out).all()
+    assert len(warnings) == 1 and f"budget of {budget} model calls" in warnings[0]
     assert seen == sorted(seen, reverse=True)  # the progress never goes back at a segment boundary

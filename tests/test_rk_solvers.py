@@ -322,8 +322,9 @@ def test_a_mask_opening_with_sigma_costs_a_bounded_number_of_calls(solver):
     the adaptive steps shrink on every switch (115 to 236 calls here, on 64 mask levels); told where
     the output switches, the error control leaves those values out, so each switch is timed to the
     solver's steps and split there (located to a sixteenth of the step by reading the mask, no model
-    call): at most about twice the calls of the same mask held fixed (16 to 43 here), and closer to the
-    converged image than Euler at 15 steps (README: "Inpainting")."""
+    call), and no step covers more than a quarter of the values switching: at most about twice the calls
+    of the same mask held fixed (19 to 61 here), and closer to the converged image than Euler at 20
+    steps (0.008 to 0.021 against 0.038; README: "Inpainting")."""
     solve = ADAPTIVE_SOLVERS.get(solver) or (lambda d, x, s0, s1, settings=None, **kw: solve_adaptive(
         d, x, s0, s1, tableaux.BOSH3, settings or AdaptiveSettings(), **kw))
     denoise, switching, noise = differential_inpainting()
@@ -334,14 +335,15 @@ def test_a_mask_opening_with_sigma_costs_a_bounded_number_of_calls(solver):
     _, _, fixed_mask_stats = solve(differential_inpainting(opening=False)[0], noise.clone(), 1.0, 1e-3, settings)
     assert not told_stats.budget_exhausted and told_stats.model_calls <= 2.2 * fixed_mask_stats.model_calls
     assert blind_stats.model_calls > 2 * told_stats.model_calls
-    assert rms_error(told, reference) < rms_error(euler_reference(denoise, noise, steps=15), reference)
+    assert rms_error(told, reference) < rms_error(euler_reference(denoise, noise, steps=20), reference)
 
 
 @pytest.mark.parametrize("solver", sorted(ADAPTIVE_SOLVERS))
 def test_a_switch_inside_a_step_is_split_where_it_happens(solver):
     """A denoiser that is one constant before a per-value sigma and another after it: in log sigma x
     follows DDIM exactly, x(s_end) = s_end (x0 / s0 + A (1/s* - 1/s0) + B (1/s_end - 1/s*)). A step
-    across s* ends within what locating s* to a sixteenth of the step leaves."""
+    across s* ends within what locating s* to a sixteenth of the step leaves (and no step covers more
+    than a quarter of the switches: dopri5 takes 10 steps here)."""
     gen = torch.Generator().manual_seed(3)
     shape = (2, 4, 8, 8)
     before, after = torch.randn(shape, generator=gen, dtype=torch.float64), torch.randn(shape, generator=gen,
@@ -360,5 +362,5 @@ def test_a_switch_inside_a_step_is_split_where_it_happens(solver):
     settings = AdaptiveSettings(rtol=10**-2.5, atol=10**-3.5, max_model_calls=300)
     x_end, _, stats = ADAPTIVE_SOLVERS[solver](denoise, noise.clone(), 1.0, s_end, settings, switching=switching)
     jump = float((after - before).abs().max())
-    assert not stats.budget_exhausted and stats.model_calls < 40
+    assert not stats.budget_exhausted and stats.model_calls < 70
     assert float((x_end - exact).abs().max()) < 0.05 * jump, float((x_end - exact).abs().max())
