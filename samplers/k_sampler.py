@@ -103,14 +103,17 @@ def segments_between(sigma_start: float, sigma_end: float, breakpoints) -> list[
     it, the next starts BREAKPOINT_GAP after it."""
     down = sigma_end < sigma_start
     low, high = min(sigma_start, sigma_end), max(sigma_start, sigma_end)
-    inside = []
+    clusters = []  # [lowest, highest]: nearly equal breakpoints are cut around as one
     for b in sorted(float(b) for b in breakpoints
                     if math.isfinite(b) and low * (1 + BREAKPOINT_MARGIN) < b < high / (1 + BREAKPOINT_MARGIN)):
-        if not inside or b > inside[-1] * (1 + 4 * BREAKPOINT_GAP):  # nearly equal ones are one breakpoint
-            inside.append(b)
-    inside.sort(reverse=down)
-    sign = 1.0 if down else -1.0
-    cuts = [(b * (1 + sign * BREAKPOINT_GAP), b * (1 - sign * BREAKPOINT_GAP)) for b in inside]
+        if clusters and b <= clusters[-1][1] * (1 + 4 * BREAKPOINT_GAP):
+            clusters[-1][1] = b
+        else:
+            clusters.append([b, b])
+    if down:  # a segment ends above the cluster's highest and the next starts below its lowest
+        cuts = [(hi * (1 + BREAKPOINT_GAP), lo * (1 - BREAKPOINT_GAP)) for lo, hi in reversed(clusters)]
+    else:
+        cuts = [(lo * (1 - BREAKPOINT_GAP), hi * (1 + BREAKPOINT_GAP)) for lo, hi in clusters]
     starts = [sigma_start, *(after for _, after in cuts)]
     ends = [*(before for before, _ in cuts), sigma_end]
     return list(zip(starts, ends))

@@ -47,6 +47,7 @@ from .ode import (
     budget_spent_message,
     check_model_output,
     first_step,
+    left_out_of_error,
     model_output_not_finite,
     step_collapsed,
     switches_inside,
@@ -259,6 +260,7 @@ def _solve_adaptive_multistep(form: _AdamsForm, denoiser, x, sigma_start, sigma_
         # values switching inside the step: known before any call (ode.too_many_switch)
         in_step, intervals = switches_inside(switching, form.sigma_at, t, t_new, x)
         if in_step is not None and too_many_switch(in_step, intervals):
+            stats.rejected += 1
             control.reject(step, 2.0 ** (1.0 / (k + 1)), 1.0 / (k + 1))  # about half the step
             continue
         x_pred = _combine(x, form.decay(t_new - t), w_pred, known)
@@ -283,7 +285,7 @@ def _solve_adaptive_multistep(form: _AdamsForm, denoiser, x, sigma_start, sigma_
                 x_corr = torch.where(in_step, located, x_corr)
                 # the flow form's velocity read where those values now are (the model's prediction kept)
                 f_new = torch.where(in_step, form.value(x_corr, d_new, sigma_new), f_new)
-        ratio = norm.ratio(err, x_corr, switched)
+        ratio = norm.ratio(err, x_corr, left_out_of_error(switched))
         if not math.isfinite(ratio):
             raise model_output_not_finite(name, sigma_new, f"call {stats.model_calls}")
         exponent = 1.0 / (k + 1)

@@ -219,6 +219,15 @@ def across_located_switches(switching: Switching, sigma_at: Callable[[float], fl
 MAX_SWITCHING_SHARE = 0.25
 
 
+def left_out_of_error(switched: torch.Tensor | None) -> torch.Tensor | None:
+    """The switched values the error leaves out, or None: when most values switched (a mask at one
+    opacity opens everywhere at one sigma), nothing is left to check, so the error counts them all and
+    the step control treats the switch as the jump it is."""
+    if switched is None or float(switched.float().mean()) > 0.5:
+        return None
+    return switched
+
+
 def switches_inside(switching: Switching | None, sigma_at: Callable[[float], float], t: float, t_new: float,
                     like: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """(where values switch inside the step, their grid intervals), or (None, None) where none does."""
@@ -463,6 +472,7 @@ def solve_adaptive(
         t_new = t_end if last else t + direction * step
         switched, intervals = switches_inside(switching, ode_form.sigma, t, t_new, x_cur)
         if switched is not None and too_many_switch(switched, intervals):  # known before any call
+            stats.rejected += 1
             control.reject(step, 2.0 ** (1.0 / exponent), exponent)  # about half the step
             continue
         y_new, err, ks = rk_step(f, t, y, direction * step, coeffs, k1)
@@ -478,7 +488,7 @@ def solve_adaptive(
                 y_new = ode_form.state(x_new, ode_form.sigma(t_new))
                 ks[-1] = torch.where(switched, ode_form.derivative(f.last_denoised, x_new, ode_form.sigma(t_new)),
                                      ks[-1])
-        ratio = error_ratio(err_x, x_cur, x_new, rtol, atol, switched)
+        ratio = error_ratio(err_x, x_cur, x_new, rtol, atol, left_out_of_error(switched))
         if not math.isfinite(ratio):
             bad = [i for i, k in enumerate(ks) if not bool(torch.isfinite(k).all())]
             raise model_output_not_finite(tableau.name, ode_form.sigma(t),
