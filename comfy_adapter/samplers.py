@@ -87,24 +87,27 @@ def is_flow_model(k_model) -> bool:
     return model_sampling is None or isinstance(model_sampling, comfy.model_sampling.CONST)
 
 
+def guider_cond_entries(k_model):
+    """(name, processed cond dict) pairs of the guider behind KSAMPLER's wrapper (its `conds`)."""
+    conds = getattr(getattr(k_model, "inner_model", None), "conds", None)
+    for name, entries in (conds.items() if isinstance(conds, dict) else ()):
+        for entry in entries or ():
+            if isinstance(entry, dict):
+                yield name, entry
+
+
 def conditioning_of(k_model) -> dict:
     """The conditioning tensors ComfyUI's guider will feed the model ({"positive": [...], ...}), read
     from the guider behind KSAMPLER's wrapper (its processed `conds`), for the input check."""
     import torch
 
     conds = getattr(getattr(k_model, "inner_model", None), "conds", None)
-    if not isinstance(conds, dict):
-        return {}
-    found = {}
-    for name, entries in conds.items():
-        tensors = []
-        for entry in entries or ():
-            if not isinstance(entry, dict):
-                continue
-            tensors += [getattr(v, "cond", None) for v in (entry.get("model_conds") or {}).values()]
-            tensors += [entry.get("cross_attn"), entry.get("pooled_output")]
-        found[name] = [t for t in tensors if torch.is_tensor(t)]
-    return found
+    found = {name: [] for name in conds} if isinstance(conds, dict) else {}
+    for name, entry in guider_cond_entries(k_model):
+        tensors = found[name]
+        tensors += [getattr(v, "cond", None) for v in (entry.get("model_conds") or {}).values()]
+        tensors += [entry.get("cross_attn"), entry.get("pooled_output")]
+    return {name: [t for t in tensors if torch.is_tensor(t)] for name, tensors in found.items()}
 
 
 def conditioning_breakpoints(k_model) -> list[float]:
@@ -116,7 +119,6 @@ def conditioning_breakpoints(k_model) -> list[float]:
     (start, end) in sigmas, outside which comfy/controlnet.py@03b1ca6's get_control leaves it out."""
     import torch
 
-    conds = getattr(getattr(k_model, "inner_model", None), "conds", None)
     found = set()
 
     def add(value):
@@ -125,17 +127,14 @@ def conditioning_breakpoints(k_model) -> list[float]:
         if isinstance(value, (int, float)):
             found.add(float(value))
 
-    for entries in (conds.values() if isinstance(conds, dict) else ()):
-        for entry in entries or ():
-            if not isinstance(entry, dict):
-                continue
-            add(entry.get("timestep_start"))
-            add(entry.get("timestep_end"))
-            control, seen = entry.get("control"), 0
-            while control is not None and seen < 64:  # a chain of ControlNets, bounded
-                for value in getattr(control, "timestep_range", None) or ():
-                    add(value)
-                control, seen = getattr(control, "previous_controlnet", None), seen + 1
+    for _, entry in guider_cond_entries(k_model):
+        add(entry.get("timestep_start"))
+        add(entry.get("timestep_end"))
+        control, seen = entry.get("control"), 0
+        while control is not None and seen < 64:  # a chain of ControlNets, bounded
+            for value in getattr(control, "timestep_range", None) or ():
+                add(value)
+            control, seen = getattr(control, "previous_controlnet", None), seen + 1
     return sorted(found)
 
 

@@ -23,6 +23,7 @@ from .ode import (
     Switching,
     budget_spent_message,
     check_model_output,
+    ddim,
     solve_adaptive,
     solve_fixed,
     travelled,
@@ -154,7 +155,7 @@ def solve_in_segments(solve_segment, x, sigma_start: float, sigma_end: float, br
             # budget runs out finishes
             total.budget_exhausted = True
             if last_prediction is not None:
-                x = last_prediction + (x - last_prediction) * (sigma_end / reached_end)
+                x = ddim(x, last_prediction, reached_end, sigma_end)
             warn_once(budget_spent_message(method, settings.max_model_calls, reached_end))
             denoised = None
             break

@@ -208,8 +208,12 @@ def across_located_switches(switching: Switching, sigma_at: Callable[[float], fl
     if intervals is None:
         intervals = switch_intervals(switching, sigma_at, t, t_new, x)
     sigma_switch = torch.tensor(grid, dtype=x.dtype, device=x.device)[intervals]
-    x_switch = torch.lerp(denoised_before, x, sigma_switch / sigma)
-    return torch.lerp(denoised_after, x_switch, sigma_new / sigma_switch)
+    return ddim(ddim(x, denoised_before, sigma, sigma_switch), denoised_after, sigma_switch, sigma_new)
+
+
+def ddim(x: torch.Tensor, denoised: torch.Tensor, sigma, sigma_new):
+    """x moved from sigma to sigma_new on a constant denoised prediction (exact in log sigma): DDIM."""
+    return torch.lerp(denoised, x, sigma_new / sigma)
 
 
 # Values switching inside a step are left out of its error, so the step must not cover most of them
@@ -323,9 +327,9 @@ def error_ratio(err_x: torch.Tensor, x_old: torch.Tensor, x_new: torch.Tensor, r
     squares = (err_x / scale).square()
     if left_out is None:
         return float(squares.flatten(1).mean(dim=1).sqrt().max())
-    kept = (~left_out).expand(squares.shape).flatten(1)
-    total = squares.masked_fill(~kept.view(squares.shape), 0.0).flatten(1).sum(dim=1)
-    return float((total / kept.sum(dim=1).clamp(min=1)).sqrt().max())
+    total = squares.masked_fill(left_out, 0.0).flatten(1).sum(dim=1)
+    kept = (~left_out).expand(squares.shape).flatten(1).sum(dim=1).clamp(min=1)
+    return float((total / kept).sqrt().max())
 
 
 def _rms(v: torch.Tensor) -> float:
