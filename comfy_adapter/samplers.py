@@ -17,8 +17,9 @@ import collections
 import dataclasses
 import functools
 import logging
+import math
 
-from ..samplers.k_sampler import SamplerConfig, make_sampler_function
+from ..samplers.k_sampler import SamplerConfig, make_sampler_function, splits_the_solve
 from .models import require_supported_config
 
 log = logging.getLogger("FlowAnime")
@@ -110,16 +111,57 @@ def conditioning_of(k_model) -> dict:
     return {name: [t for t in tensors if torch.is_tensor(t)] for name, tensors in found.items()}
 
 
-def conditioning_breakpoints(k_model) -> list[float]:
-    """The sigmas where a conditioning or a ControlNet starts or stops, read from the guider behind
-    KSAMPLER's wrapper. comfy/samplers.py@311c014 and 0.3.64: calculate_start_end_timesteps puts
-    `timestep_start` / `timestep_end` (sigmas, from start_percent / end_percent) on a processed cond,
-    which get_area_and_mult uses only for sigma in [timestep_end, timestep_start]; pre_run_control gives
+# Hook keyframes a solve is split at, at most: the largest strength changes, spread over the schedule.
+# Interpolated keyframes (CreateHookKeyframesInterpolated makes up to 100) change the strength in small
+# steps; a segment for each would cost more calls than stepping over them.
+MAX_HOOK_BREAKPOINTS = 8
+MAX_KEYFRAMES_READ = 1024
+
+
+def hook_keyframe_changes(hooks) -> list[tuple[float, float, float]]:
+    """(sigma, start_percent, strength change) where a hook's keyframe changes its strength, for each
+    hook of a cond's HookGroup. comfy/hooks.py@03a97b6 and 0.3.64: process_conds calls
+    initialize_timesteps, which sets each HookKeyframe's `start_t` (a sigma) from its start_percent;
+    prepare_current_keyframe moves to a keyframe once the sigma called is at or below its start_t,
+    and never back, so a rejected step past it would leave the later strength on."""
+    changes = []
+    for hook in list(getattr(hooks, "hooks", None) or ())[:MAX_KEYFRAMES_READ]:
+        frames = list(getattr(getattr(hook, "hook_keyframe", None), "keyframes", None) or ())[:MAX_KEYFRAMES_READ]
+        for before, frame in zip(frames, frames[1:]):
+            try:
+                jump = abs(float(frame.strength) - float(before.strength))
+                changes.append((float(frame.start_t), float(frame.start_percent), jump))
+            except (AttributeError, TypeError, ValueError):
+                continue
+    return [c for c in changes if c[2] > 0]
+
+
+def largest_spread_changes(changes, limit: int) -> list[float]:
+    """The sigmas of at most `limit` changes: largest first, equal ones (to 4 decimals) as far apart in
+    percent from those already kept as can be."""
+    left, kept = list(changes), []
+    while left and len(kept) < limit:
+        def rank(change):
+            gap = min((abs(change[1] - k[1]) for k in kept), default=math.inf)
+            return round(change[2], 4), gap
+        best = max(left, key=rank)
+        kept.append(best)
+        left.remove(best)
+    return [sigma for sigma, _, _ in kept]
+
+
+def conditioning_breakpoints(k_model, sigma_start: float = math.inf, sigma_end: float = 0.0) -> list[float]:
+    """The sigmas where a conditioning or a ControlNet starts or stops, or a hook's keyframe changes
+    its strength (hook_keyframe_changes; of those, the ones that split a solve from sigma_start to
+    sigma_end), read from the guider behind KSAMPLER's wrapper.
+    comfy/samplers.py@311c014 and 0.3.64: calculate_start_end_timesteps puts `timestep_start` /
+    `timestep_end` (sigmas, from start_percent / end_percent) on a processed cond, which
+    get_area_and_mult uses only for sigma in [timestep_end, timestep_start]; pre_run_control gives
     each ControlNet (and the ones chained before it, `previous_controlnet`) a `timestep_range`
     (start, end) in sigmas, outside which comfy/controlnet.py@03b1ca6's get_control leaves it out."""
     import torch
 
-    found = set()
+    found, hook_changes, seen_hooks = set(), {}, set()
 
     def add(value):
         if torch.is_tensor(value) and value.numel() == 1:
@@ -135,6 +177,13 @@ def conditioning_breakpoints(k_model) -> list[float]:
             for value in getattr(control, "timestep_range", None) or ():
                 add(value)
             control, seen = getattr(control, "previous_controlnet", None), seen + 1
+        hooks = entry.get("hooks")
+        if hooks is not None and id(hooks) not in seen_hooks:
+            seen_hooks.add(id(hooks))
+            for sigma, percent, jump in hook_keyframe_changes(hooks):
+                if splits_the_solve(sigma, sigma_start, sigma_end) and jump > hook_changes.get(sigma, (0, 0, 0))[2]:
+                    hook_changes[sigma] = (sigma, percent, jump)
+    found.update(largest_spread_changes(hook_changes.values(), MAX_HOOK_BREAKPOINTS))
     return sorted(found)
 
 

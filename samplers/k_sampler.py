@@ -98,15 +98,20 @@ BREAKPOINT_GAP = 1e-5
 BREAKPOINT_MARGIN = 0.02
 
 
+def splits_the_solve(breakpoint: float, sigma_start: float, sigma_end: float) -> bool:
+    """Whether a solve from sigma_start to sigma_end is split at `breakpoint`: strictly inside, by more
+    than BREAKPOINT_MARGIN (relative) from either end."""
+    low, high = min(sigma_start, sigma_end), max(sigma_start, sigma_end)
+    return math.isfinite(breakpoint) and low * (1 + BREAKPOINT_MARGIN) < breakpoint < high / (1 + BREAKPOINT_MARGIN)
+
+
 def segments_between(sigma_start: float, sigma_end: float, breakpoints) -> list[tuple[float, float]]:
     """(from, to) sigma pairs covering sigma_start to sigma_end (either direction), split at each
     breakpoint strictly inside by more than BREAKPOINT_MARGIN: one segment ends BREAKPOINT_GAP before
     it, the next starts BREAKPOINT_GAP after it."""
     down = sigma_end < sigma_start
-    low, high = min(sigma_start, sigma_end), max(sigma_start, sigma_end)
     clusters = []  # [lowest, highest]: nearly equal breakpoints are cut around as one
-    for b in sorted(float(b) for b in breakpoints
-                    if math.isfinite(b) and low * (1 + BREAKPOINT_MARGIN) < b < high / (1 + BREAKPOINT_MARGIN)):
+    for b in sorted(float(b) for b in breakpoints if splits_the_solve(b, sigma_start, sigma_end)):
         if clusters and b <= clusters[-1][1] * (1 + 4 * BREAKPOINT_GAP):
             clusters[-1][1] = b
         else:
@@ -186,12 +191,13 @@ def make_sampler_function(config: SamplerConfig, on_model_call: Callable[[], Non
                           logger: logging.Logger = log, sigma_floor: Callable[[object], float] = no_sigma_floor,
                           conditioning_of: Callable[[object], dict] | None = None,
                           switching_of: Callable[[object, dict], Switching | None] | None = None,
-                          breakpoints_of: Callable[[object], list[float]] | None = None):
+                          breakpoints_of: Callable[[object, float, float], list[float]] | None = None):
     """conditioning_of(model) -> {"positive": [tensors], ...}: the conditioning the model will see, so
     a non-finite prompt is named before the first call (comfy_adapter/samplers.py reads it from ComfyUI).
     switching_of(model, extra_args) -> where the model's output switches form between two sigmas
     (ode.Switching: an inpainting mask that changes with sigma), for the adaptive methods' error control.
-    breakpoints_of(model) -> the sigmas where the conditioning starts or stops (solve_in_segments)."""
+    breakpoints_of(model, sigma_start, sigma_end) -> the sigmas where the conditioning starts or stops
+    (solve_in_segments)."""
 
     @torch.no_grad()  # like ComfyUI's own samplers: stages must not keep autograd graphs
     def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
@@ -259,7 +265,7 @@ def make_sampler_function(config: SamplerConfig, on_model_call: Callable[[], Non
                         segment_on_step, on_model_call, segment_log, switching,
                     )
 
-                breakpoints = breakpoints_of(model) if breakpoints_of is not None else ()
+                breakpoints = breakpoints_of(model, sig[0], sigma_end) if breakpoints_of is not None else ()
                 x_end, denoised, stats = solve_in_segments(solve_segment, x, sig[0], sigma_end, breakpoints, settings,
                                                            config.method, on_step, logger.warning)
                 # A schedule that ends at 0 gets the model's denoised prediction at sigma_end; a

@@ -406,6 +406,86 @@ def test_a_prompt_that_changes_at_a_sigma_ends_one_solve_and_starts_the_next(com
     assert float((out - reference).pow(2).mean().sqrt()) < visible
 
 
+def lora_scheduled_by_keyframes(model, cond, frames):
+    """`model` with a LoRA hook (comfy.hooks.load_hook_lora_for_models, what CreateHookLora's hooks
+    become) adding 0.02 to one weight, its strength following `frames` ((strength, start percent), as
+    CreateHookKeyframe and SetHookKeyframes make), and `cond` carrying the hook; with the weight's key."""
+    import comfy.hooks
+
+    weights = model.model.state_dict()
+    key = next(k for k in weights if k.startswith("diffusion_model.") and k.endswith(".weight") and weights[k].ndim == 2)
+    lora = {key[:-len(".weight")] + ".diff": torch.full_like(weights[key], 0.02)}
+    hooked, _, group = comfy.hooks.load_hook_lora_for_models(model, None, lora, 1.0, 0.0)
+    keyframes = comfy.hooks.HookKeyframeGroup()
+    for strength, start in frames:
+        keyframes.add(comfy.hooks.HookKeyframe(strength, start))
+    group.set_keyframes_on_hooks(keyframes)
+    return hooked, comfy.hooks.set_hooks_for_conditioning(cond, group), key
+
+
+@pytest.mark.parametrize("sampler, family, visible", [
+    ("flowanime_adams_pc", "sd3", 1.3e-2), ("flowanime_adams_pc", "sd15", 5.5e-3),
+    ("flowanime_dopri5", "sd3", 1.3e-2), ("flowanime_bosh3", "sd3", 1.3e-2), ("flowanime_flow_adams_pc", "sd15", 5.5e-3),
+])
+def test_a_lora_hook_keyframe_ends_one_solve_and_starts_the_next(comfyui, request, sampler, family, visible):
+    """A LoRA hook on for the first half of the schedule and off for the rest (hook keyframes, as
+    prompt-control's LoRA scheduling makes) changes the model's weights at one sigma. ComfyUI moves to a
+    keyframe at the first call at or below its sigma and never back, so a step rejected past it would
+    leave the LoRA off on the retry. The adaptive entries end a solve just above that sigma and start the
+    next just below it, and land within what an 8-bit image shows of ComfyUI's Euler at 2000 steps. The
+    denoiser is Gaussian data whose mean follows the patched weight."""
+    import comfy.model_sampling
+
+    model, pos, neg, latent = request.getfixturevalue(family)
+    flow = isinstance(model.get_model_object("model_sampling"), comfy.model_sampling.CONST)
+    hooked, cond, key = lora_scheduled_by_keyframes(model, pos, [(1.0, 0.0), (0.0, 0.5)])
+    unpatched = float(model.model.state_dict()[key].float().mean())
+    called = []
+
+    def weight_dependent(apply_model, args):
+        x, sigma = args["input"], args["timestep"].reshape(-1, 1, 1, 1)
+        called.append(float(sigma.max()))
+        mean = 0.3 + 20 * (float(apply_model.__self__.state_dict()[key].float().mean()) - unpatched)
+        scale = 1 - sigma if flow else torch.ones_like(sigma)
+        s = GAUSSIAN_STD
+        return mean + scale * s * s / (scale ** 2 * s * s + sigma ** 2) * (x - scale * mean)
+
+    m = hooked.clone()
+    m.set_model_unet_function_wrapper(weight_dependent)
+    switch = float(model.get_model_object("model_sampling").percent_to_sigma(0.5))
+    fmt = model.model.latent_format
+    ks = comfyui.nodes.common_ksampler  # CFG 1: the model sees the hooked prompt alone
+    reference = fmt.process_in(ks(m, 3, 2000, 1.0, "euler", "simple", cond, neg, latent)[0]["samples"])
+    assert float(reference.mean()) > 0.32  # the LoRA's half of the schedule shows in the image
+    called.clear()
+    out = fmt.process_in(ks(m, 3, 10, 1.0, sampler, "simple", cond, neg, latent)[0]["samples"])
+    assert any(switch < s <= switch * (1 + 1e-4) for s in called) and any(switch * (1 - 1e-4) <= s < switch for s in called)
+    assert float((out - reference).pow(2).mean().sqrt()) < visible
+
+
+def test_hook_keyframes_give_the_largest_strength_changes_spread_over_the_schedule(comfyui):
+    """A keyframe that changes a hook's strength is a breakpoint; one that keeps it is not; past
+    MAX_HOOK_BREAKPOINTS the largest changes are kept, equal ones spread over the schedule."""
+    from types import SimpleNamespace
+
+    adapter = comfyui.pack_submodule("comfy_adapter.samplers")
+
+    def hook(*frames):
+        keyframes = [SimpleNamespace(strength=s, start_percent=p, start_t=1 - p) for s, p in frames]
+        return SimpleNamespace(hook_keyframe=SimpleNamespace(keyframes=keyframes))
+
+    def breakpoints(*hooks):
+        guider = SimpleNamespace(conds={"positive": [{"hooks": SimpleNamespace(hooks=list(hooks))}], "negative": [{}]})
+        return adapter.conditioning_breakpoints(SimpleNamespace(inner_model=guider), 1.0, 0.0)
+
+    assert breakpoints(hook((1.0, 0.0), (1.0, 0.3), (0.0, 0.6))) == pytest.approx([0.4])
+    fading = hook(*((1 - i / 99, i / 99) for i in range(100)))
+    kept = breakpoints(fading)
+    assert len(kept) == adapter.MAX_HOOK_BREAKPOINTS and 0 < kept[0] and kept[-1] < 1 / 1.02  # inside the solve
+    assert min(b - a for a, b in zip(kept, kept[1:])) > 0.5 / adapter.MAX_HOOK_BREAKPOINTS
+    assert 1 - 0.25 in breakpoints(fading, hook((0.0, 0.0), (1.0, 0.25)))  # the largest change first
+
+
 def test_breakpoints_are_read_from_conditioning_and_chained_controlnets(comfyui):
     """The guider's processed conds carry timestep_start/timestep_end (sigmas); each ControlNet, and the
     ones chained before it, a timestep_range (comfy/samplers.py@311c014, comfy/controlnet.py@03b1ca6)."""

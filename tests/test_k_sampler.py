@@ -128,7 +128,7 @@ def test_a_conditioning_switch_is_a_segment_boundary_not_a_step_collapse(method)
     for told in (True, False):
         model, exact, calls = conditioning_switch_model()
         sample = make_sampler_function(SamplerConfig(method, -2.5, -3.5, sigma_min=1e-3),
-                                       breakpoints_of=(lambda m: [0.3]) if told else None)
+                                       breakpoints_of=(lambda m, start, end: [0.3]) if told else None)
         out = sample(model, noise.clone(), torch.tensor([1.0, 0.01]), disable=True)
         results[told] = (len(calls), float((out - exact(noise, 0.01)).abs().max()))
     (told_calls, told_error), (blind_calls, blind_error) = results[True], results[False]
@@ -142,7 +142,7 @@ def test_segments_share_one_call_budget_warn_once_and_report_progress_over_the_w
     model, _, calls = conditioning_switch_model()
     seen = []
     sample = make_sampler_function(SamplerConfig(method, -2.5, -3.5, max_model_calls=budget, sigma_min=1e-3),
-                                   breakpoints_of=lambda m: [0.8, 0.6, 0.5, 0.3, 0.2, 0.1, 0.05, 0.02])
+                                   breakpoints_of=lambda m, start, end: [0.8, 0.6, 0.5, 0.3, 0.2, 0.1, 0.05, 0.02])
     with caplog.at_level("WARNING", logger="FlowAnime"):
         out = sample(model, torch.randn(1, 4, 8, 8), torch.tensor([1.0, 0.0]), disable=True,
                      callback=lambda d: seen.append(d["sigma"]))
