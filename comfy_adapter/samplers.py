@@ -112,28 +112,58 @@ def conditioning_of(k_model) -> dict:
 
 
 # Hook keyframes a solve is split at, at most: the largest strength changes, spread over the schedule.
-# Interpolated keyframes (CreateHookKeyframesInterpolated makes up to 100) change the strength in small
-# steps; a segment for each would cost more calls than stepping over them.
 MAX_HOOK_BREAKPOINTS = 8
+# A keyframe is a breakpoint when it changes its hook's strength by at least this share of the hook's
+# whole range: an on/off schedule, not one step of an interpolated fade (CreateHookKeyframesInterpolated
+# makes up to 100), whose small steps cost more calls to split at than to step over.
+HOOK_BREAKPOINT_SHARE = 0.25
+MAX_HOOKS_READ = 64
 MAX_KEYFRAMES_READ = 1024
 
 
+def _keyframe_changes(hook) -> list[tuple[float, float, float]]:
+    """(sigma, start_percent, strength change) of one hook's keyframes that split a solve exactly; none
+    for a hook whose keyframes ComfyUI holds for several calls."""
+    if getattr(hook, "_strength_model", 1.0) == 0:  # a WeightHook for CLIP alone leaves the model as it is
+        return []
+    frames = []  # (start_t, start_percent, strength, guarantee_steps); keyframes at one sigma: the last
+    for frame in list(getattr(getattr(hook, "hook_keyframe", None), "keyframes", None) or ())[:MAX_KEYFRAMES_READ]:
+        entry = (float(frame.start_t), float(frame.start_percent), float(frame.strength), int(frame.guarantee_steps))
+        if not all(math.isfinite(v) for v in entry[:3]):
+            return []
+        if frames and frames[-1][0] == entry[0]:
+            frames[-1] = (*entry[:3], max(frames[-1][3], entry[3]))
+        else:
+            frames.append(entry)
+    if any(f[3] > 1 for f in frames):  # held for several calls (guarantee_steps): a count of calls, not a sigma,
+        return []                      # decides where the next keyframe starts
+    strengths = [f[2] for f in frames]
+    spread = max(strengths, default=0.0) - min(strengths, default=0.0)
+    return [(frame[0], frame[1], abs(frame[2] - before[2])) for before, frame in zip(frames, frames[1:])
+            if spread > 0 and abs(frame[2] - before[2]) >= HOOK_BREAKPOINT_SHARE * spread]
+
+
 def hook_keyframe_changes(hooks) -> list[tuple[float, float, float]]:
-    """(sigma, start_percent, strength change) where a hook's keyframe changes its strength, for each
-    hook of a cond's HookGroup. comfy/hooks.py@03a97b6 and 0.3.64: process_conds calls
-    initialize_timesteps, which sets each HookKeyframe's `start_t` (a sigma) from its start_percent;
-    prepare_current_keyframe moves to a keyframe once the sigma called is at or below its start_t,
-    and never back, so a rejected step past it would leave the later strength on."""
+    """(sigma, start_percent, strength change) where a keyframe of one of a cond's hooks changes the
+    model's strength by a large share of that hook's range (HOOK_BREAKPOINT_SHARE).
+    comfy/hooks.py@03a97b6 and 0.3.64: process_conds calls initialize_timesteps, which sets each
+    HookKeyframe's `start_t` (a sigma) from its start_percent; prepare_current_keyframe moves to a
+    keyframe at the first call at or below its start_t once the one before has had its guarantee_steps
+    calls, and never back, so a rejected step past it would leave the later strength on. A WeightHook's
+    keyframe strength scales its `_strength_model`. Another pack's hook objects are read without
+    trusting them: whatever one raises leaves that hook out."""
     changes = []
-    for hook in list(getattr(hooks, "hooks", None) or ())[:MAX_KEYFRAMES_READ]:
-        frames = list(getattr(getattr(hook, "hook_keyframe", None), "keyframes", None) or ())[:MAX_KEYFRAMES_READ]
-        for before, frame in zip(frames, frames[1:]):
-            try:
-                jump = abs(float(frame.strength) - float(before.strength))
-                changes.append((float(frame.start_t), float(frame.start_percent), jump))
-            except (AttributeError, TypeError, ValueError):
-                continue
-    return [c for c in changes if c[2] > 0]
+    try:
+        listed = list(getattr(hooks, "hooks", None) or ())[:MAX_HOOKS_READ]
+    except Exception as e:
+        log.debug("FlowAnime: a cond's hooks could not be read: %s", e)
+        return changes
+    for hook in listed:
+        try:
+            changes += _keyframe_changes(hook)
+        except Exception as e:
+            log.debug("FlowAnime: a hook's keyframes could not be read: %s", e)
+    return changes
 
 
 def largest_spread_changes(changes, limit: int) -> list[float]:
@@ -148,6 +178,49 @@ def largest_spread_changes(changes, limit: int) -> list[float]:
         kept.append(best)
         left.remove(best)
     return [sigma for sigma, _, _ in kept]
+
+
+# Model patches limited to part of the schedule (SkipLayerGuidanceDiT / SkipLayerGuidanceSD3 and
+# PatchModelAddDownscale in ComfyUI, and packs written after them) turn on and off at sigmas their
+# patch functions close over under these names.
+RANGE_CLOSURE_NAMES = frozenset({"sigma_start", "sigma_end"})
+MAX_PATCH_BREAKPOINTS = 16
+MAX_OPTIONS_READ = 4096
+
+
+def _closure_values(fn, names):
+    """The values a function (or a functools.partial or bound method of one) closes over under `names`."""
+    for _ in range(4):  # partial of a bound method of ...: unwrapped a bounded number of times
+        inner = getattr(fn, "func", None) or getattr(fn, "__func__", None)
+        if inner is None or inner is fn:
+            break
+        fn = inner
+    code, cells = getattr(fn, "__code__", None), getattr(fn, "__closure__", None)
+    for name, cell in zip(getattr(code, "co_freevars", ()), cells or ()):
+        if name in names:
+            try:
+                yield cell.cell_contents
+            except ValueError:  # a cell not yet filled
+                continue
+
+
+def patch_range_breakpoints(model_options) -> list:
+    """The sigmas where a model patch limited to part of the schedule turns on or off, read from the
+    functions in model_options (lists and dicts walked to a bounded size) that close over `sigma_start`
+    / `sigma_end`: comfy_extras/nodes_slg.py (SkipLayerGuidanceDiT's post_cfg_function, the Simple
+    variant's calc_cond_batch_function; SkipLayerGuidanceSD3 calls the first) and
+    nodes_model_downscale.py (input_block_patch), in 0.3.64 and at Comfy-Org/ComfyUI@39c19fb."""
+    found, stack, read = [], [model_options], 0
+    while stack and read < MAX_OPTIONS_READ:
+        item = stack.pop()
+        read += 1
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif callable(item):
+            found.extend(_closure_values(item, RANGE_CLOSURE_NAMES))
+    return found
 
 
 def conditioning_breakpoints(k_model, sigma_start: float = math.inf, sigma_end: float = 0.0) -> list[float]:
@@ -178,12 +251,19 @@ def conditioning_breakpoints(k_model, sigma_start: float = math.inf, sigma_end: 
                 add(value)
             control, seen = getattr(control, "previous_controlnet", None), seen + 1
         hooks = entry.get("hooks")
-        if hooks is not None and id(hooks) not in seen_hooks:
+        if hooks is not None and id(hooks) not in seen_hooks and len(seen_hooks) < MAX_HOOKS_READ:
             seen_hooks.add(id(hooks))
             for sigma, percent, jump in hook_keyframe_changes(hooks):
                 if splits_the_solve(sigma, sigma_start, sigma_end) and jump > hook_changes.get(sigma, (0, 0, 0))[2]:
                     hook_changes[sigma] = (sigma, percent, jump)
     found.update(largest_spread_changes(hook_changes.values(), MAX_HOOK_BREAKPOINTS))
+    patched = set()
+    for value in patch_range_breakpoints(getattr(getattr(k_model, "inner_model", None), "model_options", None)):
+        if torch.is_tensor(value) and value.numel() == 1:
+            value = value.item()
+        if isinstance(value, (int, float)) and splits_the_solve(float(value), sigma_start, sigma_end):
+            patched.add(float(value))
+    found.update(sorted(patched, reverse=True)[:MAX_PATCH_BREAKPOINTS])
     return sorted(found)
 
 

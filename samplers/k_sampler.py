@@ -95,7 +95,7 @@ class SamplerConfig:
 # where its step control would otherwise shrink the steps onto the jump. Breakpoints closer than
 # BREAKPOINT_MARGIN (relative) to either end are left to the solve.
 BREAKPOINT_GAP = 1e-5
-BREAKPOINT_MARGIN = 0.02
+BREAKPOINT_MARGIN = 1e-3
 
 
 def splits_the_solve(breakpoint: float, sigma_start: float, sigma_end: float) -> bool:

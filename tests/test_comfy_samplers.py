@@ -463,27 +463,146 @@ def test_a_lora_hook_keyframe_ends_one_solve_and_starts_the_next(comfyui, reques
     assert float((out - reference).pow(2).mean().sqrt()) < visible
 
 
-def test_hook_keyframes_give_the_largest_strength_changes_spread_over_the_schedule(comfyui):
-    """A keyframe that changes a hook's strength is a breakpoint; one that keeps it is not; past
-    MAX_HOOK_BREAKPOINTS the largest changes are kept, equal ones spread over the schedule."""
+def test_hook_keyframes_that_switch_the_model_are_breakpoints(comfyui):
+    """A keyframe that changes a hook's strength by a large share of its range is a breakpoint; one that
+    keeps it, one step of a fade, one after a keyframe held for several calls (guarantee_steps), one at
+    the same sigma that ends where it started, and a hook for CLIP alone are not; past
+    MAX_HOOK_BREAKPOINTS the largest changes are kept, equal ones spread over the schedule; a hook
+    object that raises is left out."""
     from types import SimpleNamespace
 
     adapter = comfyui.pack_submodule("comfy_adapter.samplers")
+    margin = comfyui.pack_submodule("samplers.k_sampler").BREAKPOINT_MARGIN
 
-    def hook(*frames):
-        keyframes = [SimpleNamespace(strength=s, start_percent=p, start_t=1 - p) for s, p in frames]
-        return SimpleNamespace(hook_keyframe=SimpleNamespace(keyframes=keyframes))
+    def hook(*frames, guarantee=1, **attributes):
+        keyframes = [SimpleNamespace(strength=s, start_percent=p, start_t=1 - p, guarantee_steps=guarantee) for s, p in frames]
+        return SimpleNamespace(hook_keyframe=SimpleNamespace(keyframes=keyframes), **attributes)
 
     def breakpoints(*hooks):
         guider = SimpleNamespace(conds={"positive": [{"hooks": SimpleNamespace(hooks=list(hooks))}], "negative": [{}]})
         return adapter.conditioning_breakpoints(SimpleNamespace(inner_model=guider), 1.0, 0.0)
 
     assert breakpoints(hook((1.0, 0.0), (1.0, 0.3), (0.0, 0.6))) == pytest.approx([0.4])
-    fading = hook(*((1 - i / 99, i / 99) for i in range(100)))
-    kept = breakpoints(fading)
-    assert len(kept) == adapter.MAX_HOOK_BREAKPOINTS and 0 < kept[0] and kept[-1] < 1 / 1.02  # inside the solve
+    assert breakpoints(hook(*((1 - i / 99, i / 99) for i in range(100)))) == []  # a fade
+    assert breakpoints(hook((1.0, 0.0), (0.0, 0.3), (1.0, 0.6), guarantee=3)) == []
+    assert breakpoints(hook((1.0, 0.0), (0.0, 0.5), (1.0, 0.5))) == []
+    assert breakpoints(hook((1.0, 0.0), (0.0, 0.5), _strength_model=0.0)) == []
+    toggling = hook(*((float(i % 2 == 0), i / 40) for i in range(40)))
+    kept = breakpoints(toggling)
+    assert len(kept) == adapter.MAX_HOOK_BREAKPOINTS and 0 < kept[0] and kept[-1] < 1 / (1 + margin)  # inside the solve
     assert min(b - a for a, b in zip(kept, kept[1:])) > 0.5 / adapter.MAX_HOOK_BREAKPOINTS
-    assert 1 - 0.25 in breakpoints(fading, hook((0.0, 0.0), (1.0, 0.25)))  # the largest change first
+
+    class Hostile:
+        @property
+        def keyframes(self):
+            raise RuntimeError("another pack's object")
+
+    odd = [SimpleNamespace(hook_keyframe=Hostile()), SimpleNamespace(hook_keyframe=SimpleNamespace(keyframes=3)),
+           hook((10 ** 400, 0.0), (0.0, 0.5)), hook((1.0, 0.0), (float("inf"), 0.5))]
+    assert breakpoints(*odd, hook((1.0, 0.0), (0.0, 0.25))) == pytest.approx([0.75])
+    guider = SimpleNamespace(conds={"positive": [{"hooks": SimpleNamespace(hooks=7)}]})
+    assert adapter.conditioning_breakpoints(SimpleNamespace(inner_model=guider), 1.0, 0.0) == []
+
+
+def range_patched(comfyui, model, patch: str):
+    """`model` through ComfyUI's SkipLayerGuidanceSD3 (layers 7-9 skipped, scale 3) or
+    PatchModelAddDownscale (Deep Shrink on input block 3, factor 2), limited to part of the schedule;
+    with the percents where the patch turns on and off."""
+    if patch.startswith("slg"):
+        percents = (0.01, 0.15) if patch == "slg" else (0.3, 0.6)
+        node, args = comfyui.node_class("SkipLayerGuidanceSD3"), (model, "7, 8, 9", 3.0, *percents)
+        legacy = "skip_guidance_sd3"
+    else:
+        percents = (0.0, 0.35)
+        node, args = comfyui.node_class("PatchModelAddDownscale"), (model, 3, 2.0, *percents, True, "bicubic", "bicubic")
+        legacy = "patch"
+    run = node.execute if hasattr(node, "define_schema") else getattr(node(), legacy)
+    return run(*args)[0], percents
+
+
+@pytest.mark.parametrize("sampler, family, patch, visible", [
+    ("flowanime_dopri5", "sd15", "shrink", 5.5e-3), ("flowanime_flow_adams_pc", "sd15", "shrink", 5.5e-3),
+    ("flowanime_adams_pc", "sd3", "slg", 1.3e-2),
+    ("flowanime_dopri5", "sd3", "slg_late", 1.3e-2), ("flowanime_bosh3", "sd3", "slg_late", 1.3e-2),
+])
+def test_a_patch_limited_to_part_of_the_schedule_ends_one_solve_and_starts_the_next(comfyui, request, sampler, family,
+                                                                                     patch, visible):
+    """Skip Layer Guidance (recommended for SD3.5) and Deep Shrink (SDXL at high resolution) change the
+    model's output between two percents of the schedule. The adaptive entries end a solve just above
+    each sigma inside the solve and start the next just below it, and land within what an 8-bit image
+    shows of ComfyUI's Euler at 2000 steps. The Gaussian denoiser's mean changes while layers are
+    skipped (the SLG pass) or the input block is shrunk."""
+    import comfy.model_sampling
+
+    model, pos, neg, latent = request.getfixturevalue(family)
+    model_sampling = model.get_model_object("model_sampling")
+    flow = isinstance(model_sampling, comfy.model_sampling.CONST)
+    patched, percents = range_patched(comfyui, model, patch)
+    called = []
+
+    def patch_dependent(apply_model, args):
+        x, sigma = args["input"], args["timestep"].reshape(-1, 1, 1, 1)
+        called.append(float(sigma.max()))
+        options = args["c"].get("transformer_options", {})
+        mean = 0.5 if "dit" in (options.get("patches_replace") or {}) else 0.3
+        for block_patch in (options.get("patches") or {}).get("input_block_patch_after_skip", []):
+            h = torch.zeros(1, 1, 8, 8)
+            if block_patch(h, {"block": ("input", 3), "sigmas": args["timestep"]}).shape != h.shape:
+                mean = 0.5
+        scale = 1 - sigma if flow else torch.ones_like(sigma)
+        s = GAUSSIAN_STD
+        return mean + scale * s * s / (scale ** 2 * s * s + sigma ** 2) * (x - scale * mean)
+
+    m = patched.clone()
+    m.set_model_unet_function_wrapper(patch_dependent)
+    fmt = model.model.latent_format
+    ks = comfyui.nodes.common_ksampler
+    reference = fmt.process_in(ks(m, 3, 2000, 1.0, "euler", "simple", pos, neg, latent)[0]["samples"])
+    called.clear()
+    out = fmt.process_in(ks(m, 3, 10, 1.0, sampler, "simple", pos, neg, latent)[0]["samples"])
+    highest = float(model_sampling.sigma_max)
+    for switch in (float(model_sampling.percent_to_sigma(p)) for p in percents):
+        if switch < highest / 1.01:
+            assert any(switch < s <= switch * (1 + 1e-4) for s in called) and any(switch * (1 - 1e-4) <= s < switch for s in called)
+    assert float((out - reference).pow(2).mean().sqrt()) < visible
+
+
+def test_patch_ranges_are_read_from_the_functions_model_options_holds(comfyui):
+    """Functions closing over sigma_start / sigma_end, anywhere in model_options (lists, dicts, partials,
+    bound methods); the walk is bounded and an unfilled cell or a non-number is passed over."""
+    import functools
+    from types import SimpleNamespace
+
+    adapter = comfyui.pack_submodule("comfy_adapter.samplers")
+
+    def ranged(sigma_start, sigma_end):
+        def patch(h, transformer_options):
+            return h if sigma_end <= transformer_options["sigmas"][0] <= sigma_start else -h
+        return patch
+
+    class Holder:
+        def __init__(self):
+            sigma_start, sigma_end = 0.7, "not a sigma"
+            self.call = lambda: (sigma_start, sigma_end)
+
+    def unfilled():
+        def inner():
+            return sigma_start  # noqa: F821 - a cell filled only after inner exists
+        found = list(adapter._closure_values(inner, adapter.RANGE_CLOSURE_NAMES))
+        sigma_start = 1.0
+        return found
+
+    options = {"sampler_post_cfg_function": [ranged(0.9, torch.tensor(0.4))],
+               "transformer_options": {"patches": {"input_block_patch": [functools.partial(ranged(0.8, 0.3))]}},
+               "model_function_wrapper": Holder().call}
+    guider = SimpleNamespace(conds={}, model_options=options)
+    assert adapter.conditioning_breakpoints(SimpleNamespace(inner_model=guider), 1.0, 0.0) == pytest.approx([0.3, 0.4, 0.7, 0.8, 0.9])
+    assert unfilled() == []
+    crowded = {"sampler_post_cfg_function": [ranged(0.5, 0.1)] * (adapter.MAX_OPTIONS_READ * 4)}
+    assert adapter.patch_range_breakpoints(crowded)  # read until the bound, then stopped
+    many = {"patches": [ranged(0.9 - i / 100, 0.05) for i in range(40)]}
+    guider = SimpleNamespace(conds={}, model_options=many)
+    assert len(adapter.conditioning_breakpoints(SimpleNamespace(inner_model=guider), 1.0, 0.0)) == adapter.MAX_PATCH_BREAKPOINTS
 
 
 def test_breakpoints_are_read_from_conditioning_and_chained_controlnets(comfyui):

@@ -93,7 +93,7 @@ def test_segments_split_at_breakpoints_inside_the_range_either_way():
     from flowanime.samplers.k_sampler import BREAKPOINT_GAP as g
     from flowanime.samplers.k_sampler import segments_between
 
-    down = segments_between(1.0, 1e-3, [0.5, 0.999, 2.0, 1e-3, float("nan"), 0.5, 0.1])
+    down = segments_between(1.0, 1e-3, [0.5, 0.9995, 2.0, 1.0005e-3, float("nan"), 0.5, 0.1])
     assert down == [(1.0, 0.5 * (1 + g)), (0.5 * (1 - g), 0.1 * (1 + g)), (0.1 * (1 - g), 1e-3)]
     assert segments_between(0.1, 1.0, [0.5]) == [(0.1, 0.5 * (1 - g)), (0.5 * (1 + g), 1.0)]
     assert segments_between(1.0, 1e-3, []) == [(1.0, 1e-3)]
