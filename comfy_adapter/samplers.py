@@ -219,7 +219,10 @@ def patch_range_breakpoints(model_options) -> list:
         elif isinstance(item, (list, tuple)):
             stack.extend(item)
         elif callable(item):
-            found.extend(_closure_values(item, RANGE_CLOSURE_NAMES))
+            try:  # another pack's object: whatever it raises leaves it out
+                found.extend(_closure_values(item, RANGE_CLOSURE_NAMES))
+            except Exception as e:
+                log.debug("FlowAnime: a model patch could not be read: %s", e)
     return found
 
 

@@ -592,7 +592,13 @@ def test_patch_ranges_are_read_from_the_functions_model_options_holds(comfyui):
         sigma_start = 1.0
         return found
 
-    options = {"sampler_post_cfg_function": [ranged(0.9, torch.tensor(0.4))],
+    class Odd:  # a callable whose attributes raise when read or tested
+        func = torch.ones(3)
+
+        def __call__(self):
+            return None
+
+    options = {"sampler_post_cfg_function": [ranged(0.9, torch.tensor(0.4)), Odd()],
                "transformer_options": {"patches": {"input_block_patch": [functools.partial(ranged(0.8, 0.3))]}},
                "model_function_wrapper": Holder().call}
     guider = SimpleNamespace(conds={}, model_options=options)
