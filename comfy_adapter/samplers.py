@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
+import inspect
 import logging
 import math
 
@@ -180,12 +181,15 @@ def largest_spread_changes(changes, limit: int) -> list[float]:
     return [sigma for sigma, _, _ in kept]
 
 
-# Model patches limited to part of the schedule (SkipLayerGuidanceDiT / SkipLayerGuidanceSD3 and
-# PatchModelAddDownscale in ComfyUI, and packs written after them) turn on and off at sigmas their
-# patch functions close over under these names.
+# Model patches limited to part of the schedule turn on and off at sigmas their patch functions close
+# over (SkipLayerGuidanceDiT / SkipLayerGuidanceSD3 and PatchModelAddDownscale in ComfyUI, and packs
+# written after them) or their patch objects hold (IPAdapter plus, InstantID and the like: one entry
+# per adapter applied) under these names.
 RANGE_CLOSURE_NAMES = frozenset({"sigma_start", "sigma_end"})
+RANGE_ATTRIBUTE_NAMES = frozenset({"sigma_start", "sigma_end", "sigma_starts", "sigma_ends"})
 MAX_PATCH_BREAKPOINTS = 16
 MAX_OPTIONS_READ = 4096
+MAX_RANGES_PER_PATCH = 64
 
 
 def _closure_values(fn, names):
@@ -209,7 +213,10 @@ def patch_range_breakpoints(model_options) -> list:
     functions in model_options (lists and dicts walked to a bounded size) that close over `sigma_start`
     / `sigma_end`: comfy_extras/nodes_slg.py (SkipLayerGuidanceDiT's post_cfg_function, the Simple
     variant's calc_cond_batch_function; SkipLayerGuidanceSD3 calls the first) and
-    nodes_model_downscale.py (input_block_patch), in 0.3.64 and at Comfy-Org/ComfyUI@39c19fb."""
+    nodes_model_downscale.py (input_block_patch), in 0.3.64 and at Comfy-Org/ComfyUI@39c19fb; and
+    from patch objects' `sigma_starts` / `sigma_ends` lists (cubiq/ComfyUI_IPAdapter_plus@01adae3,
+    CrossAttentionPatch, in transformer_options' patches_replace) or `sigma_start` / `sigma_end`
+    (its older releases, InstantID, PuLID)."""
     found, stack, read = [], [model_options], 0
     while stack and read < MAX_OPTIONS_READ:
         item = stack.pop()
@@ -221,6 +228,11 @@ def patch_range_breakpoints(model_options) -> list:
         elif callable(item):
             try:  # another pack's object: whatever it raises leaves it out
                 found.extend(_closure_values(item, RANGE_CLOSURE_NAMES))
+                if not inspect.isroutine(item):  # a patch object's own fields, no properties run
+                    fields = getattr(item, "__dict__", None)
+                    for name in RANGE_ATTRIBUTE_NAMES.intersection(fields if isinstance(fields, dict) else ()):
+                        value = fields[name]
+                        found.extend(list(value)[:MAX_RANGES_PER_PATCH] if isinstance(value, (list, tuple)) else [value])
             except Exception as e:
                 log.debug("FlowAnime: a model patch could not be read: %s", e)
     return found

@@ -568,8 +568,9 @@ def test_a_patch_limited_to_part_of_the_schedule_ends_one_solve_and_starts_the_n
 
 
 def test_patch_ranges_are_read_from_the_functions_model_options_holds(comfyui):
-    """Functions closing over sigma_start / sigma_end, anywhere in model_options (lists, dicts, partials,
-    bound methods); the walk is bounded and an unfilled cell or a non-number is passed over."""
+    """Functions closing over sigma_start / sigma_end and patch objects holding sigma_starts / sigma_ends,
+    anywhere in model_options (lists, dicts, partials, bound methods); the walk is bounded and an
+    unfilled cell, a property or a non-number is passed over."""
     import functools
     from types import SimpleNamespace
 
@@ -598,11 +599,24 @@ def test_patch_ranges_are_read_from_the_functions_model_options_holds(comfyui):
         def __call__(self):
             return None
 
+    class AttentionPatch:  # IPAdapter plus's CrossAttentionPatch: one entry per adapter applied
+        def __init__(self):
+            self.sigma_starts, self.sigma_ends = [0.95, 999999999.9], [0.6, 0.0]
+
+        @property
+        def sigma_start(self):
+            raise AssertionError("a property is not run")
+
+        def __call__(self, q, k, v, extra_options):
+            return q
+
     options = {"sampler_post_cfg_function": [ranged(0.9, torch.tensor(0.4)), Odd()],
-               "transformer_options": {"patches": {"input_block_patch": [functools.partial(ranged(0.8, 0.3))]}},
+               "transformer_options": {"patches": {"input_block_patch": [functools.partial(ranged(0.8, 0.3))]},
+                                       "patches_replace": {"attn2": {("input", 4, 0): AttentionPatch()}}},
                "model_function_wrapper": Holder().call}
     guider = SimpleNamespace(conds={}, model_options=options)
-    assert adapter.conditioning_breakpoints(SimpleNamespace(inner_model=guider), 1.0, 0.0) == pytest.approx([0.3, 0.4, 0.7, 0.8, 0.9])
+    found = adapter.conditioning_breakpoints(SimpleNamespace(inner_model=guider), 1.0, 0.0)
+    assert found == pytest.approx([0.3, 0.4, 0.6, 0.7, 0.8, 0.9, 0.95])
     assert unfilled() == []
     crowded = {"sampler_post_cfg_function": [ranged(0.5, 0.1)] * (adapter.MAX_OPTIONS_READ * 4)}
     assert adapter.patch_range_breakpoints(crowded)  # read until the bound, then stopped
