@@ -17,6 +17,7 @@ import collections
 import dataclasses
 import functools
 import inspect
+import itertools
 import logging
 import math
 
@@ -210,75 +211,90 @@ def _closure_values(fn, names):
 
 def patch_range_breakpoints(model_options) -> list:
     """The sigmas where a model patch limited to part of the schedule turns on or off, read from the
-    functions in model_options (lists and dicts walked to a bounded size) that close over `sigma_start`
-    / `sigma_end`: comfy_extras/nodes_slg.py (SkipLayerGuidanceDiT's post_cfg_function, the Simple
-    variant's calc_cond_batch_function; SkipLayerGuidanceSD3 calls the first) and
-    nodes_model_downscale.py (input_block_patch), in 0.3.64 and at Comfy-Org/ComfyUI@39c19fb; and
-    from patch objects' `sigma_starts` / `sigma_ends` lists (cubiq/ComfyUI_IPAdapter_plus@01adae3,
-    CrossAttentionPatch, in transformer_options' patches_replace) or `sigma_start` / `sigma_end`
-    (its older releases, InstantID, PuLID)."""
-    found, stack, read = [], [model_options], 0
-    while stack and read < MAX_OPTIONS_READ:
+    functions in model_options (lists and dicts walked once each, to a bounded number of items) that
+    close over `sigma_start` / `sigma_end`: comfy_extras/nodes_slg.py (SkipLayerGuidanceDiT's
+    post_cfg_function, the Simple variant's calc_cond_batch_function; SkipLayerGuidanceSD3 calls the
+    first) and nodes_model_downscale.py (input_block_patch), in 0.3.64 and at Comfy-Org/ComfyUI@39c19fb;
+    and from patch objects' instance fields `sigma_starts` / `sigma_ends` (lists: cubiq/
+    ComfyUI_IPAdapter_plus@01adae3's CrossAttentionPatch, in transformer_options' patches_replace) or
+    `sigma_start` / `sigma_end` (its older releases, InstantID)."""
+    found, stack, queued, visited = [], [model_options], 1, set()
+    while stack:
         item = stack.pop()
-        read += 1
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, (list, tuple)):
-            stack.extend(item)
-        elif callable(item):
-            try:  # another pack's object: whatever it raises leaves it out
+        try:  # another pack's object: whatever it raises leaves it out
+            if isinstance(item, (dict, list, tuple)):
+                if id(item) in visited:
+                    continue
+                visited.add(id(item))
+                inner = list(itertools.islice(item.values() if isinstance(item, dict) else item,
+                                              max(0, MAX_OPTIONS_READ - queued)))
+                queued += len(inner)
+                stack.extend(inner)
+            elif callable(item):
                 found.extend(_closure_values(item, RANGE_CLOSURE_NAMES))
-                if not inspect.isroutine(item):  # a patch object's own fields, no properties run
+                if not inspect.isroutine(item):  # the instance's own fields, not its attributes
                     fields = getattr(item, "__dict__", None)
                     for name in RANGE_ATTRIBUTE_NAMES.intersection(fields if isinstance(fields, dict) else ()):
                         value = fields[name]
                         found.extend(list(value)[:MAX_RANGES_PER_PATCH] if isinstance(value, (list, tuple)) else [value])
-            except Exception as e:
-                log.debug("FlowAnime: a model patch could not be read: %s", e)
+        except Exception as e:
+            log.debug("FlowAnime: a model patch could not be read: %s", e)
     return found
 
 
+def _as_sigma(value) -> float | None:
+    """A finite float from a number or a one-value tensor, else None."""
+    import torch
+
+    try:
+        if torch.is_tensor(value) and value.numel() == 1:
+            value = value.item()
+        if isinstance(value, (int, float)) and math.isfinite(float(value)):
+            return float(value)
+    except Exception:  # a meta tensor, a huge int
+        pass
+    return None
+
+
 def conditioning_breakpoints(k_model, sigma_start: float = math.inf, sigma_end: float = 0.0) -> list[float]:
-    """The sigmas where a conditioning or a ControlNet starts or stops, or a hook's keyframe changes
-    its strength (hook_keyframe_changes; of those, the ones that split a solve from sigma_start to
-    sigma_end), read from the guider behind KSAMPLER's wrapper.
+    """The sigmas where a conditioning or a ControlNet starts or stops, a hook's keyframe changes its
+    strength (hook_keyframe_changes) or a model patch turns on or off (patch_range_breakpoints); of
+    the last two, the ones that split a solve from sigma_start to sigma_end. Read from the guider
+    behind KSAMPLER's wrapper; whatever cannot be read is left out, never raised.
     comfy/samplers.py@311c014 and 0.3.64: calculate_start_end_timesteps puts `timestep_start` /
     `timestep_end` (sigmas, from start_percent / end_percent) on a processed cond, which
     get_area_and_mult uses only for sigma in [timestep_end, timestep_start]; pre_run_control gives
     each ControlNet (and the ones chained before it, `previous_controlnet`) a `timestep_range`
     (start, end) in sigmas, outside which comfy/controlnet.py@03b1ca6's get_control leaves it out."""
-    import torch
-
     found, hook_changes, seen_hooks = set(), {}, set()
 
     def add(value):
-        if torch.is_tensor(value) and value.numel() == 1:
-            value = value.item()
-        if isinstance(value, (int, float)):
-            found.add(float(value))
+        sigma = _as_sigma(value)
+        if sigma is not None:
+            found.add(sigma)
 
-    for _, entry in guider_cond_entries(k_model):
-        add(entry.get("timestep_start"))
-        add(entry.get("timestep_end"))
-        control, seen = entry.get("control"), 0
-        while control is not None and seen < 64:  # a chain of ControlNets, bounded
-            for value in getattr(control, "timestep_range", None) or ():
-                add(value)
-            control, seen = getattr(control, "previous_controlnet", None), seen + 1
-        hooks = entry.get("hooks")
-        if hooks is not None and id(hooks) not in seen_hooks and len(seen_hooks) < MAX_HOOKS_READ:
-            seen_hooks.add(id(hooks))
-            for sigma, percent, jump in hook_keyframe_changes(hooks):
-                if splits_the_solve(sigma, sigma_start, sigma_end) and jump > hook_changes.get(sigma, (0, 0, 0))[2]:
-                    hook_changes[sigma] = (sigma, percent, jump)
-    found.update(largest_spread_changes(hook_changes.values(), MAX_HOOK_BREAKPOINTS))
-    patched = set()
-    for value in patch_range_breakpoints(getattr(getattr(k_model, "inner_model", None), "model_options", None)):
-        if torch.is_tensor(value) and value.numel() == 1:
-            value = value.item()
-        if isinstance(value, (int, float)) and splits_the_solve(float(value), sigma_start, sigma_end):
-            patched.add(float(value))
-    found.update(sorted(patched, reverse=True)[:MAX_PATCH_BREAKPOINTS])
+    try:
+        for _, entry in guider_cond_entries(k_model):
+            add(entry.get("timestep_start"))
+            add(entry.get("timestep_end"))
+            control, seen = entry.get("control"), 0
+            while control is not None and seen < 64:  # a chain of ControlNets, bounded
+                for value in getattr(control, "timestep_range", None) or ():
+                    add(value)
+                control, seen = getattr(control, "previous_controlnet", None), seen + 1
+            hooks = entry.get("hooks")
+            if hooks is not None and id(hooks) not in seen_hooks and len(seen_hooks) < MAX_HOOKS_READ:
+                seen_hooks.add(id(hooks))
+                for sigma, percent, jump in hook_keyframe_changes(hooks):
+                    if splits_the_solve(sigma, sigma_start, sigma_end) and jump > hook_changes.get(sigma, (0, 0, 0))[2]:
+                        hook_changes[sigma] = (sigma, percent, jump)
+        found.update(largest_spread_changes(hook_changes.values(), MAX_HOOK_BREAKPOINTS))
+        patched = {sigma for sigma in map(_as_sigma, patch_range_breakpoints(
+                   getattr(getattr(k_model, "inner_model", None), "model_options", None)))
+                   if sigma is not None and splits_the_solve(sigma, sigma_start, sigma_end)}
+        found.update(sorted(patched, reverse=True)[:MAX_PATCH_BREAKPOINTS])
+    except Exception as e:  # the solve then runs unsplit where it could not read
+        log.debug("FlowAnime: the conditioning's breakpoints could not all be read: %s", e)
     return sorted(found)
 
 

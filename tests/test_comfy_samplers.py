@@ -620,6 +620,18 @@ def test_patch_ranges_are_read_from_the_functions_model_options_holds(comfyui):
     assert unfilled() == []
     crowded = {"sampler_post_cfg_function": [ranged(0.5, 0.1)] * (adapter.MAX_OPTIONS_READ * 4)}
     assert adapter.patch_range_breakpoints(crowded)  # read until the bound, then stopped
+    looped = {"patches": [ranged(0.5, 0.1)] + list(range(100_000))}
+    looped["again"] = looped  # a container holding itself is walked once, and only to the bound
+    assert sorted(adapter.patch_range_breakpoints(looped)) == [0.1, 0.5]
+
+    class Gone:  # a lazy proxy whose target is gone: even its class cannot be read
+        @property
+        def __class__(self):
+            raise RuntimeError("gone")
+
+    meta = ranged(torch.empty((), device="meta"), 0.2)
+    guider = SimpleNamespace(conds={}, model_options={"a": [Gone(), meta, ranged(0.9, 0.3)]})
+    assert adapter.conditioning_breakpoints(SimpleNamespace(inner_model=guider), 1.0, 0.0) == pytest.approx([0.2, 0.3, 0.9])
     many = {"patches": [ranged(0.9 - i / 100, 0.05) for i in range(40)]}
     guider = SimpleNamespace(conds={}, model_options=many)
     assert len(adapter.conditioning_breakpoints(SimpleNamespace(inner_model=guider), 1.0, 0.0)) == adapter.MAX_PATCH_BREAKPOINTS
