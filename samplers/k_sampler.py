@@ -238,7 +238,8 @@ def make_sampler_function(config: SamplerConfig, on_model_call: Callable[[], Non
         try:
             if config.method in FIXED_MULTISTEP:
                 solve = FIXED_MULTISTEP[config.method][0]
-                out, stats = solve(denoiser, x, sig, config.multistep_order, on_step, on_model_call)
+                breakpoints = breakpoints_of(model, sig[0], sig[-1]) if breakpoints_of is not None else ()
+                out, stats = solve(denoiser, x, sig, config.multistep_order, on_step, on_model_call, breakpoints)
             elif not config.adaptive:
                 out, stats = solve_fixed(denoiser, x, sig, tableau, config.ode_form, on_step, on_model_call)
             else:

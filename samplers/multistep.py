@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,6 +46,7 @@ from .ode import (
     across_located_switches,
     budget_spent_message,
     check_model_output,
+    ddim,
     first_step,
     left_out_of_error,
     model_output_not_finite,
@@ -383,6 +384,7 @@ def solve_exp_multistep(
     order: int = 3,
     on_step: Callable[[StepInfo], None] | None = None,
     on_model_call: Callable[[], None] | None = None,
+    breakpoints: Sequence[float] = (),
 ):
     """The Adams predictor-corrector above on a given schedule: one model call per sigma above 0, and one
     more when the step onto the last of them is much longer than the one before.
@@ -396,8 +398,9 @@ def solve_exp_multistep(
     midpoint (one more model call) in place of the extrapolation, as the two-stage exponential
     integrators do (RES, Zhang et al. 2023, arXiv 2308.02157). A final interval to sigma 0 returns
     the denoised prediction of the last call; a schedule ending above 0 returns the last predicted
-    latent (no call is left for its corrector). Returns (latent, stats)."""
-    return _solve_fixed_multistep(LOG_SIGMA_FORM, denoiser, x, sigmas, order, on_step, on_model_call)
+    latent (no call is left for its corrector). A step across one of `breakpoints` (sigmas where the
+    model's output jumps: _across_breakpoint) restarts the history. Returns (latent, stats)."""
+    return _solve_fixed_multistep(LOG_SIGMA_FORM, denoiser, x, sigmas, order, on_step, on_model_call, breakpoints)
 
 
 def solve_flow_multistep(
@@ -407,6 +410,7 @@ def solve_flow_multistep(
     order: int = 2,
     on_step: Callable[[StepInfo], None] | None = None,
     on_model_call: Callable[[], None] | None = None,
+    breakpoints: Sequence[float] = (),
 ):
     """Adams predictor-corrector on the velocity v = (x - D) / sigma in sigma itself (flow time), on
     a given schedule: one model call per sigma above 0.
@@ -419,11 +423,25 @@ def solve_flow_multistep(
     polynomial through those and the new one, reusing that call as UniPC does (Zhao et al. 2023,
     arXiv 2302.04867); the weights are the classical variable-step ones (Hairer, Norsett and
     Wanner, Solving ODEs I, III.5). The interval to sigma 0 is predicted only (no call at sigma 0).
-    A schedule ending above 0 returns the last predicted latent. Returns (latent, stats)."""
-    return _solve_fixed_multistep(SIGMA_FORM, denoiser, x, sigmas, order, on_step, on_model_call)
+    A schedule ending above 0 returns the last predicted latent. A step across one of `breakpoints`
+    restarts the history (_across_breakpoint). Returns (latent, stats)."""
+    return _solve_fixed_multistep(SIGMA_FORM, denoiser, x, sigmas, order, on_step, on_model_call, breakpoints)
 
 
-def _solve_fixed_multistep(form: _AdamsForm, denoiser, x, sigmas, order, on_step, on_model_call):
+def _across_breakpoint(breakpoints: Sequence[float], s: float, s_next: float) -> float | None:
+    """The first breakpoint strictly inside the step from s to s_next, or None. A fixed schedule does
+    not stop at the sigma where a prompt, ControlNet, hook keyframe or patch switches (the adaptive
+    entries do: k_sampler.solve_in_segments); the step across it is taken as the located split is
+    (ode.across_located_switches): DDIM on the last call's prediction down to the breakpoint, on the
+    new call's from there, and the history starts again from the new call, since a polynomial through
+    values from both sides of a jump extrapolates the jump."""
+    inside = [b for b in breakpoints if min(s, s_next) < b < max(s, s_next)]
+    if not inside:
+        return None
+    return max(inside) if s_next < s else min(inside)
+
+
+def _solve_fixed_multistep(form: _AdamsForm, denoiser, x, sigmas, order, on_step, on_model_call, breakpoints=()):
     if order not in (1, 2, 3):
         raise ValueError(f"{form.fixed_name} order must be 1, 2 or 3, got {order}")
     stats = SolveStats(f"{form.fixed_name} (order {order})")
@@ -449,7 +467,9 @@ def _solve_fixed_multistep(form: _AdamsForm, denoiser, x, sigmas, order, on_step
             # only the step onto the last sigma before 0: the image is that call's denoised prediction,
             # and no later step corrects what this one gets wrong
             onto_last = i + 2 == len(sigmas) - 1 and sigmas[-1] <= 0
-            staged = onto_last and len(history_t) >= 2 and abs(t_new - t) > form.long_step_ratio * abs(t - history_t[-2])
+            crossed = _across_breakpoint(breakpoints, s, s_next) if s_next > 0 else None
+            staged = crossed is None and onto_last and len(history_t) >= 2 \
+                and abs(t_new - t) > form.long_step_ratio * abs(t - history_t[-2])
             if staged:
                 t_mid = (t + t_new) / 2
                 sigma_mid = form.sigma_at(t_mid)
@@ -464,6 +484,10 @@ def _solve_fixed_multistep(form: _AdamsForm, denoiser, x, sigmas, order, on_step
                 x = x_pred
                 if s_next <= 0:
                     denoised = x
+            elif crossed is not None:
+                before, denoised = denoised, call(x_pred, s_next)
+                x = ddim(ddim(x, before, s, crossed), denoised, crossed, s_next)
+                history_t[:], history_f[:] = [t_new], [form.value(x, denoised, s_next)]  # at the latent kept
             else:
                 denoised = call(x_pred, s_next)
                 f_new = form.value(x_pred, denoised, s_next)

@@ -136,6 +136,24 @@ def test_a_conditioning_switch_is_a_segment_boundary_not_a_step_collapse(method)
     assert told_calls < blind_calls or blind_error > 1000 * told_error, results
 
 
+@pytest.mark.parametrize("method", ["exp_multistep", "flow_multistep"])
+def test_a_fixed_schedule_across_a_conditioning_switch_restarts_its_history(method):
+    """A fixed schedule steps across the switch: told where it is, that step is DDIM on each side of it
+    and the history starts again after it, which is exact for a prediction constant on each side (the
+    same calls); told nothing, the polynomial through both sides extrapolates the jump."""
+    noise = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    schedule = torch.tensor([1.0, 0.8, 0.6, 0.45, 0.25, 0.15, 0.08, 0.04, 0.02])
+    errors, counts = {}, {}
+    for told in (True, False):
+        model, exact, calls = conditioning_switch_model()
+        sample = make_sampler_function(SamplerConfig(method, -2.5, -3.5),
+                                       breakpoints_of=(lambda m, start, end: [0.3]) if told else None)
+        out = sample(model, noise.clone(), schedule, disable=True)
+        errors[told], counts[told] = float((out - exact(noise, 0.02)).abs().max()), len(calls)
+    assert counts[True] == counts[False]
+    assert errors[True] < 1e-4 and errors[False] > 100 * errors[True], errors
+
+
 @pytest.mark.parametrize("method", ["dopri5", "heun_euler", "adams_pc", "flow_adams_pc"])
 @pytest.mark.parametrize("budget", [4, 7, 13])
 def test_segments_share_one_call_budget_warn_once_and_report_progress_over_the_whole_range(method, budget, caplog):
