@@ -31,7 +31,7 @@ import torch
 from ..samplers.calibrate import Calibration, CalibrationSettings, calibrate_schedule
 from .latent import samples_as_samplers_prepare_them
 from .models import require_supported_config
-from .samplers import interrupt_check, is_half_precision, sigma_floor
+from .samplers import conditioning_breakpoints, interrupt_check, is_half_precision, sigma_floor
 
 log = logging.getLogger("FlowAnime")
 CACHE_VERSION = 2  # bump when the calibration's method changes what it returns
@@ -221,7 +221,8 @@ def calibrate(model, positive, negative, cfg: float, latent: dict, settings: Cal
             return k_model(x_, sigma * s_in, **extra_args).to(x_.dtype)
 
         found["result"] = calibrate_schedule(denoise, x, float(sigmas[0]), settings.steps, settings.order, used,
-                                             on_model_call=interrupt_check(), on_progress=bar)
+                                             on_model_call=interrupt_check(), on_progress=bar,
+                                             breakpoints=conditioning_breakpoints(k_model, float(sigmas[0]), floor))
         return x
 
     guider = comfy.samplers.CFGGuider(model)

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
+from .k_sampler import BREAKPOINT_GAP, solve_in_segments
 from .multistep import solve_adams_pc, solve_exp_multistep
 from .ode import AdaptiveSettings, Denoiser, StepInfo, travelled
 
@@ -127,10 +128,13 @@ class TeacherSolve:
 
 def teacher_nodes(denoiser: Denoiser, noise: torch.Tensor, sigma_max: float, settings: CalibrationSettings,
                   on_model_call: Callable[[], None] | None = None,
-                  on_progress: Callable[[float, torch.Tensor], None] | None = None) -> TeacherSolve:
+                  on_progress: Callable[[float, torch.Tensor], None] | None = None,
+                  breakpoints: Sequence[float] = ()) -> TeacherSolve:
     """The adaptive solve from sigma_max to sigma_floor, with how close each accepted step's denoised
     prediction already was to the image the solve ended at. on_progress: how far it has come, 0 to 1,
-    and the step's denoised prediction (for a preview)."""
+    and the step's denoised prediction (for a preview). At `breakpoints` (sigmas where the model's
+    output jumps: a scheduled prompt, hook keyframe or patch range) the solve ends and starts afresh
+    (k_sampler.solve_in_segments), so its steps do not crowd onto a jump no schedule can follow."""
     lams, denoised = [-math.log(sigma_max)], [None]
 
     def on_step(info: StepInfo):
@@ -143,8 +147,12 @@ def teacher_nodes(denoiser: Denoiser, noise: torch.Tensor, sigma_max: float, set
                                         atol=10 ** (settings.teacher_log10_rtol - 1),
                                         max_model_calls=settings.max_teacher_calls,
                                         half_precision_model=settings.half_precision_model)
-    _, image, stats = solve_adams_pc(denoiser, noise, sigma_max, settings.sigma_floor, teacher_settings,
-                                     on_step=on_step, on_model_call=on_model_call)
+    def solve_segment(x, begin, end, segment_settings, segment_on_step, log):
+        return solve_adams_pc(denoiser, x, begin, end, segment_settings, on_step=segment_on_step,
+                              on_model_call=on_model_call, log=log)
+
+    _, image, stats = solve_in_segments(solve_segment, noise, sigma_max, settings.sigma_floor, breakpoints,
+                                        teacher_settings, "adams_pc", on_step)
     if stats.budget_exhausted or image is None:
         loosest = TEACHER_LOG10_RTOL_RANGE[1]
         advice = (f"raise teacher_log10_rtol (now {settings.teacher_log10_rtol:g}, at most {loosest:g}), "
@@ -181,16 +189,39 @@ def schedule_from_nodes(lams: list[float], steps: int, power: float) -> list[flo
     return np.interp(np.linspace(0.0, cdf[-1], steps), cdf, lam).tolist()
 
 
+def just_below_breakpoints(sigmas: list[float], breakpoints: Sequence[float]) -> list[float]:
+    """The decreasing sigmas with, for each breakpoint between two of them, the nearer of those two (in
+    log sigma) moved to just below it (BREAKPOINT_GAP): the step across the jump then ends where the
+    new prediction holds, and the next step's history starts there. The first sigma (the noise's), the
+    last (the image is its prediction) and one already moved stay where they are."""
+    out, moved = list(sigmas), set()
+    for b in sorted(breakpoints, reverse=True):
+        above = [i for i in range(len(out) - 1) if out[i] > b >= out[i + 1]]
+        if not above:
+            continue
+        i = above[0]
+        nearer = i if abs(math.log(out[i] / b)) <= abs(math.log(b / out[i + 1])) else i + 1
+        below = b * (1 - BREAKPOINT_GAP)
+        if nearer in moved or nearer in (0, len(out) - 1) or not out[i + 1] < below:
+            continue
+        out[nearer] = below
+        moved.add(nearer)
+    return out
+
+
 def calibrate_schedule(denoise: Denoiser, calibration_noise: torch.Tensor, sigma_max: float, steps: int,
                        order: int = 3, settings: CalibrationSettings | None = None,
                        on_model_call: Callable[[], None] | None = None,
                        log: Callable[[str], None] | None = None,
-                       on_progress: Callable[[float, torch.Tensor], None] | None = None) -> Calibration:
+                       on_progress: Callable[[float, torch.Tensor], None] | None = None,
+                       breakpoints: Sequence[float] = ()) -> Calibration:
     """A `steps`-call schedule for exp_multistep of `order`, fitted to `denoise` (batched D(x, sigma))
     from calibration_noise (the starting latents at sigma_max, one per draw). With settings.check,
     each of settings.density_powers is run on the draws and the one closest to the teacher is kept.
     on_progress: the share of the calibration done, 0 to 1, after each teacher step and check run, with
     the teacher's latest denoised prediction (its image, once it has finished), for a preview.
+    breakpoints: sigmas where the model's output jumps; the teacher is split there (teacher_nodes) and
+    the checks step across them as exp_multistep does when sampling (multistep._across_breakpoint).
     Returns the sigmas (ending in 0) and what the calibration cost."""
     settings = replace(settings or CalibrationSettings(), steps=steps, order=order)
     if not (math.isfinite(sigma_max) and sigma_max > 2 * settings.sigma_floor):
@@ -202,7 +233,8 @@ def calibrate_schedule(denoise: Denoiser, calibration_noise: torch.Tensor, sigma
         noise = noise.float()
 
     def schedule(lams, power):
-        return [sigma_max, *(math.exp(-lam) for lam in schedule_from_nodes(lams, steps, power)[1:]), 0.0]
+        spread = [math.exp(-lam) for lam in schedule_from_nodes(lams, steps, power)[1:]]
+        return [*just_below_breakpoints([sigma_max, *spread], breakpoints), 0.0]
 
     def progress(fraction, denoised):
         if on_progress is not None:
@@ -210,7 +242,7 @@ def calibrate_schedule(denoise: Denoiser, calibration_noise: torch.Tensor, sigma
 
     with torch.no_grad():
         teacher = teacher_nodes(denoise, noise, sigma_max, settings, on_model_call,
-                                lambda done, denoised: progress(TEACHER_SHARE * done, denoised))
+                                lambda done, denoised: progress(TEACHER_SHARE * done, denoised), breakpoints)
         candidates = settings.density_powers if settings.check else settings.density_powers[:1]
         schedules = {f"{p:g}": (p, schedule(teacher.lams, p)) for p in candidates}
         checked, check_calls = {}, 0
@@ -219,7 +251,7 @@ def calibrate_schedule(denoise: Denoiser, calibration_noise: torch.Tensor, sigma
             nonlocal check_calls
             for done, name in enumerate(names, 1):
                 out, stats = solve_exp_multistep(denoise, noise.clone(), schedules[name][1], order,
-                                                 on_model_call=on_model_call)
+                                                 on_model_call=on_model_call, breakpoints=breakpoints)
                 check_calls += stats.model_calls
                 checked[name] = _mean_rms(out, teacher.image)
                 progress(start + share * done / len(names), teacher.image)

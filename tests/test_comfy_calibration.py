@@ -137,6 +137,32 @@ def test_without_the_cache_it_calibrates_again(comfyui, user_dir, sd3_inputs):
     assert len(calls) == 2 * n
 
 
+def test_a_scheduled_prompt_splits_the_teacher_and_puts_a_call_just_below_the_switch(comfyui, user_dir, sd3_inputs):
+    """A prompt scheduled to change at 40 % (ConditioningSetTimestepRange): the teacher ends a segment
+    just above the switch (conditioning_breakpoints, as the adaptive samplers do), and the schedule's
+    nearer sigma sits just below it, so the step across it ends where the new prompt holds. The
+    denoiser is Gaussian data whose mean follows the prompt."""
+    from test_comfy_samplers import GAUSSIAN_STD, scheduled_prompt
+
+    model, positive, negative, latent = sd3_inputs
+    called = []
+
+    def prompt_dependent(apply_model, args):
+        x, sigma = args["input"], args["timestep"].reshape(-1, 1, 1, 1)
+        called.append(float(sigma.max()))
+        mean = 0.3 + 0.5 * torch.tanh(args["c"]["c_crossattn"].flatten(1).mean(1) * 50).reshape(-1, 1, 1, 1)
+        s = GAUSSIAN_STD
+        return mean + (1 - sigma) * s * s / ((1 - sigma) ** 2 * s * s + sigma ** 2) * (x - (1 - sigma) * mean)
+
+    m = model.clone()
+    m.set_model_unet_function_wrapper(prompt_dependent)
+    switch = float(model.get_model_object("model_sampling").percent_to_sigma(0.4))
+    sigmas, _ = calibrate(comfyui, m, scheduled_prompt(comfyui, positive, negative, 0.4), negative, latent,
+                          use_cache=False, cfg=1.0, steps=8)
+    assert any(switch < s <= switch * (1 + 1e-4) for s in called)
+    assert any(switch * (1 - 1e-4) <= float(s) < switch for s in sigmas), sigmas
+
+
 def test_what_changes_the_model_changes_the_cache_key(comfyui):
     """Each pair is one model in two forms whose schedules differ (a helper's audit calibrated both and
     found a cache hit): eps against v-prediction, our patch's two conventions, RescaleCFG off and on,
