@@ -31,10 +31,10 @@ import torch
 from ..samplers.calibrate import Calibration, CalibrationSettings, calibrate_schedule
 from .latent import samples_as_samplers_prepare_them
 from .models import require_supported_config
-from .samplers import conditioning_breakpoints, interrupt_check, is_half_precision, sigma_floor
+from .samplers import MAX_HOOKS_READ, MAX_KEYFRAMES_READ, conditioning_breakpoints, interrupt_check, is_half_precision, sigma_floor
 
 log = logging.getLogger("FlowAnime")
-CACHE_VERSION = 2  # bump when the calibration's method changes what it returns
+CACHE_VERSION = 3  # bump when the calibration's method changes what it returns
 SAMPLE_VALUES = 64  # values read from each weight tensor for the fingerprint
 MAX_FINGERPRINT_DEPTH = 8  # patches -> key -> list -> (strength, adapter, ...) -> adapter -> weights -> tensor
 
@@ -87,6 +87,15 @@ def _fingerprint(value, full: bool = False, depth: int = 0):
         return [type(value).__name__, _fingerprint(getattr(value, "strength", None), full, depth + 1),
                 _fingerprint(hint, full, depth + 1), _fingerprint(getattr(value, "timestep_percent_range", None), full, depth + 1),
                 _control_weights_digest(value), _fingerprint(getattr(value, "previous_controlnet", None), full, depth + 1)]
+    keyframes = getattr(getattr(value, "hook_keyframe", None), "keyframes", None)
+    if isinstance(keyframes, list):  # a comfy.hooks Hook (comfy/hooks.py@03a97b6): when, how strong, what
+        frames = [[_fingerprint(getattr(k, a, None), full, depth + 1) for a in ("strength", "start_percent", "guarantee_steps")]
+                  for k in keyframes[:MAX_KEYFRAMES_READ]]
+        return [type(value).__name__, frames, _fingerprint(getattr(value, "_strength_model", None), full, depth + 1),
+                _fingerprint(getattr(value, "weights", None), full, depth + 1)]
+    members = getattr(value, "hooks", None)
+    if isinstance(members, list):  # a comfy.hooks HookGroup on a cond
+        return [type(value).__name__, _fingerprint(members[:MAX_HOOKS_READ], full, depth + 1)]
     weights = getattr(value, "weights", None)  # a LoRA adapter object (newer ComfyUI)
     if weights is not None:
         return [type(value).__name__, _fingerprint(weights, full, depth + 1)]

@@ -223,6 +223,21 @@ def test_what_changes_the_model_changes_the_cache_key(comfyui):
             for c in [(1.0, torch.zeros(1, 3, 8, 8), one), (0.2, torch.zeros(1, 3, 8, 8), one),
                       (1.0, torch.ones(1, 3, 8, 8), one), (1.0, torch.zeros(1, 3, 8, 8), other)]}
     assert len(keys) == 4
+    # a LoRA hook on the conditioning: its keyframes and its weights
+    import comfy.hooks
+
+    def with_hook(percent, scale):
+        lora = {"diffusion_model.input_blocks.0.0.diff": torch.full((4,), scale)}
+        group = comfy.hooks.create_hook_lora(lora, 1.0, 1.0)
+        keyframes = comfy.hooks.HookKeyframeGroup()
+        keyframes.add(comfy.hooks.HookKeyframe(1.0, 0.0))
+        keyframes.add(comfy.hooks.HookKeyframe(0.0, percent))
+        group.set_keyframes_on_hooks(keyframes)
+        return comfy.hooks.set_hooks_for_conditioning(conditioning, group)
+
+    keys = {cal.cache_key(sd15, with_hook(*c), conditioning, 4.0, zeros4, 1, 0, settings)
+            for c in [(0.5, 0.02), (0.3, 0.02), (0.5, 0.05), (0.5, 0.02)]}
+    assert len(keys) == 3
 
 
 @pytest.mark.parametrize("corrupt", ['{"sigmas": [1.0, "nan"]}', "[" * 200000 + "]" * 200000])
