@@ -221,7 +221,7 @@ def calibrate_schedule(denoise: Denoiser, calibration_noise: torch.Tensor, sigma
     on_progress: the share of the calibration done, 0 to 1, after each teacher step and check run, with
     the teacher's latest denoised prediction (its image, once it has finished), for a preview.
     breakpoints: sigmas where the model's output jumps; the teacher is split there (teacher_nodes) and
-    the checks step across them as exp_multistep does when sampling (multistep._across_breakpoint).
+    the checks restart at them as exp_multistep does when sampling (multistep._ends_past_breakpoint).
     Returns the sigmas (ending in 0) and what the calibration cost."""
     settings = replace(settings or CalibrationSettings(), steps=steps, order=order)
     if not (math.isfinite(sigma_max) and sigma_max > 2 * settings.sigma_floor):

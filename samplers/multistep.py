@@ -46,7 +46,6 @@ from .ode import (
     across_located_switches,
     budget_spent_message,
     check_model_output,
-    ddim,
     first_step,
     left_out_of_error,
     model_output_not_finite,
@@ -398,8 +397,8 @@ def solve_exp_multistep(
     midpoint (one more model call) in place of the extrapolation, as the two-stage exponential
     integrators do (RES, Zhang et al. 2023, arXiv 2308.02157). A final interval to sigma 0 returns
     the denoised prediction of the last call; a schedule ending above 0 returns the last predicted
-    latent (no call is left for its corrector). A step across one of `breakpoints` (sigmas where the
-    model's output jumps: _across_breakpoint) restarts the history. Returns (latent, stats)."""
+    latent (no call is left for its corrector). A step ending just past one of `breakpoints` (sigmas
+    where the model's output jumps) restarts the history (_ends_past_breakpoint). Returns (latent, stats)."""
     return _solve_fixed_multistep(LOG_SIGMA_FORM, denoiser, x, sigmas, order, on_step, on_model_call, breakpoints)
 
 
@@ -423,22 +422,24 @@ def solve_flow_multistep(
     polynomial through those and the new one, reusing that call as UniPC does (Zhao et al. 2023,
     arXiv 2302.04867); the weights are the classical variable-step ones (Hairer, Norsett and
     Wanner, Solving ODEs I, III.5). The interval to sigma 0 is predicted only (no call at sigma 0).
-    A schedule ending above 0 returns the last predicted latent. A step across one of `breakpoints`
-    restarts the history (_across_breakpoint). Returns (latent, stats)."""
+    A schedule ending above 0 returns the last predicted latent. A step ending just past one of
+    `breakpoints` restarts the history (_ends_past_breakpoint). Returns (latent, stats)."""
     return _solve_fixed_multistep(SIGMA_FORM, denoiser, x, sigmas, order, on_step, on_model_call, breakpoints)
 
 
-def _across_breakpoint(breakpoints: Sequence[float], s: float, s_next: float) -> float | None:
-    """The first breakpoint strictly inside the step from s to s_next, or None. A fixed schedule does
-    not stop at the sigma where a prompt, ControlNet, hook keyframe or patch switches (the adaptive
-    entries do: k_sampler.solve_in_segments); the step across it is taken as the located split is
-    (ode.across_located_switches): DDIM on the last call's prediction down to the breakpoint, on the
-    new call's from there, and the history starts again from the new call, since a polynomial through
-    values from both sides of a jump extrapolates the jump."""
-    inside = [b for b in breakpoints if min(s, s_next) < b < max(s, s_next)]
-    if not inside:
-        return None
-    return max(inside) if s_next < s else min(inside)
+# A fixed schedule's step "ends at" a breakpoint when its end is this close past it (relative), as the
+# Calibrated Schedule puts it (calibrate.just_below_breakpoints, BREAKPOINT_GAP below).
+ENDS_AT_BREAKPOINT = 1e-4
+
+
+def _ends_past_breakpoint(breakpoints: Sequence[float], s: float, s_next: float) -> bool:
+    """Whether the step from s to s_next ends just past a breakpoint (a sigma where the model's output
+    jumps: a prompt, ControlNet, hook keyframe or patch switching). Such a step is the predictor alone,
+    on the history from before the jump, and the history starts again from the call at its end: a
+    corrector, or a later polynomial, through values from both sides of a jump extrapolates the jump.
+    A breakpoint inside a step is left alone: a first-order step across it measured worse than the
+    polynomial over it in most positions (README: "Fixed schedules across a breakpoint")."""
+    return any(min(s, s_next) < b < max(s, s_next) and abs(s_next - b) <= ENDS_AT_BREAKPOINT * b for b in breakpoints)
 
 
 def _solve_fixed_multistep(form: _AdamsForm, denoiser, x, sigmas, order, on_step, on_model_call, breakpoints=()):
@@ -467,8 +468,8 @@ def _solve_fixed_multistep(form: _AdamsForm, denoiser, x, sigmas, order, on_step
             # only the step onto the last sigma before 0: the image is that call's denoised prediction,
             # and no later step corrects what this one gets wrong
             onto_last = i + 2 == len(sigmas) - 1 and sigmas[-1] <= 0
-            crossed = _across_breakpoint(breakpoints, s, s_next) if s_next > 0 else None
-            staged = crossed is None and onto_last and len(history_t) >= 2 \
+            restart = s_next > 0 and _ends_past_breakpoint(breakpoints, s, s_next)
+            staged = not restart and onto_last and len(history_t) >= 2 \
                 and abs(t_new - t) > form.long_step_ratio * abs(t - history_t[-2])
             if staged:
                 t_mid = (t + t_new) / 2
@@ -484,10 +485,9 @@ def _solve_fixed_multistep(form: _AdamsForm, denoiser, x, sigmas, order, on_step
                 x = x_pred
                 if s_next <= 0:
                     denoised = x
-            elif crossed is not None:
-                before, denoised = denoised, call(x_pred, s_next)
-                x = ddim(ddim(x, before, s, crossed), denoised, crossed, s_next)
-                history_t[:], history_f[:] = [t_new], [form.value(x, denoised, s_next)]  # at the latent kept
+            elif restart:
+                denoised, x = call(x_pred, s_next), x_pred
+                history_t[:], history_f[:] = [t_new], [form.value(x, denoised, s_next)]
             else:
                 denoised = call(x_pred, s_next)
                 f_new = form.value(x_pred, denoised, s_next)

@@ -244,7 +244,7 @@ def test_the_teacher_allows_for_a_half_precision_model():
 def test_a_calibration_told_of_a_switch_splits_its_teacher_and_steps_across_it():
     """A prediction that is one constant above sigma 0.3 (a prompt scheduled to change there) and
     Gaussian data's below: told, the teacher ends a segment at the switch instead of crowding its steps
-    onto it, and the schedule, run as exp_multistep runs it when sampling (across the switch), lands
+    onto it, and the schedule, run as exp_multistep runs it when sampling (restarting at the switch), lands
     closer to the closed form: DDIM is exact down to 0.3, and from there the Gaussian flow scales the
     distance to the mean by s / sqrt(s^2 + 0.3^2)."""
     gen = torch.Generator().manual_seed(3)

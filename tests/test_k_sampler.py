@@ -137,21 +137,29 @@ def test_a_conditioning_switch_is_a_segment_boundary_not_a_step_collapse(method)
 
 
 @pytest.mark.parametrize("method", ["exp_multistep", "flow_multistep"])
-def test_a_fixed_schedule_across_a_conditioning_switch_restarts_its_history(method):
-    """A fixed schedule steps across the switch: told where it is, that step is DDIM on each side of it
-    and the history starts again after it, which is exact for a prediction constant on each side (the
-    same calls); told nothing, the polynomial through both sides extrapolates the jump."""
+def test_a_fixed_schedule_ending_a_step_at_a_switch_restarts_its_history(method):
+    """A schedule with a sigma just below the switch (as the Calibrated Schedule places one): told, the
+    step onto it is the predictor alone and the history starts again from its call, which is exact for
+    a prediction constant on each side (the same calls); told nothing, the corrector and the next
+    polynomials mix both sides. A switch inside a step is left alone: the same result either way."""
+    from flowanime.samplers.k_sampler import BREAKPOINT_GAP
+
     noise = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
-    schedule = torch.tensor([1.0, 0.8, 0.6, 0.45, 0.25, 0.15, 0.08, 0.04, 0.02])
-    errors, counts = {}, {}
-    for told in (True, False):
-        model, exact, calls = conditioning_switch_model()
-        sample = make_sampler_function(SamplerConfig(method, -2.5, -3.5),
-                                       breakpoints_of=(lambda m, start, end: [0.3]) if told else None)
-        out = sample(model, noise.clone(), schedule, disable=True)
-        errors[told], counts[told] = float((out - exact(noise, 0.02)).abs().max()), len(calls)
-    assert counts[True] == counts[False]
-    assert errors[True] < 1e-4 and errors[False] > 100 * errors[True], errors
+    aligned = torch.tensor([1.0, 0.8, 0.6, 0.45, 0.3 * (1 - BREAKPOINT_GAP), 0.15, 0.08, 0.04, 0.02], dtype=torch.float64)
+    inside = torch.tensor([1.0, 0.8, 0.6, 0.45, 0.25, 0.15, 0.08, 0.04, 0.02])
+    for schedule, exact_when_told in ((aligned, True), (inside, False)):
+        errors, counts = {}, {}
+        for told in (True, False):
+            model, exact, calls = conditioning_switch_model()
+            sample = make_sampler_function(SamplerConfig(method, -2.5, -3.5),
+                                           breakpoints_of=(lambda m, start, end: [0.3]) if told else None)
+            out = sample(model, noise.clone().double(), schedule, disable=True)
+            errors[told], counts[told] = float((out - exact(noise.double(), 0.02)).abs().max()), len(calls)
+        assert counts[True] == counts[False]
+        if exact_when_told:
+            assert errors[True] < 1e-4 and errors[False] > 100 * errors[True], errors
+        else:
+            assert errors[True] == errors[False], errors
 
 
 @pytest.mark.parametrize("method", ["dopri5", "heun_euler", "adams_pc", "flow_adams_pc"])
