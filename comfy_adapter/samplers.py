@@ -286,7 +286,10 @@ def conditioning_breakpoints(k_model, sigma_start: float = math.inf, sigma_end: 
             if hooks is not None and id(hooks) not in seen_hooks and len(seen_hooks) < MAX_HOOKS_READ:
                 seen_hooks.add(id(hooks))
                 for sigma, percent, jump in hook_keyframe_changes(hooks):
-                    if splits_the_solve(sigma, sigma_start, sigma_end) and jump > hook_changes.get(sigma, (0, 0, 0))[2]:
+                    known = sigma in hook_changes
+                    # the selection below compares every candidate with those kept: a bounded number of them
+                    if (known or len(hook_changes) < MAX_KEYFRAMES_READ) and splits_the_solve(sigma, sigma_start, sigma_end) \
+                            and jump > hook_changes.get(sigma, (0, 0, 0))[2]:
                         hook_changes[sigma] = (sigma, percent, jump)
         found.update(largest_spread_changes(hook_changes.values(), MAX_HOOK_BREAKPOINTS))
         patched = {sigma for sigma in map(_as_sigma, patch_range_breakpoints(

@@ -196,10 +196,9 @@ def just_below_breakpoints(sigmas: list[float], breakpoints: Sequence[float]) ->
     last (the image is its prediction) and one already moved stay where they are."""
     out, moved = list(sigmas), set()
     for b in sorted(breakpoints, reverse=True):
-        above = [i for i in range(len(out) - 1) if out[i] > b >= out[i + 1]]
-        if not above:
+        i = next((i for i in range(len(out) - 1) if out[i] > b >= out[i + 1]), None)
+        if i is None:
             continue
-        i = above[0]
         nearer = i if abs(math.log(out[i] / b)) <= abs(math.log(b / out[i + 1])) else i + 1
         below = b * (1 - BREAKPOINT_GAP)
         if nearer in moved or nearer in (0, len(out) - 1) or not out[i + 1] < below:
