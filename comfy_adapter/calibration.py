@@ -31,10 +31,17 @@ import torch
 from ..samplers.calibrate import Calibration, CalibrationSettings, calibrate_schedule
 from .latent import samples_as_samplers_prepare_them
 from .models import require_supported_config
-from .samplers import MAX_HOOKS_READ, MAX_KEYFRAMES_READ, conditioning_breakpoints, interrupt_check, is_half_precision, sigma_floor
+from .samplers import (
+    MAX_HOOKS_READ,
+    MAX_KEYFRAMES_READ,
+    conditioning_breakpoints,
+    interrupt_check,
+    model_precision,
+    sigma_floor,
+)
 
 log = logging.getLogger("FlowAnime")
-CACHE_VERSION = 3  # bump when the calibration's method changes what it returns
+CACHE_VERSION = 4  # bump when the calibration's method changes what it returns
 SAMPLE_VALUES = 64  # values read from each weight tensor for the fingerprint
 MAX_FINGERPRINT_DEPTH = 8  # patches -> key -> list -> (strength, adapter, ...) -> adapter -> weights -> tensor
 
@@ -223,7 +230,7 @@ def calibrate(model, positive, negative, cfg: float, latent: dict, settings: Cal
         floor = max(settings.sigma_floor, sigma_floor(k_model))
         found["floor"] = floor
         # the teacher is adams_pc, whose controller allows for a half-precision model's rounding
-        used = replace(settings, sigma_floor=floor, half_precision_model=is_half_precision(k_model))
+        used = replace(settings, sigma_floor=floor, model_precision=model_precision(k_model))
         s_in = x.new_ones([x.shape[0]])
 
         def denoise(x_, sigma):

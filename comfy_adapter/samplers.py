@@ -63,11 +63,12 @@ def compute_dtype(k_model):
         return None
 
 
-def is_half_precision(k_model) -> bool:
-    """Whether the diffusion model computes in float16 or bfloat16."""
+def model_precision(k_model) -> str:
+    """The diffusion model's compute dtype as the step control tells them apart: "float16",
+    "bfloat16", else "float32" (also when unknown)."""
     import torch
 
-    return compute_dtype(k_model) in (torch.float16, torch.bfloat16)
+    return {torch.float16: "float16", torch.bfloat16: "bfloat16"}.get(compute_dtype(k_model), "float32")
 
 
 def model_sampling_of(k_model):
@@ -350,8 +351,7 @@ def comfy_sampler_function(config: SamplerConfig):
                                      breakpoints_of=conditioning_breakpoints)
 
     solve = build(config)
-    solve_half = build(dataclasses.replace(config, half_precision_model=True)) \
-        if config.method in ONE_CALL_ADAPTIVE_METHODS else solve
+    solves = {config.model_precision: solve}  # one per compute dtype, for the one-call adaptive methods
 
     @functools.wraps(solve)
     def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
@@ -361,11 +361,13 @@ def comfy_sampler_function(config: SamplerConfig):
                         "exp_multistep (or ComfyUI's dpmpp_2m) follows the path more closely for the same calls. "
                         "Or make it a flow model with the FlowAnime rectified-flow patch if it was trained as one.",
                         config.method)
-        if solve_half is not solve and is_half_precision(model):
+        precision = model_precision(model) if config.method in ONE_CALL_ADAPTIVE_METHODS else config.model_precision
+        if precision not in solves:
+            solves[precision] = build(dataclasses.replace(config, model_precision=precision))
+        if precision != "float32":
             log.info("FlowAnime %s: the model computes in %s; the step controller allows for its rounding.",
-                     config.method, str(compute_dtype(model)).replace("torch.", ""))
-            return solve_half(model, x, sigmas, extra_args, callback, disable)
-        return solve(model, x, sigmas, extra_args, callback, disable)
+                     config.method, precision)
+        return solves[precision](model, x, sigmas, extra_args, callback, disable)
 
     return sample
 

@@ -61,7 +61,7 @@ class CalibrationSettings:
     density_powers: tuple[float, ...] = DENSITY_POWERS  # tried in turn with check on; the first without
     check: bool = True
     max_teacher_calls: int = 400
-    half_precision_model: bool = False  # the model computes in float16/bfloat16: the teacher allows for it
+    model_precision: str = "float32"  # the dtype the model computes in: the teacher allows for its rounding
 
     def __post_init__(self):
         if not 2 <= self.steps <= MAX_STEPS:
@@ -146,7 +146,7 @@ def teacher_nodes(denoiser: Denoiser, noise: torch.Tensor, sigma_max: float, set
     teacher_settings = AdaptiveSettings(rtol=10**settings.teacher_log10_rtol,
                                         atol=10 ** (settings.teacher_log10_rtol - 1),
                                         max_model_calls=settings.max_teacher_calls,
-                                        half_precision_model=settings.half_precision_model)
+                                        model_precision=settings.model_precision)
     def solve_segment(x, begin, end, segment_settings, segment_on_step, log):
         return solve_adams_pc(denoiser, x, begin, end, segment_settings, on_step=segment_on_step,
                               on_model_call=on_model_call, log=log)

@@ -16,6 +16,7 @@ from . import tableaux
 from .inputs import check_conditioning, check_latent, check_sigmas, resolvable_tolerances, solve_dtype
 from .multistep import solve_adams_pc, solve_exp_multistep, solve_flow_adams_pc, solve_flow_multistep
 from .ode import (
+    MODEL_PRECISIONS,
     ODE_FORMS,
     AdaptiveSettings,
     SolveStats,
@@ -48,7 +49,7 @@ class SamplerConfig:
     sigma_min: float = 1e-3  # where an adaptive solve stops and returns the denoised prediction
     ode_form: str = "data"
     order: int | None = None  # a fixed multistep method's predictor order (None: its default, FIXED_MULTISTEP)
-    half_precision_model: bool = False  # the model computes in float16/bfloat16 (set by the ComfyUI adapter)
+    model_precision: str = "float32"  # the dtype the model computes in, one of MODEL_PRECISIONS (set by the ComfyUI adapter)
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -61,6 +62,8 @@ class SamplerConfig:
                 raise ValueError(f"FlowAnime: '{name}' must be between -12 and 0, got {value!r}. Typical: -2.5 and -3.5.")
         if self.max_model_calls < 4:
             raise ValueError(f"FlowAnime: 'max_model_calls' must be at least 4, got {self.max_model_calls}.")
+        if self.model_precision not in MODEL_PRECISIONS:
+            raise ValueError(f"FlowAnime: 'model_precision' must be one of {MODEL_PRECISIONS}, got {self.model_precision!r}.")
         if self.order not in (None, 1, 2, 3):
             raise ValueError(f"FlowAnime: 'order' must be 1, 2 or 3, got {self.order!r}.")
         if not 0 < self.sigma_min < 1:
@@ -85,7 +88,7 @@ class SamplerConfig:
     @property
     def adaptive_settings(self):
         return AdaptiveSettings(rtol=10**self.log10_rtol, atol=10**self.log10_atol, max_model_calls=self.max_model_calls,
-                                half_precision_model=self.half_precision_model)
+                                model_precision=self.model_precision)
 
 
 # A conditioning or ControlNet that starts or stops at a sigma (ConditioningSetTimestepRange, a

@@ -64,10 +64,11 @@ MAX_STEP_RATIO_FOR_ORDER_3 = 2.0
 # the Runge-Kutta safety factor 0.9 were measured (bench/gmm.py, on two mixtures) to draw more
 # rejections than they saved; at 0.5 a solve typically has one rejection, and fewer calls.
 SAFETY = 0.5
-# A float16/bfloat16 network's rounding keeps the error ratio above 1/16 on its own, where 0.5 shrinks
-# every accepted step until the budget is spent; at 0.9 the steps hold (README: models that compute in
-# bfloat16 or float16).
-HALF_PRECISION_SAFETY = 0.9
+# A half-precision network's rounding keeps the error ratio up on its own, where 0.5 shrinks every
+# accepted step until the budget is spent. bfloat16 needs 0.9 for the steps to hold; float16 rounds
+# about 8x finer, and there 0.9 lets a smooth model's solve land visibly off where 0.7 does not
+# (README: models that compute in bfloat16 or float16).
+HALF_PRECISION_SAFETY = {"float16": 0.7, "bfloat16": 0.9}
 MAX_FACTOR = 5.0
 _GAUSS_NODES, _GAUSS_WEIGHTS = np.polynomial.legendre.leggauss(12)
 
@@ -191,8 +192,8 @@ def solve_adams_pc(
     """Integrate from sigma_start to sigma_end (both > 0; down to sample, up to invert). Returns (x at
     sigma_end, denoised prediction there, stats), as solve_adaptive does; the denoised prediction is
     the last model call. The exponential weights hold for steps of either sign.
-    Of `settings`, rtol, atol, max_model_calls, min_factor and half_precision_model apply; SAFETY (or
-    HALF_PRECISION_SAFETY) and MAX_FACTOR replace the Runge-Kutta safety and growth limit."""
+    Of `settings`, rtol, atol, max_model_calls, min_factor and model_precision apply; SAFETY (or
+    HALF_PRECISION_SAFETY's) and MAX_FACTOR replace the Runge-Kutta safety and growth limit."""
     settings = settings or AdaptiveSettings()
     if max_order is None:
         max_order = 3 if settings.rtol < ORDER_3_BELOW_RTOL else 2
@@ -238,7 +239,7 @@ def _solve_adaptive_multistep(form: _AdamsForm, denoiser, x, sigma_start, sigma_
     history_t, history_f = [t], [form.value(x, denoised, sigma_start)]
     norm = _ErrorNorm(x, settings.rtol, settings.atol)
     err_buffer = torch.empty_like(x)
-    safety = HALF_PRECISION_SAFETY if settings.half_precision_model else SAFETY
+    safety = HALF_PRECISION_SAFETY.get(settings.model_precision, SAFETY)
     control = StepControl(first_step(form, sigma_start, x, denoised, 1, settings.rtol, settings.first_log_step),
                           safety, settings.min_factor, MAX_FACTOR)
 

@@ -353,6 +353,10 @@ def first_step(form, sigma0: float, x0: torch.Tensor, denoised0: torch.Tensor, o
     return abs(form.time(sigma0 * math.exp(-log_step)) - form.time(sigma0))
 
 
+# The dtypes a model may compute in, as the step control tells them apart (others count as float32).
+MODEL_PRECISIONS = ("float32", "float16", "bfloat16")
+
+
 @dataclass(frozen=True)
 class AdaptiveSettings:
     rtol: float = 10 ** -2.5
@@ -361,7 +365,7 @@ class AdaptiveSettings:
     safety: float = 0.9
     min_factor: float = 0.2
     max_factor: float = 30.0  # measured on bench/gmm.py: 10 made loose solves climb out of small steps
-    half_precision_model: bool = False  # the model computes in float16/bfloat16 (the Adams methods use it)
+    model_precision: str = "float32"  # the dtype the model computes in (the Adams methods' controller uses it)
     first_log_step: float | None = None  # in log sigma; None: first_step chooses it
     calls_before: int = 0  # spent by earlier segments of the same solve, out of max_model_calls
 

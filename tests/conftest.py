@@ -2,9 +2,10 @@
 
 - The pack's cores are importable as the package `flowanime` without running the ComfyUI entry
   point (`__init__.py`), so unit tests need no ComfyUI.
-- The `comfyui` fixture boots a real ComfyUI headless on the CPU (found by scripts/test.sh, or via
-  COMFYUI_PATH) and loads this pack with ComfyUI's own custom-node loader. Tests that use it are
-  marked `integration` and skip, with the reason shown, when no ComfyUI is found.
+- The `comfyui` fixture boots a real ComfyUI headless (found by scripts/test.sh, or via
+  COMFYUI_PATH) on the CPU, or on the GPU with FLOWANIME_TEST_DEVICE=gpu, and loads this pack with
+  ComfyUI's own custom-node loader. Tests that use it are marked `integration` and skip, with the
+  reason shown, when no ComfyUI is found.
 """
 
 from __future__ import annotations

@@ -384,7 +384,9 @@ class ComfyHarness:
         sys.path.insert(0, str(self.comfy_path))
         from comfy.cli_args import args
 
-        args.cpu = True  # before comfy.model_management is imported
+        # Before comfy.model_management is imported. FLOWANIME_TEST_DEVICE=gpu leaves ComfyUI to pick
+        # the accelerator and its half-precision weights, as a user's install does.
+        args.cpu = os.environ.get("FLOWANIME_TEST_DEVICE", "cpu").lower() != "gpu"
         # As main.py does, before nodes.py puts ComfyUI/comfy on sys.path (where comfy/utils.py would
         # then shadow ComfyUI's utils package and comfy_extras/nodes_images.py would fail to import).
         import folder_paths

@@ -236,9 +236,9 @@ def test_the_teacher_allows_for_a_half_precision_model():
         return x - s * (v + 0.03 * v.abs() * torch.sin(12345.0 * x))
 
     noise = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0))
-    calls = {half: calibrate_schedule(rough, noise, 1.0, 6, 3, CalibrationSettings(check=False, half_precision_model=half)).teacher_calls
-             for half in (False, True)}
-    assert calls[True] < calls[False] / 3, calls
+    calls = {told: calibrate_schedule(rough, noise, 1.0, 6, 3, CalibrationSettings(check=False, model_precision=told)).teacher_calls
+             for told in ("float32", "bfloat16")}
+    assert calls["bfloat16"] < calls["float32"] / 3, calls
 
 
 def test_a_calibration_told_of_a_switch_splits_its_teacher_and_steps_across_it():

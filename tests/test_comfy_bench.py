@@ -117,3 +117,22 @@ def test_trained_problem_fixture_loads_and_denoises(comfyui):
     assert r["cal_differs"] > 0.5 and r["seed_check"] == "refused"  # calibration noise is never evaluation noise
     assert r["ref_finite"] and r["ref_shape"] == [1, 3, 16, 16]
     assert 0.2 < r["ref_rms"] < 5  # a sample of the normalised data's scale, not noise blown up
+
+
+def test_device_benchmark_runs_on_the_cpu_and_prints_its_table(comfyui):
+    """bench/bench_device.py (figures from a GPU in the README) checked where CI runs: a depth-2 MMDiT
+    at 128x128, every sampler it compares in the table, each with its calls and a finite time."""
+    env = {**os.environ, "COMFYUI_PATH": str(comfyui.comfy_path)}
+    proc = subprocess.run(
+        [sys.executable, str(PACK_ROOT / "bench" / "bench_device.py"), "--device", "cpu", "--size", "128",
+         "--repeats", "1", "--euler-steps", "4", "--max-calls", "8"],
+        cwd=PACK_ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = proc.stdout.split("beyond a call ms")[1].splitlines()[1:]
+    names = [line.split()[0] for line in table if line.strip()]
+    assert names == ["euler", "euler+read-back", "dpmpp_2m", "flowanime_dopri5", "flowanime_bosh3", "flowanime_adams_pc",
+                     "flowanime_flow_adams_pc", "flowanime_flow_multistep"]
+    calls = {line.split()[0]: int(line.split()[1]) for line in table if line.strip()}
+    assert calls["euler"] == calls["euler+read-back"] == 4 and calls["flowanime_flow_multistep"] == 4
+    assert all(2 <= calls[n] <= 8 for n in names if n.startswith("flowanime_") and n != "flowanime_flow_multistep")

@@ -150,7 +150,7 @@ def test_a_scheduled_prompt_splits_the_teacher_and_puts_a_call_just_below_the_sw
     def prompt_dependent(apply_model, args):
         x, sigma = args["input"], args["timestep"].reshape(-1, 1, 1, 1)
         called.append(float(sigma.max()))
-        mean = 0.3 + 0.5 * torch.tanh(args["c"]["c_crossattn"].flatten(1).mean(1) * 50).reshape(-1, 1, 1, 1)
+        mean = 0.3 + 0.5 * torch.tanh(args["c"]["c_crossattn"].to(x).flatten(1).mean(1) * 50).reshape(-1, 1, 1, 1)
         s = GAUSSIAN_STD
         return mean + (1 - sigma) * s * s / ((1 - sigma) ** 2 * s * s + sigma ** 2) * (x - (1 - sigma) * mean)
 
