@@ -5,15 +5,16 @@ RMS q/k norm) with random weights, loads it through ComfyUI's own loader (model 
 dtype and device ComfyUI picks), and samples a 1024x1024 latent at CFG 4.5 through
 comfy.sample.sample_custom, as SamplerCustomAdvanced does, with ComfyUI's Euler and DPM++ 2M and
 with every KSampler entry of the pack, and with Euler reading a value back to the CPU at every step
-(as a latent preview does: the CPU then waits for the GPU before it queues the next call). Prints, per sampler: model calls, wall time, the time per
-call, the time per call beyond a model call (the wall time of Euler's calls, which do one
-multiply-add each beside the model), and the peak memory beside Euler's.
+(as a latent preview does: the CPU then waits for the GPU before it queues the next call). Prints,
+per sampler: model calls, wall time, the time per call, the time per call beyond a model call (the
+wall time of Euler's calls, which do one multiply-add each beside the model), and the peak memory
+beside Euler's. The samplers run round-robin, the fastest of --repeats runs kept.
 
 Random weights are no image model: the adaptive entries would spend their whole budget on them,
 so it is capped (--max-calls). The figures that carry over are the ones per call.
 
     python bench/bench_device.py [--device cuda|cpu] [--size 1024] [--cfg 4.5] [--repeats 3]
-        [--euler-steps 30] [--depth 24]
+        [--euler-steps 30] [--depth 24] [--max-calls 60]
 
 With no CUDA device (or --device cpu) it runs a depth-2 model at 256x256 by default, so the script
 itself can be checked anywhere; the figures that matter come from a GPU.
