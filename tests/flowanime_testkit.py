@@ -358,6 +358,21 @@ def make_executor(executor_class, server):
     return executor_class(server, **kwargs)
 
 
+def requested_test_device() -> str:
+    """FLOWANIME_TEST_DEVICE: "cpu" (the default) or "gpu", checked before ComfyUI is booted, since
+    ComfyUI without --cpu on a machine with no GPU fails deep inside its own import."""
+    import torch
+
+    device = os.environ.get("FLOWANIME_TEST_DEVICE", "cpu").strip().lower()
+    if device not in ("cpu", "gpu"):
+        raise RuntimeError(f"FLOWANIME_TEST_DEVICE must be cpu or gpu, got {device!r}")
+    has_gpu = (torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
+               or torch.backends.mps.is_available())
+    if device == "gpu" and not has_gpu:
+        raise RuntimeError("FLOWANIME_TEST_DEVICE=gpu, but torch sees no CUDA, XPU or MPS device: unset it to test on the CPU")
+    return device
+
+
 class ComfyHarness:
     _instance: ComfyHarness | None = None
 
@@ -386,7 +401,7 @@ class ComfyHarness:
 
         # Before comfy.model_management is imported. FLOWANIME_TEST_DEVICE=gpu leaves ComfyUI to pick
         # the accelerator and its half-precision weights, as a user's install does.
-        args.cpu = os.environ.get("FLOWANIME_TEST_DEVICE", "cpu").lower() != "gpu"
+        args.cpu = requested_test_device() == "cpu"
         # As main.py does, before nodes.py puts ComfyUI/comfy on sys.path (where comfy/utils.py would
         # then shadow ComfyUI's utils package and comfy_extras/nodes_images.py would fail to import).
         import folder_paths
