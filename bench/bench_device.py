@@ -62,14 +62,14 @@ def import_comfy(path: Path, cpu: bool):
     return comfy
 
 
-def random_mmdit_state(depth: int, device, seed: int = 0) -> dict:
+def random_mmdit_state(depth: int, size: int, device, seed: int = 0) -> dict:
     """An SD3.5 Medium-shaped MMDiT's weights (hidden 64 x depth, as SD3 scales), drawn on the device:
     fan-in scaled normals, unit norm scales, small biases (O(1) activations through the blocks)."""
     import comfy.ops
     from comfy.ldm.modules.diffusionmodules.mmdit import OpenAISignatureMMDITWrapper
 
     hidden = 64 * depth
-    pos_size = 384 if depth >= 24 else 64
+    pos_size = max(384 if depth >= 24 else 64, size // 16)  # SD3.5 Medium's table, or the latent's patches
     with torch.device("meta"):
         shapes = OpenAISignatureMMDITWrapper(
             input_size=None, patch_size=2, in_channels=16, out_channels=16, depth=depth, adm_in_channels=2048,
@@ -154,7 +154,7 @@ def main():
     comfy = import_comfy(comfy_path, cpu=device.type == "cpu")
     from flowanime.nodes.sampler_nodes import KSAMPLER_ENTRIES, comfy_sampler_function
 
-    patcher = comfy.sd.load_diffusion_model_state_dict(random_mmdit_state(depth, device))
+    patcher = comfy.sd.load_diffusion_model_state_dict(random_mmdit_state(depth, size, device))
     if patcher is None:
         sys.exit("ComfyUI did not detect the random MMDiT as SD3")
     gen = torch.Generator().manual_seed(1)
@@ -179,7 +179,9 @@ def main():
 
     print(f"ComfyUI {comfy_path}, device {device} "
           f"({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}), "
-          f"model dtype {patcher.model.get_dtype()}, MMDiT depth {depth} ({type(patcher.model).__name__}), "
+          f"model weights {patcher.model.get_dtype()}, computing in "
+          f"{getattr(patcher.model, 'manual_cast_dtype', None) or patcher.model.get_dtype()}, "
+          f"MMDiT depth {depth} ({type(patcher.model).__name__}), "
           f"{size}x{size}, CFG {args.cfg}, torch {torch.__version__}\n")
     logging.getLogger("FlowAnime").setLevel(logging.ERROR)  # the budget warnings are expected here
     warm_up = samplers[0][0:2] + (sigmas_for(3),)

@@ -34,9 +34,11 @@ from .models import require_supported_config
 from .samplers import (
     MAX_HOOKS_READ,
     MAX_KEYFRAMES_READ,
+    base_compute_dtype,
     conditioning_breakpoints,
     interrupt_check,
     model_precision,
+    precision_name,
     sigma_floor,
 )
 
@@ -151,6 +153,8 @@ def model_fingerprint(model) -> dict:
     sampling = _sampling_fingerprint(model.get_model_object("model_sampling"))
     return {
         "model": type(base).__name__,
+        # the teacher's controller depends on it; fp8 weights may run in float16 or bfloat16
+        "precision": precision_name(base_compute_dtype(base)),
         "weights": {k: _tensor_digest(v, full=False) for k, v in sorted(weights.items())},
         "patches": _fingerprint(getattr(model, "patches", {})),
         "sampling": sampling,

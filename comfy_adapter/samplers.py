@@ -49,10 +49,14 @@ def base_model_of(k_model):
 
 
 def compute_dtype(k_model):
-    """The dtype the diffusion model runs in, or None when unknown: newer ComfyUI's
+    """The dtype the diffusion model behind KSAMPLER's denoiser runs in, or None when unknown."""
+    return base_compute_dtype(base_model_of(k_model))
+
+
+def base_compute_dtype(base):
+    """The dtype a BaseModel runs in, or None when unknown: newer ComfyUI's
     BaseModel.get_dtype_inference() (model_base.py@094c74c: manual_cast_dtype if set, else the
     weights' dtype); on 0.3.64, which lacks it, the same two read directly."""
-    base = base_model_of(k_model)
     try:
         inference = getattr(base, "get_dtype_inference", None)
         if callable(inference):
@@ -66,9 +70,13 @@ def compute_dtype(k_model):
 def model_precision(k_model) -> str:
     """The diffusion model's compute dtype as the step control tells them apart: "float16",
     "bfloat16", else "float32" (also when unknown)."""
+    return precision_name(compute_dtype(k_model))
+
+
+def precision_name(dtype) -> str:
     import torch
 
-    return {torch.float16: "float16", torch.bfloat16: "bfloat16"}.get(compute_dtype(k_model), "float32")
+    return {torch.float16: "float16", torch.bfloat16: "bfloat16"}.get(dtype, "float32")
 
 
 def model_sampling_of(k_model):
@@ -364,7 +372,7 @@ def comfy_sampler_function(config: SamplerConfig):
         precision = model_precision(model) if config.method in ONE_CALL_ADAPTIVE_METHODS else config.model_precision
         if precision not in solves:
             solves[precision] = build(dataclasses.replace(config, model_precision=precision))
-        if precision != "float32":
+        if config.method in ONE_CALL_ADAPTIVE_METHODS and precision != "float32":
             log.info("FlowAnime %s: the model computes in %s; the step controller allows for its rounding.",
                      config.method, precision)
         return solves[precision](model, x, sigmas, extra_args, callback, disable)

@@ -369,6 +369,10 @@ class AdaptiveSettings:
     first_log_step: float | None = None  # in log sigma; None: first_step chooses it
     calls_before: int = 0  # spent by earlier segments of the same solve, out of max_model_calls
 
+    def __post_init__(self):
+        if self.model_precision not in MODEL_PRECISIONS:
+            raise ValueError(f"FlowAnime: model_precision must be one of {MODEL_PRECISIONS}, got {self.model_precision!r}.")
+
 
 class StepControl:
     """The step-size controller both adaptive solvers share: an I-controller (factor safety *

@@ -166,8 +166,8 @@ def test_a_scheduled_prompt_splits_the_teacher_and_puts_a_call_just_below_the_sw
 def test_what_changes_the_model_changes_the_cache_key(comfyui):
     """Each pair is one model in two forms whose schedules differ (a helper's audit calibrated both and
     found a cache hit): eps against v-prediction, our patch's two conventions, RescaleCFG off and on,
-    two LoRAs at the same strength; an eps model's starting latent; a ControlNet's strength, hint and
-    network."""
+    two LoRAs at the same strength; the dtype the same weights compute in; an eps model's starting
+    latent; a ControlNet's strength, hint and network."""
     from safetensors.torch import save_file
 
     cal = comfyui.pack_submodule("comfy_adapter.calibration")
@@ -197,6 +197,13 @@ def test_what_changes_the_model_changes_the_cache_key(comfyui):
         "LoRA": (loader.load_lora_model_only(sd15, kit.SD15_LORA, 1.0)[0],
                  loader.load_lora_model_only(sd15, "flowanime_other_lora.safetensors", 1.0)[0], zeros4),
     }
+    def computing_in(dtype):  # the same stored weights, run in another dtype (fp8 weights cast on the fly)
+        patched = sd15.clone()
+        patched.model = copy.copy(sd15.model)
+        patched.model.manual_cast_dtype = dtype
+        return patched
+
+    pairs["compute dtype"] = (computing_in(torch.float16), computing_in(torch.bfloat16), zeros4)
     free_u = comfyui.node_class("FreeU_V2")()
     pairs["FreeU"] = (free_u.patch(sd15, 1.3, 1.4, 0.9, 0.2)[0], free_u.patch(sd15, 1.0, 1.4, 0.9, 0.2)[0], zeros4)
     for name, (a, b, latent) in pairs.items():

@@ -406,3 +406,9 @@ def test_a_smooth_model_told_float16_stays_close(solver):
         out, _, _ = solver(denoise, x.clone(), 1.0, 1e-3, settings)
         errors[told] = float((out - exact).pow(2).mean().sqrt())
     assert errors["float16"] < 2 * errors["float32"] and errors["float16"] < 2e-3, errors
+
+
+def test_an_unknown_model_precision_is_named():
+    """A misspelt dtype would otherwise fall back to the float32 controller without a word."""
+    with pytest.raises(ValueError, match="model_precision"):
+        AdaptiveSettings(model_precision="fp16")
