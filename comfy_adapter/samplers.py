@@ -369,12 +369,14 @@ def comfy_sampler_function(config: SamplerConfig):
                         "exp_multistep (or ComfyUI's dpmpp_2m) follows the path more closely for the same calls. "
                         "Or make it a flow model with the FlowAnime rectified-flow patch if it was trained as one.",
                         config.method)
-        precision = model_precision(model) if config.method in ONE_CALL_ADAPTIVE_METHODS else config.model_precision
+        precision = config.model_precision
+        if config.method in ONE_CALL_ADAPTIVE_METHODS:
+            precision = model_precision(model)
+            if precision != "float32":
+                log.info("FlowAnime %s: the model computes in %s; the step controller allows for its rounding.",
+                         config.method, precision)
         if precision not in solves:
             solves[precision] = build(dataclasses.replace(config, model_precision=precision))
-        if config.method in ONE_CALL_ADAPTIVE_METHODS and precision != "float32":
-            log.info("FlowAnime %s: the model computes in %s; the step controller allows for its rounding.",
-                     config.method, precision)
         return solves[precision](model, x, sigmas, extra_args, callback, disable)
 
     return sample

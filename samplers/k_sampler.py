@@ -16,7 +16,6 @@ from . import tableaux
 from .inputs import check_conditioning, check_latent, check_sigmas, resolvable_tolerances, solve_dtype
 from .multistep import solve_adams_pc, solve_exp_multistep, solve_flow_adams_pc, solve_flow_multistep
 from .ode import (
-    MODEL_PRECISIONS,
     ODE_FORMS,
     AdaptiveSettings,
     SolveStats,
@@ -24,6 +23,7 @@ from .ode import (
     Switching,
     budget_spent_message,
     check_model_output,
+    check_model_precision,
     ddim,
     solve_adaptive,
     solve_fixed,
@@ -62,8 +62,7 @@ class SamplerConfig:
                 raise ValueError(f"FlowAnime: '{name}' must be between -12 and 0, got {value!r}. Typical: -2.5 and -3.5.")
         if self.max_model_calls < 4:
             raise ValueError(f"FlowAnime: 'max_model_calls' must be at least 4, got {self.max_model_calls}.")
-        if self.model_precision not in MODEL_PRECISIONS:
-            raise ValueError(f"FlowAnime: 'model_precision' must be one of {MODEL_PRECISIONS}, got {self.model_precision!r}.")
+        check_model_precision(self.model_precision)
         if self.order not in (None, 1, 2, 3):
             raise ValueError(f"FlowAnime: 'order' must be 1, 2 or 3, got {self.order!r}.")
         if not 0 < self.sigma_min < 1:

@@ -357,6 +357,11 @@ def first_step(form, sigma0: float, x0: torch.Tensor, denoised0: torch.Tensor, o
 MODEL_PRECISIONS = ("float32", "float16", "bfloat16")
 
 
+def check_model_precision(value: str):
+    if value not in MODEL_PRECISIONS:
+        raise ValueError(f"FlowAnime: 'model_precision' must be one of {MODEL_PRECISIONS}, got {value!r}.")
+
+
 @dataclass(frozen=True)
 class AdaptiveSettings:
     rtol: float = 10 ** -2.5
@@ -370,8 +375,7 @@ class AdaptiveSettings:
     calls_before: int = 0  # spent by earlier segments of the same solve, out of max_model_calls
 
     def __post_init__(self):
-        if self.model_precision not in MODEL_PRECISIONS:
-            raise ValueError(f"FlowAnime: model_precision must be one of {MODEL_PRECISIONS}, got {self.model_precision!r}.")
+        check_model_precision(self.model_precision)
 
 
 class StepControl:
