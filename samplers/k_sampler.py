@@ -29,15 +29,20 @@ from .ode import (
     solve_fixed,
     travelled,
 )
+from .singlestep import solve_exp_singlestep
 
 log = logging.getLogger("FlowAnime")
 
 # Adaptive, one model call per step (samplers/multistep.py): in log sigma on the denoised prediction,
 # and in sigma on the velocity.
 MULTISTEP = {"adams_pc": solve_adams_pc, "flow_adams_pc": solve_flow_adams_pc}
-# The same two on the given sigmas, one model call per sigma: (solver, default predictor order).
+# The same two on the given sigmas, one model call per sigma, and the single-step exponential
+# integrators (samplers/singlestep.py), `order` calls per step: (solver, default order).
 FIXED_MULTISTEP = {"exp_multistep": (solve_exp_multistep, 3), "flow_multistep": (solve_flow_multistep, 2)}
-METHODS = tuple(tableaux.ADAPTIVE) + tuple(MULTISTEP) + tuple(tableaux.FIXED) + tuple(FIXED_MULTISTEP)
+FIXED_SINGLESTEP = {"exp_singlestep": (solve_exp_singlestep, 3)}
+FIXED_ORDERED = {**FIXED_MULTISTEP, **FIXED_SINGLESTEP}
+METHODS = (tuple(tableaux.ADAPTIVE) + tuple(MULTISTEP) + tuple(tableaux.FIXED) + tuple(FIXED_MULTISTEP)
+           + tuple(FIXED_SINGLESTEP))
 
 
 @dataclass(frozen=True)
@@ -48,7 +53,7 @@ class SamplerConfig:
     max_model_calls: int = 300
     sigma_min: float = 1e-3  # where an adaptive solve stops and returns the denoised prediction
     ode_form: str = "data"
-    order: int | None = None  # a fixed multistep method's predictor order (None: its default, FIXED_MULTISTEP)
+    order: int | None = None  # a fixed multistep method's predictor order, exp_singlestep's (None: FIXED_ORDERED's)
     model_precision: str = "float32"  # the dtype the model computes in, one of MODEL_PRECISIONS (set by the ComfyUI adapter)
 
     def __post_init__(self):
@@ -70,10 +75,10 @@ class SamplerConfig:
 
     @property
     def multistep_order(self) -> int | None:
-        """The predictor order a fixed multistep method runs at; None for the other methods."""
-        if self.method not in FIXED_MULTISTEP:
+        """The order a fixed multistep method (its predictor) or exp_singlestep runs at; None for the others."""
+        if self.method not in FIXED_ORDERED:
             return None
-        return self.order or FIXED_MULTISTEP[self.method][1]
+        return self.order or FIXED_ORDERED[self.method][1]
 
     @property
     def tableau(self):
@@ -242,6 +247,11 @@ def make_sampler_function(config: SamplerConfig, on_model_call: Callable[[], Non
                 solve = FIXED_MULTISTEP[config.method][0]
                 breakpoints = breakpoints_of(model, sig[0], sig[-1]) if breakpoints_of is not None else ()
                 out, stats = solve(denoiser, x, sig, config.multistep_order, on_step, on_model_call, breakpoints)
+            elif config.method in FIXED_SINGLESTEP:
+                # its interval to 0 ends where an adaptive solve would (sigma_min or the model's floor)
+                out, stats = FIXED_SINGLESTEP[config.method][0](
+                    denoiser, x, sig, config.multistep_order, on_step, on_model_call,
+                    sigma_floor=max(config.sigma_min, sigma_floor(model)))
             elif not config.adaptive:
                 out, stats = solve_fixed(denoiser, x, sig, tableau, config.ode_form, on_step, on_model_call)
             else:

@@ -25,7 +25,7 @@ def test_ksampler_entries_run_through_the_executor(comfyui, family, sampler):
 
 
 @pytest.mark.parametrize("method", ["dopri5", "bosh3", "heun_euler", "fehlberg2", "adams_pc", "rk4", "euler", "exp_multistep",
-                                    "flow_adams_pc", "flow_multistep"])
+                                    "flow_adams_pc", "flow_multistep", "exp_singlestep"])
 def test_sampler_node_with_sampler_custom_advanced(comfyui, method):
     graph, save_id = kit.txt2img("sd3", scheduler="simple", steps=6, patch={"shift": 3.0},
                                  custom_sampler={**ODE_DEFAULTS, "method": method})
