@@ -657,3 +657,30 @@ def test_breakpoints_are_read_from_conditioning_and_chained_controlnets(comfyui)
                                     "negative": [{"timestep_end": torch.tensor(0.2)}, {}]})
     assert adapter.conditioning_breakpoints(SimpleNamespace(inner_model=guider)) == pytest.approx([0.1, 0.2, 0.5, 0.8, 0.9, 1.0])
     assert adapter.conditioning_breakpoints(SimpleNamespace()) == []
+
+
+def test_exp_singlestep_ends_its_last_step_at_an_eps_models_smallest_sigma(comfyui, sd15):
+    """exp_singlestep through ComfyUI's custom sampling on SD1.5 (an eps model): the interval to 0 runs
+    down to the model's smallest trained sigma (larger than sigma_min), with its stages at 1/3 and 2/3
+    of that step in log sigma, and on Gaussian data the image lands on the closed form within what 8
+    bits show."""
+    import comfy.sample
+    import comfy.samplers
+
+    model, pos, neg, latent = sd15
+    exact_model, called, flow = gaussian_data(model)
+    assert not flow
+    sampler = comfyui.node_class("FlowAnimeSamplerRungeKuttaODE")().get_sampler(
+        **{**ODE_DEFAULTS, "method": "exp_singlestep"})[0]
+    model_sampling = model.get_model_object("model_sampling")
+    floor, sigma_max = float(model_sampling.sigma_min), float(model_sampling.sigma_max)
+    sigmas = comfy.samplers.calculate_sigmas(model_sampling, "karras", 10).cpu()
+    noise = comfy.sample.prepare_noise(latent["samples"], 3)
+    out = comfy.sample.sample_custom(exact_model, noise, 1.0, sampler, sigmas, pos, neg, latent["samples"])
+    last = float(sigmas[-2])
+    h = math.log(last / floor)
+    assert min(called) == pytest.approx(last * math.exp(-2 * h / 3), rel=1e-4) and min(called) > floor
+    assert len(called) == 3 * 10
+    expected = gaussian_ode_solution(noise * math.sqrt(1 + sigma_max ** 2), sigma_max, flow)
+    error = float((model.model.latent_format.process_in(out) - expected).pow(2).mean().sqrt())
+    assert error < 5.5e-3, error
