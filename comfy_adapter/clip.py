@@ -14,6 +14,7 @@ we do not pass, and gains pad_left/disable_weights; it returns the same chunks o
 from __future__ import annotations
 
 import copy
+import weakref
 
 from ..prompt.chunking import CHUNK_LENGTH, DEFAULT_BACKTRACK
 from ..prompt.encoder import EncodedTokens
@@ -29,6 +30,7 @@ class ChunkTokenizer:
         self.end_token = sub.end_token
         self.pad_token = sub.pad_token
         self.comma_token = self._single_token(",")
+        self.comma_tokens = _comma_tokens(sub, self.comma_token)
 
     @staticmethod
     def accepts(sub) -> bool:
@@ -58,6 +60,30 @@ class ChunkTokenizer:
         inv = getattr(self._sub, "inv_vocab", {})
         words = [inv.get(t, "?") if isinstance(t, int) else "<embedding>" for t in tokens]
         return "".join(w.replace("</w>", " ") for w in words).strip()
+
+
+_COMMA_TOKENS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # per sub-tokenizer: its vocabulary is read once
+
+
+def _comma_tokens(sub, comma_token) -> frozenset:
+    """The comma, and the tokens CLIP's BPE makes of punctuation that ends in one (`),` `.,` `!,`: the
+    normaliser writes `\\(qualifier\\),` and `sentence., next`): each ends a tag as a lone comma does."""
+    try:
+        cached = _COMMA_TOKENS.get(sub)
+    except TypeError:  # not weakly referable: read it each time
+        cached = None
+    if cached is not None:
+        return cached
+    ids = {comma_token} if comma_token is not None else set()
+    for token, word in getattr(sub, "inv_vocab", {}).items():
+        if isinstance(word, str) and word.endswith(",</w>") and not any(ch.isalnum() for ch in word[:-5]):
+            ids.add(token)
+    found = frozenset(ids)
+    try:
+        _COMMA_TOKENS[sub] = found
+    except TypeError:
+        pass
+    return found
 
 
 class ClipTokenizers:

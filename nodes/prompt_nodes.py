@@ -46,8 +46,9 @@ class BooruPromptNormalizer:
                 "preset": (list(PRESET_NAMES), {
                     "default": "custom",
                     "tooltip": "Per-model settings from the model cards. nekofantasia: no quality tags. rouwei: "
-                               "'by artist' tags and quality tags in their own first BREAK chunk. nai-v2-fm: card tag "
-                               "order, then 'by artist' + quality tags in a last BREAK chunk. anima: quality, 1girl, "
+                               "'by artist' tags and quality tags in their own first BREAK chunk. nai-v2-fm: the card's "
+                               "order in one list: 1girl, character, series, other tags, artists (as written), "
+                               "quality/meta tags. anima: quality, 1girl, "
                                "character, series, @artist, general tags, sentences; no BREAK. custom: the options above.",
                 }),
             },

@@ -3,7 +3,8 @@
 What it does to a prompt, and why:
 - Danbooru writes tags with underscores (`long_hair`); the text encoders were trained on spaces.
   Underscores become spaces, except in the tags where they are the tag: the kaomoji list used by
-  tagcomplete, wd14-tagger and imgutils (`^_^`, `>_<`, `o_o`...) and Pony/Anima `score_N` tags.
+  tagcomplete, wd14-tagger and imgutils (`^_^`, `>_<`, `o_o`...), Pony/Anima `score_N` tags and Pony's
+  `source_anime` and `rating_explicit` kin.
   An underscore marks a tag: `love_live!` and `super_smash_bros.` are tags, not sentences.
 - `name_(qualifier)` tags (`karin_(blue_archive)`, `oil painting (medium)`) carry parentheses that
   ComfyUI's weight parser would read as emphasis; they are escaped (`karin \\(blue archive\\)`), as
@@ -49,6 +50,9 @@ FACE_TAGS = frozenset({
     ":s", "uu~", "d;", ";t", "^q^", "3;", ">3<", "^v^", "^3^", ":v", "x<",
 })
 SCORE_TAG = re.compile(r"score_\d+(_up)?", re.IGNORECASE)
+# Pony's source and rating tags, trained with their underscores as the score tags were.
+PONY_TAGS = frozenset({"source_anime", "source_cartoon", "source_furry", "source_pony",
+                       "rating_safe", "rating_questionable", "rating_explicit"})
 PEOPLE_TAG = re.compile(r"(?:\d+\+?|multiple |6\+)(?:girl|boy|other)s?", re.IGNORECASE)
 
 # Tags that rate the image rather than describe it. Nekofantasia's card: none were ever trained.
@@ -102,7 +106,7 @@ def _general_category(low: str) -> str:
 TEXT, ARTIST, QUALITY, META, PEOPLE, CHARACTER, COPYRIGHT, GENERAL = (
     "text", "artist", "quality", "meta", "people", "character", "copyright", "general")
 _CATEGORIES = (TEXT, ARTIST, QUALITY, META, PEOPLE, CHARACTER, COPYRIGHT, GENERAL)
-_LIST_CATEGORIES = {3: COPYRIGHT, 4: CHARACTER, 5: META}  # the tag list's categories that order a prompt
+_LIST_CATEGORIES = {1: ARTIST, 3: COPYRIGHT, 4: CHARACTER, 5: META}  # the tag list's categories that order a prompt
 
 
 @dataclass(frozen=True)
@@ -125,9 +129,9 @@ PRESETS = {
     # "by kantoku, by wlop, best quality, masterpiece BREAK 1girl, ...".
     "rouwei": NormalizeOptions(artist_prefix="by ", style_chunk="first"),
     # nai-v2-fm: "1girl/1boy, character name, from what series, everything else in any order, artists,
-    # quality/metadata tags"; artists `by x` in their own chunk (with the quality tags after them).
-    "nai-v2-fm": NormalizeOptions(artist_prefix="by ", style_chunk="last",
-                                  tag_order=(PEOPLE, CHARACTER, COPYRIGHT, GENERAL, TEXT)),
+    # quality/metadata tags", in one list: the card names no BREAK and no `by`, and its captions are a
+    # tagger's (bare artist names), so artists stay as written.
+    "nai-v2-fm": NormalizeOptions(tag_order=(PEOPLE, CHARACTER, COPYRIGHT, GENERAL, TEXT, ARTIST, QUALITY, META)),
     # Anima: quality/meta, 1girl, character, series, @artist, general tags; natural language kept;
     # its Qwen encoder has no 75-token chunks, so no BREAK.
     "anima": NormalizeOptions(artist_prefix="@", remove_break=True,
@@ -301,7 +305,7 @@ def written_as_listed(name: str, key: str) -> bool:
     if "," in name or ":" in name or "@" in name or "\\" in name:
         return False
     if "_" in name:
-        if name in KAOMOJI or name.startswith("score_"):
+        if name in KAOMOJI or name in PONY_TAGS or name.startswith("score_"):
             return False
     elif name[-1] in ".!?" or name.count(" ") >= 4:
         return False
@@ -322,7 +326,7 @@ def _normalize_collapsed(tag: str, lowercase: bool) -> str:
         if "\\" in key:
             key = _unescape(key)
         # SCORE_TAG matches only "score_..." in any case (and "ſ" for "s"): "core_" is the cheap test
-        if key not in KAOMOJI and (key[1:6] != "core_" or SCORE_TAG.fullmatch(tag) is None):
+        if key not in KAOMOJI and key not in PONY_TAGS and (key[1:6] != "core_" or SCORE_TAG.fullmatch(tag) is None):
             tag = " ".join(tag.replace("_", " ").split())
     if "(" in tag or ")" in tag:
         if "\\" in tag:
@@ -746,6 +750,7 @@ class _Normalizer:
         self.text, self.opts, self.tags, self.report = text, opts, tags, report
         self.kept = kept  # where the items start that _parse found to be the user's syntax
         self.group_ids: dict = {}
+        self.sentences = 0  # sentences joined from comma pieces so far
         self.single_spaced = printable and "  " not in text  # printable: no white space but " "
         if tags is not None:  # the list's own dict look-ups, bound once
             self.tag_info, self.alias_of = tags.get, tags.alias_of
@@ -794,7 +799,7 @@ class _Normalizer:
                 add(general(text, lower, start))
                 continue
             if "_" in text:
-                if lower in KAOMOJI or lower.startswith("score_") or "__" in text:
+                if lower in KAOMOJI or lower in PONY_TAGS or lower.startswith("score_") or "__" in text:
                     add(general(text, lower, start))
                     continue
                 tag = text.replace("_", " ")
@@ -860,7 +865,7 @@ class _Normalizer:
             if opts.drop_quality_tags:
                 return None
             category = QUALITY
-        elif _names_an_artist(low):
+        elif _names_an_artist(low) and not self.names_a_scene(low):
             prefix_length = 1 if tag[0] == "@" else 3 if low.startswith("by ") else len("artist:")
             tag, category = self.artist(tag[prefix_length:], tag), ARTIST
         else:
@@ -870,6 +875,13 @@ class _Normalizer:
         if _is_sentence_collapsed(tag) and not (tags is not None and tag_key(tag) in tags):
             category = TEXT  # as in listed()
         return tag, tag.lower(), category
+
+    def names_a_scene(self, low: str) -> bool:
+        """`by moonlight`, `by night`: `by` and what the tag list knows as a general tag, not an artist."""
+        if self.tags is None or not low.startswith("by "):
+            return False
+        info = self.tag_info(_unescape(low[3:]) if "\\" in low else low[3:])
+        return info is not None and info.category == 0
 
     def kept_as_written(self, text: str, lower: str) -> bool:
         """Items whose text is the user's syntax, not a tag to respell:
@@ -926,19 +938,65 @@ class _Normalizer:
         duplicates within a segment (the first one stays): each segment is encoded on its own, so a tag
         repeated in another one (a regional prompt's `1girl`) still counts there. leaves: an iterator
         that gives its text items' leaves in turn."""
-        out, seen = [], set()
-        segments = [out]
+        read = [[]]  # (entry, item) per segment, before sentences are joined and duplicates dropped
         for entry in g.items:
             if entry is _SEGMENT:
-                out, seen = [], set()
-                segments.append(out)
+                read.append([])
                 continue
             item = next(leaves) if entry[2] is None else results.get(entry[2].index)
-            if item is None or item[1] in seen:
-                continue
-            seen.add(item[1])
-            out.append(item)
+            if item is not None:
+                read[-1].append((entry, item))
+        segments = []
+        for pairs in read:
+            items = self.sentences_joined(pairs) if g.parent == -1 else [item for _, item in pairs]
+            segments.append(_without_duplicates(items))
         return segments
+
+    def sentences_joined(self, pairs: list) -> list[_Item]:
+        """The items with each sentence that commas cut into pieces made one text item again, as written:
+        `A girl with silver hair, red eyes, and a black dress stands on a bridge.` A sentence runs from
+        a piece that starts one (a sentence by itself, or plain words starting with a capital that are
+        not a known tag) to the first piece that ends like a sentence; every piece between is plain
+        words (no underscore, bracket, escape, colon, `@` or `<`) read as a general tag or text. Read
+        once, left to right: a run that fails fails at a piece no later start can pass."""
+        if not any(item[2] == TEXT and item[0] and item[0][-1] in ".!?" for _, item in pairs):
+            return [item for _, item in pairs]  # no piece ends a sentence (tags only, most prompts)
+        out: list[_Item] = []
+        pieces = [self.plain_words(entry, item) for entry, item in pairs]
+        i, n = 0, len(pairs)
+        while i < n:
+            if not self.starts_sentence(pieces[i], pairs[i][1]) or _ends_sentence(pieces[i], pairs[i][1]):
+                out.append(pairs[i][1])
+                i += 1
+                continue
+            j = i + 1
+            while j < n and pieces[j] is not None and not _ends_sentence(pieces[j], pairs[j][1]):
+                j += 1
+            if j < n and pieces[j] is not None:  # pieces i..j make one sentence
+                # a key of its own: never dropped as a duplicate (a tag placed before it on a first run
+                # may join it on the next, and the sentence must not then fall to an equal one)
+                self.sentences += 1
+                out.append((", ".join(pieces[i:j + 1]), ("sentence", self.sentences), TEXT))
+            else:
+                out.extend(item for _, item in pairs[i:j])
+            i = j + 1 if j < n and pieces[j] is not None else j
+        return out
+
+    def plain_words(self, entry, item) -> str | None:
+        """The piece as written (white space collapsed) if it may be part of a sentence, else None."""
+        if entry[2] is not None or item[2] not in (GENERAL, TEXT):
+            return None
+        text = " ".join(self.text[entry[0]:entry[1]].split())
+        if not text or any(mark in text for mark in _NOT_IN_SENTENCE_PIECES):
+            return None
+        return text
+
+    def starts_sentence(self, piece: str | None, item: _Item) -> bool:
+        if piece is None:
+            return False
+        if item[2] == TEXT:
+            return True
+        return piece[0].isupper() and " " in piece and not (self.tags is not None and piece.lower() in self.tags)
 
     def group(self, g: _Group, results: dict, leaves) -> _Item | None:
         children = self.container(g, results, leaves)[0]
@@ -947,6 +1005,16 @@ class _Normalizer:
         key = self.group_ids.setdefault((tuple([c[1] for c in children]), g.weight), len(self.group_ids))
         categories = {c[2] for c in children}
         return None, ("group", key), categories.pop() if len(categories) == 1 else GENERAL, children, g.weight
+
+
+# What a piece of a sentence cut by commas never holds: tag syntax (underscores, qualifier or weight
+# brackets, escapes, `a:b` weights and prefixes, `@artist`, `<lora:...>`).
+_NOT_IN_SENTENCE_PIECES = ("_", "(", ")", "[", "]", "{", "}", "\\", ":", "@", "<", ">")
+
+
+def _ends_sentence(piece: str | None, item: _Item) -> bool:
+    """A piece that ends a sentence: read as text (a tag list's `k-on!` is a tag) and ending in . ! ?"""
+    return piece is not None and item[2] == TEXT and piece[-1] in ".!?"
 
 
 def _render(item: _Item) -> str:

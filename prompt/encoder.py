@@ -80,9 +80,10 @@ def tokenize(tokenizers, text: str, comma_backtrack: int = DEFAULT_BACKTRACK) ->
             sequences.append(f"{key}: one sequence of {length} tokens" + (" (BREAK removed)" if has_break else ""))
             continue
         _refuse_break_floods(segments, len(default))
-        comma = sub.comma_token
+        # the comma token, and those that end in a comma (`),`) where the tokenizer names them
+        commas = getattr(sub, "comma_tokens", None) or frozenset({sub.comma_token} - {None})
         streams = [sub.token_stream(seg) for seg in segments]
-        plan = chunk_segments(streams, lambda t, c=comma: c is not None and isinstance(t, int) and t == c, comma_backtrack)
+        plan = chunk_segments(streams, lambda t, c=commas: isinstance(t, int) and t in c, comma_backtrack)
         tokens[key] = [layout(chunk, sub.start_token, sub.end_token, sub.pad_token) for chunk in plan.chunks]
         count = max(count, len(tokens[key]))
         summary = chunk_summary(plan, lambda toks, s=sub: _decode(s, toks))

@@ -172,6 +172,34 @@ def test_a_tag_repeated_in_another_break_segment_stays_there():
     assert normalize(prompt, preset_options("anima", NormalizeOptions())) == "1girl, @wlop, red dress, blue dress, smile"
 
 
+@pytest.mark.parametrize("preset, prompt, expected", [
+    # a sentence cut into pieces by its commas stays one sentence, in place, where a preset orders tags
+    ("anima", "In the foreground, a girl with silver hair, red eyes, and a black dress stands on a bridge.",
+     "In the foreground, a girl with silver hair, red eyes, and a black dress stands on a bridge."),
+    ("anima", "@digital anime illustration, 1girl, solo, A girl with long hair, wearing a red dress, stands in a field.",
+     "1girl, @digital anime illustration, solo, A girl with long hair, wearing a red dress, stands in a field."),
+    ("nai-v2-fm", "smile, A girl with long hair, red eyes, stands in the rain., 1girl",
+     "1girl, smile, A girl with long hair, red eyes, stands in the rain."),
+    # a tag repeated inside a sentence is part of the sentence, not a duplicate to drop
+    ("custom", "1girl, solo, looking at viewer, She stands in the snow, looking at viewer, while snow falls.",
+     "1girl, solo, looking at viewer, She stands in the snow, looking at viewer, while snow falls."),
+    # no sentence end after it: the pieces are tags, as before
+    ("anima", "smile, A girl with long hair, red eyes, 1girl", "1girl, smile, red eyes, A girl with long hair"),
+    # a tag's syntax (underscore, weight) inside ends the candidate: those pieces are tags
+    ("custom", "The girl, long_hair, smiles., (red eyes:1.2)", "The girl, long hair, smiles., (red eyes:1.2)"),
+])
+def test_a_sentence_cut_by_commas_stays_whole(preset, prompt, expected):
+    options = preset_options(preset, NormalizeOptions())
+    out = normalize(prompt, options)
+    assert out == expected
+    assert normalize(out, options) == out
+
+
+def test_pony_source_and_rating_tags_keep_their_underscores():
+    prompt = "score_9, score_8_up, source_anime, rating_explicit, source_Furry, 1girl, source_code"
+    assert normalize(prompt) == "score_9, score_8_up, source_anime, rating_explicit, source_Furry, 1girl, source code"
+
+
 def test_every_kaomoji_keeps_its_underscores():
     for k in KAOMOJI:
         assert normalize_tag(k).replace("\\", "") == k
@@ -214,6 +242,19 @@ options = st.builds(NormalizeOptions, st.booleans(), st.booleans(), st.booleans(
 def test_idempotent(prompt, opts):
     once = normalize(prompt[0], opts)
     assert normalize(once, opts) == once
+
+
+sentence_pieces = st.sampled_from(["In the foreground", "a girl with silver hair", "red eyes", "The cat", "Smile",
+                                   "and a black dress stands on a bridge.", "She smiles.", "looking at viewer",
+                                   "while snow falls!", "1girl", "by wlop", "long_hair", "(smile:1.2)", "BREAK"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(sentence_pieces, min_size=1, max_size=12), st.sampled_from(["custom", "rouwei", "nai-v2-fm", "anima"]))
+def test_idempotent_with_sentence_pieces_under_every_preset(pieces, preset):
+    options = preset_options(preset, NormalizeOptions(artists_to_own_chunk=True))
+    once = normalize(", ".join(pieces), options)
+    assert normalize(once, options) == once
 
 
 @settings(max_examples=300, deadline=None)

@@ -173,9 +173,11 @@ PRESET_TABLE = [
     ("rouwei", "1girl, karin_(blue_archive), best quality, @kantoku, wlop, masterpiece, smile",
      "by kantoku, by wlop, best quality, masterpiece BREAK 1girl, karin \\(blue archive\\), smile"),
     # nai-v2-fm: "1girl/1boy, character name, from what series, everything else in any order, artists,
-    # quality/metadata tags"
+    # quality/metadata tags", one list (the card names no BREAK); a tagger's bare artist names stay bare
     ("nai-v2-fm", "masterpiece, long_hair, by wlop, neon_genesis_evangelion, ayanami_rei, 1girl, smile, absurdres",
-     "1girl, ayanami rei, neon genesis evangelion, long hair, smile BREAK by wlop, masterpiece, absurdres"),
+     "1girl, ayanami rei, neon genesis evangelion, long hair, smile, by wlop, masterpiece, absurdres"),
+    ("nai-v2-fm", "best quality, 1girl, frieren, kantoku, sousou_no_frieren, elf",
+     "1girl, frieren, sousou no frieren, elf, kantoku, best quality"),
     # Anima: quality/meta, 1girl, character, series, @artist, general; natural language kept; no BREAK
     ("anima", "long_hair, @wlop, 1girl, masterpiece BREAK hatsune_miku, vocaloid, "
               "A girl sings on a stage under blue lights.",
@@ -335,3 +337,22 @@ def test_regressions_found_by_hypothesis(tags):
     nai = preset_options("nai-v2-fm", NormalizeOptions())
     once = normalize("1?_,1", nai, tags)
     assert normalize(once, nai, tags) == once
+
+
+def test_by_and_a_general_tag_is_a_scene_not_an_artist(tags):
+    """`by moonlight`, `by night`: the tag list knows the word after `by` as a general tag, so no preset
+    makes it an `@` trigger or moves it to the artists' chunk; `by kantoku` (an artist) still moves."""
+    anima = preset_options("anima", NormalizeOptions())
+    assert normalize("1girl, sitting on a bench, by moonlight, by night", anima, tags) == \
+        "1girl, sitting on a bench, by moonlight, by night"
+    rouwei = preset_options("rouwei", NormalizeOptions())
+    assert normalize("1girl, by candlelight, by kantoku", rouwei, tags) == "by kantoku BREAK 1girl, by candlelight"
+
+
+def test_a_known_tag_written_with_capitals_does_not_start_a_sentence(tags):
+    """`Hatsune Miku` is a character tag: it keeps its place in the tag order, and the sentence after it
+    is one text item."""
+    anima = preset_options("anima", NormalizeOptions())
+    out = normalize("Hatsune Miku, long hair, 1girl, She sings, eyes closed, under blue lights.", anima, tags)
+    assert out == "1girl, Hatsune Miku, long hair, She sings, eyes closed, under blue lights."
+    assert normalize(out, anima, tags) == out

@@ -126,6 +126,19 @@ def test_comma_backtracking_keeps_each_tag_in_one_chunk(comfyui, clips):
     assert first[-1] != COMMA
 
 
+def test_a_comma_merged_into_a_token_ends_a_tag_as_a_lone_comma_does(comfyui, clips):
+    """CLIP's BPE reads `),` and `.,` as one token, and the normaliser writes `\\(fate\\),` after every
+    qualifier tag: backtracking cuts after such a token, so `fate/grand order` is not cut in two."""
+    prompt = ("masterpiece, best quality, newest, absurdres, 4girls, multiple girls, looking at viewer, smile, "
+              "group picture, red eyes, blue eyes, long hair, ahoge, blonde hair, artoria pendragon \\(fate\\), "
+              "jeanne d'arc alter \\(fate\\), mash kyrielight \\(fate\\), tamamo no mae \\(fate/extra\\), "
+              "fate/grand order, armor, dress")
+    ours = tokenize(comfyui, clips["sd15"], prompt, backtrack=20)
+    chunks = ours.chunkings[0]["chunks"]
+    assert ours.split_tags == [] and len(chunks) == 2
+    assert chunks[0]["text"].endswith("( fate / extra ),") and chunks[1]["text"].startswith("fate / grand order")
+
+
 def test_without_backtracking_the_cut_tag_is_reported(comfyui, clips):
     result = tokenize(comfyui, clips["sd15"], long_tag_prompt(), backtrack=0)
     assert result.split_tags and "is cut between chunks 1 and 2" in result.report
