@@ -356,3 +356,9 @@ def test_a_known_tag_written_with_capitals_does_not_start_a_sentence(tags):
     out = normalize("Hatsune Miku, long hair, 1girl, She sings, eyes closed, under blue lights.", anima, tags)
     assert out == "1girl, Hatsune Miku, long hair, She sings, eyes closed, under blue lights."
     assert normalize(out, anima, tags) == out
+
+
+def test_bare_artist_names_the_list_knows_go_to_the_artists_chunk(tags):
+    options = NormalizeOptions(artists_to_own_chunk=True)
+    assert normalize("1girl, wlop, kantoku, smile", options, tags) == "1girl, smile BREAK wlop, kantoku"
+    assert normalize("1girl, wlop, kantoku, smile", options) == "1girl, wlop, kantoku, smile"  # no list: unknown
