@@ -49,6 +49,7 @@ from .ode import (
     first_step,
     left_out_of_error,
     model_output_not_finite,
+    size_at,
     step_collapsed,
     switches_inside,
     too_many_switch,
@@ -120,14 +121,20 @@ class _ErrorNorm:
     batch) in fewer passes, with |x| of the accepted point kept for the next step and scratch
     buffers reused: this runs on every model call, where a Runge-Kutta pair runs it once a step."""
 
-    def __init__(self, x: torch.Tensor, rtol: float, atol: float):
+    def __init__(self, x: torch.Tensor, rtol: float, atol: float, sigma: float = 1.0):
         self.rtol, self.offset = rtol, atol / rtol
-        self.abs_old, self.abs_new, self.scale = x.abs(), torch.empty_like(x), torch.empty_like(x)
+        self.abs_old, self.abs_new, self.scale = x.abs().mul_(size_at(sigma)), torch.empty_like(x), torch.empty_like(x)
         self.root_n = math.sqrt(x[0].numel())
 
-    def ratio(self, err: torch.Tensor, x_new: torch.Tensor, left_out: torch.Tensor | None = None) -> float:
-        """Consumes `err`. left_out: values (a boolean mask broadcastable to err) the RMS leaves out."""
+    def ratio(self, err: torch.Tensor, x_new: torch.Tensor, left_out: torch.Tensor | None = None,
+              sigma_new: float = 1.0) -> float:
+        """Consumes `err`. left_out: values (a boolean mask broadcastable to err) the RMS leaves out.
+        Latents are sized at their sigmas (ode.size_at), the error at sigma_new."""
         torch.abs(x_new, out=self.abs_new)
+        size = size_at(sigma_new)
+        if size != 1.0:
+            self.abs_new.mul_(size)
+            err.mul_(size)
         torch.maximum(self.abs_old, self.abs_new, out=self.scale).add_(self.offset)
         err.div_(self.scale)
         if left_out is None:
@@ -237,7 +244,7 @@ def _solve_adaptive_multistep(form: _AdamsForm, denoiser, x, sigma_start, sigma_
     direction = 1.0 if t_end > t else -1.0
     denoised = call_at_sigma(x, sigma_start)
     history_t, history_f = [t], [form.value(x, denoised, sigma_start)]
-    norm = _ErrorNorm(x, settings.rtol, settings.atol)
+    norm = _ErrorNorm(x, settings.rtol, settings.atol, sigma_start)
     err_buffer = torch.empty_like(x)
     safety = HALF_PRECISION_SAFETY.get(settings.model_precision, SAFETY)
     control = StepControl(first_step(form, sigma_start, x, denoised, 1, settings.rtol, settings.first_log_step),
@@ -286,7 +293,7 @@ def _solve_adaptive_multistep(form: _AdamsForm, denoiser, x, sigma_start, sigma_
                 x_corr = torch.where(in_step, located, x_corr)
                 # the flow form's velocity read where those values now are (the model's prediction kept)
                 f_new = torch.where(in_step, form.value(x_corr, d_new, sigma_new), f_new)
-        ratio = norm.ratio(err, x_corr, left_out_of_error(switched))
+        ratio = norm.ratio(err, x_corr, left_out_of_error(switched), sigma_new)
         if not math.isfinite(ratio):
             raise model_output_not_finite(name, sigma_new, f"call {stats.model_calls}")
         exponent = 1.0 / (k + 1)

@@ -319,11 +319,24 @@ def _combine(y, ks, weights, h):
     return out
 
 
+def size_at(sigma: float) -> float:
+    """What the error norm multiplies a latent at `sigma` by: 1 / max(1, sigma). An eps or v model's
+    latent is the image plus sigma times the noise, so above sigma 1 its size is mostly noise: a step
+    from sigma 30 to 0.03 measured against |x| at 30 would let the error outgrow the image (zero-SNR
+    schedules start near sigma 4500). Divided by sigma, every latent is measured on the image's scale;
+    a flow model's (sigma <= 1) and every model's last stretch are measured as they are."""
+    return 1.0 / sigma if sigma > 1.0 else 1.0
+
+
 def error_ratio(err_x: torch.Tensor, x_old: torch.Tensor, x_new: torch.Tensor, rtol: float, atol: float,
-                left_out: torch.Tensor | None = None) -> float:
+                left_out: torch.Tensor | None = None, sigma_old: float = 1.0, sigma_new: float = 1.0) -> float:
     """Per-image RMS of the scaled error, maxed over the batch (<= 1 means accept); over the values not
-    `left_out` (a boolean mask broadcastable to err_x) when given."""
-    scale = torch.maximum(x_old.abs(), x_new.abs()).mul_(rtol).add_(atol)
+    `left_out` (a boolean mask broadcastable to err_x) when given. Each latent is sized at its sigma
+    (size_at), the error at the new one's."""
+    size_old, size_new = size_at(sigma_old), size_at(sigma_new)
+    scale = torch.maximum(x_old.abs().mul_(size_old), x_new.abs().mul_(size_new)).mul_(rtol).add_(atol)
+    if size_new != 1.0:
+        err_x = err_x * size_new
     squares = (err_x / scale).square()
     if left_out is None:
         return float(squares.flatten(1).mean(dim=1).sqrt().max())
@@ -504,7 +517,8 @@ def solve_adaptive(
                 y_new = ode_form.state(x_new, ode_form.sigma(t_new))
                 ks[-1] = torch.where(switched, ode_form.derivative(f.last_denoised, x_new, ode_form.sigma(t_new)),
                                      ks[-1])
-        ratio = error_ratio(err_x, x_cur, x_new, rtol, atol, left_out_of_error(switched))
+        ratio = error_ratio(err_x, x_cur, x_new, rtol, atol, left_out_of_error(switched),
+                            ode_form.sigma(t), ode_form.sigma(t_new))
         if not math.isfinite(ratio):
             bad = [i for i, k in enumerate(ks) if not bool(torch.isfinite(k).all())]
             raise model_output_not_finite(tableau.name, ode_form.sigma(t),

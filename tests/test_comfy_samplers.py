@@ -231,6 +231,50 @@ def test_comfyui_euler_converges_to_the_gaussian_closed_form(comfyui, sd3):
 
 
 # flow_multistep is made for flows (it warns on an eps model, tested below): SD3 only
+@pytest.fixture(scope="module")
+def zero_snr_v(comfyui, sd15):
+    """The SD1.5 stand-in as ModelSamplingDiscrete makes a zero-terminal-SNR v-prediction model (RouWei and
+    NoobAI v-pred: the RouWei workflow's setting): its schedule starts near sigma 4500."""
+    model, pos, neg, latent = sd15
+    return comfyui.node_class("ModelSamplingDiscrete")().patch(model, "v_prediction", True)[0], pos, neg, latent
+
+
+@pytest.mark.parametrize("sampler", ["flowanime_adams_pc", "flowanime_dopri5", "flowanime_bosh3", "flowanime_flow_adams_pc"])
+def test_adaptive_entries_on_a_zero_terminal_snr_model_land_on_the_exact_image(comfyui, zero_snr_v, sampler):
+    """Above sigma 1 an eps or v model's latent is mostly noise: its error is measured divided by sigma
+    (ode.size_at). Measured against |x| as it is, adams_pc took 6 calls and one step from sigma 33 to
+    the floor, 0.42 from the image (dopri5 1.1e-2): more than an 8-bit image shows (5.5e-3 on SD1.5)."""
+    import comfy.sample
+
+    model, pos, neg, latent = zero_snr_v
+    exact_model, called, _ = gaussian_data(model)
+    sigma_max = float(model.get_model_object("model_sampling").sigma_max)
+    assert sigma_max > 4000
+    noise = comfy.sample.prepare_noise(latent["samples"], 3)
+    expected = gaussian_ode_solution(noise * math.sqrt(1 + sigma_max ** 2), sigma_max, False)
+    out = comfyui.nodes.common_ksampler(exact_model, 3, 20, 4.0, sampler, "simple", pos, neg, latent)[0]["samples"]
+    error = float((model.model.latent_format.process_in(out) - expected).pow(2).mean().sqrt())
+    assert error < 5.5e-3, (error, len(called))
+    assert 10 <= len(called) <= 80
+
+
+def test_a_schedule_calibrated_on_a_zero_terminal_snr_model_lands_on_the_exact_image(comfyui, zero_snr_v):
+    """The Calibrated Schedule's teacher (adams_pc) is the solve above: before the error was sized at its
+    sigma, its 6 calls made a schedule 0.46 from the image (ComfyUI's beta schedule: 2.1e-2)."""
+    import comfy.sample
+
+    model, pos, neg, latent = zero_snr_v
+    exact_model, _, _ = gaussian_data(model)
+    sigma_max = float(model.get_model_object("model_sampling").sigma_max)
+    noise = comfy.sample.prepare_noise(latent["samples"], 3)
+    expected = gaussian_ode_solution(noise * math.sqrt(1 + sigma_max ** 2), sigma_max, False)
+    sigmas = comfyui.node_class("FlowAnimeCalibratedSchedule")().calibrate(
+        exact_model, pos, neg, 4.0, latent, 12, 3, 1, 0, use_cache=False)["result"][0]
+    sampler = comfyui.node_class("FlowAnimeSamplerRungeKuttaODE")().get_sampler("exp_multistep", -2.5, -3.5, 300, 0.001)[0]
+    out = comfy.sample.sample_custom(exact_model, noise, 4.0, sampler, sigmas, pos, neg, latent["samples"], disable_pbar=True)
+    assert float((model.model.latent_format.process_in(out) - expected).pow(2).mean().sqrt()) < 5.5e-3
+
+
 @pytest.mark.parametrize("sampler, family, visible", [
     *((s, f, v) for s in ("flowanime_dopri5", "flowanime_bosh3", "flowanime_adams_pc", "flowanime_flow_adams_pc")
       for f, v in (("sd3", 1.3e-2), ("sd15", 5.5e-3))),
