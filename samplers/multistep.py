@@ -117,8 +117,8 @@ def _combine(start: torch.Tensor, scale: float, weights: list[float], denoised: 
 
 
 class _ErrorNorm:
-    """ode.error_ratio (per-image RMS of err / (atol + rtol max(|x_old|, |x_new|)), max over the
-    batch) in fewer passes, with |x| of the accepted point kept for the next step and scratch
+    """ode.error_ratio (per-image RMS of err / (atol + rtol max(|x_old|, |x_new|)), each sized at its
+    sigma, max over the batch) in fewer passes, with |x| of the accepted point kept for the next step and scratch
     buffers reused: this runs on every model call, where a Runge-Kutta pair runs it once a step."""
 
     def __init__(self, x: torch.Tensor, rtol: float, atol: float, sigma: float = 1.0):
