@@ -177,17 +177,19 @@ _ENDS_ITEM = frozenset(",:\\")
 _CONTINUES_ITEM = frozenset(",)")
 
 
-def _separates(line: str, next_line: str) -> bool:
+def _separates(line: str, next_line: str, blank_line: bool = False) -> bool:
     """Whether a line break between `line` and `next_line` (both stripped, not empty) separates two
     items. `>:(` ends an item; a `(` on its own opens a group. Prose goes on over a line break: a last
     item of five words or more, or a sentence's end (`.`, `!`, `?` after three words, or before a
     capital), where tags such as `love_live!`, `k-on!` and `c.c.` end in the same marks; but a
-    sentence's end followed by a line of tags separates. A word with an underscore, on either side,
-    is a tag."""
+    sentence's end followed by a line of tags separates, and so does a blank line (a paragraph's end).
+    A word with an underscore, on either side, is a tag."""
     if line[-1] in _ENDS_ITEM or next_line[0] in _CONTINUES_ITEM:
         return False
     if line[-1] == "(" and (len(line) == 1 or line[-2].isspace() or line[-2] == "("):
         return False
+    if blank_line:
+        return True
     item = " ".join(line[line.rfind(",") + 1:].rsplit(BREAK, 1)[-1].split())
     space = next_line.find(" ")
     first_word = next_line if space == -1 else next_line[:space]
@@ -211,14 +213,17 @@ def _line_breaks_as_commas(text: str) -> str:
     parts = _LINE_BREAK.split(text)  # text, break, text, break, ..., text
     before = parts[0].strip()  # the last line with text so far ("" before any)
     pending = None  # the first break after it
+    blank = False  # a blank line since it
     for index in range(1, len(parts), 2):
         if pending is None and before:
             pending = index
         line = parts[index + 1].strip()
         if line:
-            if pending is not None and _separates(before, line):
+            if pending is not None and _separates(before, line, blank):
                 parts[pending] = "," + parts[pending][1:]
-            pending, before = None, line
+            pending, before, blank = None, line, False
+        elif pending is not None:
+            blank = True
     return "".join(parts)
 
 

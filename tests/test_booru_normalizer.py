@@ -125,6 +125,9 @@ def test_presets_move_neither_a_place_nor_part_of_a_bracket(preset):
      "masterpiece, 1girl, A girl stands in the rain under a red umbrella., long hair, blue eyes"),
     ("She stands in the rain.\nthe sky is grey and the wind is cold", "She stands in the rain. the sky is grey and the wind is cold"),
     ("She stands in the rain.\nThe sky is grey, the wind is cold.", "She stands in the rain. The sky is grey, the wind is cold."),
+    # a blank line ends a paragraph: what follows is not the prose's last words
+    ("1girl, solo, she is smiling at the viewer\n\nby kantoku", "1girl, solo, she is smiling at the viewer, by kantoku"),
+    ("1girl, solo, she is smiling at the viewer,\n\n\nby kantoku", "1girl, solo, she is smiling at the viewer, by kantoku"),
 ])
 def test_a_tag_line_after_a_sentence_line_is_not_part_of_the_sentence(prompt, expected):
     assert normalize(prompt) == expected
