@@ -183,14 +183,17 @@ def cache_key(model, positive, negative, cfg: float, latent: torch.Tensor, draws
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _read_cache(path: Path, steps: int):
+def _read_cache(path: Path, steps: int, sigma_max: float):
+    """The cached calibration, or None (then it runs again) for a file that is unreadable or edited
+    into what no calibration of this model writes: a schedule starts at the model's sigma_max."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         sigmas = [float(s) for s in data["sigmas"]]
-    except (OSError, ValueError, KeyError, TypeError, RecursionError):  # a file nested past the parser's depth
+    # RecursionError: a file nested past the parser's depth; OverflowError: an integer too large for a float
+    except (OSError, ValueError, KeyError, TypeError, RecursionError, OverflowError):
         return None
     good = (len(sigmas) == steps + 1 and all(math.isfinite(s) for s in sigmas) and sigmas[-1] == 0.0
-            and all(b < a for a, b in zip(sigmas, sigmas[1:])))
+            and all(b < a for a, b in zip(sigmas, sigmas[1:])) and math.isclose(sigmas[0], sigma_max, rel_tol=1e-5))
     return data if good else None
 
 
@@ -217,7 +220,7 @@ def calibrate(model, positive, negative, cfg: float, latent: dict, settings: Cal
     key = cache_key(model, positive, negative, cfg, key_latent, draws, seed, settings)
     path = cache_directory() / f"{key}.json"
     if use_cache:
-        cached = _read_cache(path, settings.steps)
+        cached = _read_cache(path, settings.steps, sigma_max)
         if cached is not None:
             report = f"read from the cache ({path.name}): no model calls. Calibrated: {cached.get('report', '')}"
             return torch.tensor(cached["sigmas"], dtype=torch.float32), report, None

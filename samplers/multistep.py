@@ -401,8 +401,8 @@ def solve_exp_multistep(
     UniPC does (Zhao et al. 2023, arXiv 2302.04867, with the exponential weights integrated exactly
     as in DPM-Solver++, Lu et al. 2022, arXiv 2211.01095); a step longer than twice the shortest gap
     in the history it would use drops to order 2 (usable_order), and the step onto the last sigma
-    before 0, when longer than LONG_STEP_RATIO times the one before, takes a second stage at its
-    midpoint (one more model call) in place of the extrapolation, as the two-stage exponential
+    before 0 (or, on a schedule ending above 0, its last step), when longer than LONG_STEP_RATIO times
+    the one before, takes a second stage at its midpoint (one more model call) in place of the extrapolation, as the two-stage exponential
     integrators do (RES, Zhang et al. 2023, arXiv 2308.02157). A final interval to sigma 0 returns
     the denoised prediction of the last call; a schedule ending above 0 returns the last predicted
     latent (no call is left for its corrector). A step ending just past one of `breakpoints` (sigmas
@@ -474,9 +474,10 @@ def _solve_fixed_multistep(form: _AdamsForm, denoiser, x, sigmas, order, on_step
             x = denoised
         else:
             t_new = form.time(max(s_next, 0.0))
-            # only the step onto the last sigma before 0: the image is that call's denoised prediction,
-            # and no later step corrects what this one gets wrong
-            onto_last = i + 2 == len(sigmas) - 1 and sigmas[-1] <= 0
+            # only the step onto the last sigma before 0 (the image is that call's denoised prediction)
+            # and the last step of a schedule ending above 0 (no call is left for its corrector): no
+            # later step corrects what these get wrong
+            onto_last = (i + 2 == len(sigmas) - 1 and sigmas[-1] <= 0) or (i + 1 == len(sigmas) - 1 and s_next > 0)
             restart = s_next > 0 and _ends_past_breakpoint(breakpoints, s, s_next)
             staged = not restart and onto_last and len(history_t) >= 2 \
                 and abs(t_new - t) > form.long_step_ratio * abs(t - history_t[-2])

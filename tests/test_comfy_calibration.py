@@ -3,6 +3,7 @@ tiny SD3 and SD1.5 stand-ins, its cache (a second run makes no model call; anoth
 its report, and clear errors for bad settings."""
 
 import copy
+import json
 
 import flowanime_testkit as kit
 import pytest
@@ -247,13 +248,20 @@ def test_what_changes_the_model_changes_the_cache_key(comfyui):
     assert len(keys) == 3
 
 
-@pytest.mark.parametrize("corrupt", ['{"sigmas": [1.0, "nan"]}', "[" * 200000 + "]" * 200000])
+@pytest.mark.parametrize("corrupt", ['{"sigmas": [1.0, "nan"]}', "[" * 200000 + "]" * 200000,
+                                     '{"sigmas": [%s, 0.5, 0.0]}' % ("9" * 400), "edited"])
 def test_a_corrupt_cache_file_is_recomputed(comfyui, user_dir, sd3_inputs, corrupt):
-    """A bad value, or JSON nested past the parser's depth (RecursionError), is a cache miss."""
+    """A bad value, JSON nested past the parser's depth (RecursionError), an integer too large for a
+    float (OverflowError), or a schedule edited to start anywhere but the model's sigma_max is a cache
+    miss, never an error or a schedule no calibration of this model makes."""
     model, positive, negative, latent = sd3_inputs
     counted, calls = observed_calls(model)
     calibrate(comfyui, counted, positive, negative, latent)
     (path,) = (user_dir / "flowanime" / "schedules").glob("*.json")
+    if corrupt == "edited":  # the right length, decreasing, ending in 0, but from sigma 50 on a flow
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data["sigmas"] = [50.0 * s for s in data["sigmas"]]
+        corrupt = json.dumps(data)
     path.write_text(corrupt, encoding="utf-8")
     n = len(calls)
     sigmas, report = calibrate(comfyui, counted, positive, negative, latent)

@@ -193,6 +193,22 @@ def test_exp_multistep_takes_a_long_last_step_in_two_stages():
     assert same_stats.model_calls == 7 and torch.equal(same, before)
 
 
+def test_exp_multistep_takes_a_long_last_step_of_a_schedule_ending_above_zero_in_two_stages():
+    """A schedule ending at a small sigma (ComfyUI 0.3.64's uni_pc writes 0.001 over a shared SIGMAS
+    output's final 0): its last step has no call left for a corrector, so, when long, it is staged as
+    the step onto the last sigma before 0 is. Extrapolated, a Gaussian's image ended 0.5 off on the SD3
+    stand-in's `beta` 12 steps (README)."""
+    gmm, noise, _ = single_gaussian(batch=2, std=0.05)
+    mean = gmm.means[0].reshape(4, 8, 8)
+    exact = torch.stack([single_gaussian_flow(mean, 0.05, n, 0.001) for n in noise])
+    sigmas = [1.0, 0.8, 0.6, 0.4, 0.2, 0.001]  # the last step is 7.6 times the one before in log sigma
+    extrapolating = dataclasses.replace(LOG_SIGMA_FORM, long_step_ratio=math.inf)
+    staged, stats = solve_exp_multistep(gmm.denoise, noise.clone(), sigmas, 3)
+    extrapolated, plain = _solve_fixed_multistep(extrapolating, gmm.denoise, noise.clone(), sigmas, 3, None, None)
+    assert stats.model_calls == plain.model_calls + 1 == 6
+    assert rms_error(staged, exact) < 0.6 * rms_error(extrapolated, exact)
+
+
 def test_exp_multistep_through_the_sampler_function_matches_the_solver():
     gmm, noise, _ = single_gaussian(batch=2, std=0.3)
     sigmas = torch.tensor([1.0, 0.6, 0.3, 0.1, 0.02, 0.0])
