@@ -123,7 +123,9 @@ class _ErrorNorm:
 
     def __init__(self, x: torch.Tensor, rtol: float, atol: float, sigma: float = 1.0):
         self.rtol, self.offset = rtol, atol / rtol
-        self.abs_old, self.abs_new, self.scale = x.abs().mul_(size_at(sigma)), torch.empty_like(x), torch.empty_like(x)
+        self.abs_old, self.abs_new, self.scale = x.abs(), torch.empty_like(x), torch.empty_like(x)
+        if size_at(sigma) != 1.0:
+            self.abs_old.mul_(size_at(sigma))
         self.root_n = math.sqrt(x[0].numel())
 
     def ratio(self, err: torch.Tensor, x_new: torch.Tensor, left_out: torch.Tensor | None = None,
@@ -134,15 +136,15 @@ class _ErrorNorm:
         size = size_at(sigma_new)
         if size != 1.0:
             self.abs_new.mul_(size)
-            err.mul_(size)
         torch.maximum(self.abs_old, self.abs_new, out=self.scale).add_(self.offset)
         err.div_(self.scale)
+        # the error sized at sigma_new: the norm is linear in it, so the size multiplies the result
         if left_out is None:
-            return float(torch.linalg.vector_norm(err.flatten(1), dim=1).max()) / (self.rtol * self.root_n)
+            return size * float(torch.linalg.vector_norm(err.flatten(1), dim=1).max()) / (self.rtol * self.root_n)
         kept = (~left_out).expand(err.shape)
         norms = torch.linalg.vector_norm(err.masked_fill_(~kept, 0.0).flatten(1), dim=1)
         counts = kept.flatten(1).sum(dim=1).clamp(min=1).to(norms.dtype)
-        return float((norms / counts.sqrt()).max()) / self.rtol
+        return size * float((norms / counts.sqrt()).max()) / self.rtol
 
     def accept(self):
         self.abs_old, self.abs_new = self.abs_new, self.abs_old

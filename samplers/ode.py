@@ -334,15 +334,19 @@ def error_ratio(err_x: torch.Tensor, x_old: torch.Tensor, x_new: torch.Tensor, r
     `left_out` (a boolean mask broadcastable to err_x) when given. Each latent is sized at its sigma
     (size_at), the error at the new one's."""
     size_old, size_new = size_at(sigma_old), size_at(sigma_new)
-    scale = torch.maximum(x_old.abs().mul_(size_old), x_new.abs().mul_(size_new)).mul_(rtol).add_(atol)
+    abs_old, abs_new = x_old.abs(), x_new.abs()
+    if size_old != 1.0:
+        abs_old.mul_(size_old)
     if size_new != 1.0:
-        err_x = err_x * size_new
+        abs_new.mul_(size_new)
+    scale = torch.maximum(abs_old, abs_new).mul_(rtol).add_(atol)
     squares = (err_x / scale).square()
+    # the error sized at sigma_new: the norm is linear in it, so the size multiplies the result
     if left_out is None:
-        return float(squares.flatten(1).mean(dim=1).sqrt().max())
+        return size_new * float(squares.flatten(1).mean(dim=1).sqrt().max())
     total = squares.masked_fill(left_out, 0.0).flatten(1).sum(dim=1)
     kept = (~left_out).expand(squares.shape).flatten(1).sum(dim=1).clamp(min=1)
-    return float((total / kept).sqrt().max())
+    return size_new * float((total / kept).sqrt().max())
 
 
 def _rms(v: torch.Tensor) -> float:

@@ -135,10 +135,7 @@ def _lambda_uniform(n, sigma_end):
 def test_exp_multistep_converges_at_the_corrector_order(order, expected_rate):
     """On a Gaussian (closed-form flow), in float64, to sigma 0.02: the error falls as h^(order + 1)
     (order 3 is held near 4 by its lower-order start, so at least 3.6 here)."""
-    gmm, noise, _ = single_gaussian(batch=2, std=0.3)
-    gmm, noise = gmm.to(torch.float64), noise.double()
-    mean = gmm.means[0].reshape(gmm.shape)
-    exact = torch.stack([single_gaussian_flow(mean, 0.3, n, 0.02) for n in noise])
+    gmm, noise, exact = single_gaussian(batch=2, std=0.3, sigma_end=0.02, dtype=torch.float64)
     errors = []
     for n in (8, 16, 32):
         out, stats = solve_exp_multistep(gmm.denoise, noise.clone(), _lambda_uniform(n, 0.02), order)
@@ -198,9 +195,7 @@ def test_exp_multistep_takes_a_long_last_step_of_a_schedule_ending_above_zero_in
     output's final 0): its last step has no call left for a corrector, so, when long, it is staged as
     the step onto the last sigma before 0 is. Extrapolated, a Gaussian's image ended 0.5 off on the SD3
     stand-in's `beta` 12 steps (README)."""
-    gmm, noise, _ = single_gaussian(batch=2, std=0.05)
-    mean = gmm.means[0].reshape(4, 8, 8)
-    exact = torch.stack([single_gaussian_flow(mean, 0.05, n, 0.001) for n in noise])
+    gmm, noise, exact = single_gaussian(batch=2, std=0.05, sigma_end=0.001)
     sigmas = [1.0, 0.8, 0.6, 0.4, 0.2, 0.001]  # the last step is 7.6 times the one before in log sigma
     extrapolating = dataclasses.replace(LOG_SIGMA_FORM, long_step_ratio=math.inf)
     staged, stats = solve_exp_multistep(gmm.denoise, noise.clone(), sigmas, 3)
