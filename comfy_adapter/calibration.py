@@ -19,7 +19,10 @@ moves the node's bar to step + 1 with a preview of x0 in the user's preview meth
 
 from __future__ import annotations
 
+import dis
+import functools
 import hashlib
+import inspect
 import json
 import logging
 import math
@@ -45,6 +48,7 @@ from .samplers import (
 log = logging.getLogger("FlowAnime")
 CACHE_VERSION = 4  # bump when the calibration's method changes what it returns
 SAMPLE_VALUES = 64  # values read from each weight tensor for the fingerprint
+MAX_CLOSURE_ITEMS = 256  # items of a closure's list of ints or names (layer indices) read for the fingerprint
 MAX_FINGERPRINT_DEPTH = 8  # patches -> key -> list -> (strength, adapter, ...) -> adapter -> weights -> tensor
 
 
@@ -75,18 +79,8 @@ def _fingerprint(value, full: bool = False, depth: int = 0):
         return type(value).__name__
     code = getattr(value, "__code__", None)
     if code is not None:  # a function (RescaleCFG's sampler_cfg_function): what its closure and defaults hold
-        cells = []
-        for cell in value.__closure__ or ():
-            try:
-                held = cell.cell_contents
-            except ValueError:  # a variable the function has not bound yet
-                continue
-            # settings (RescaleCFG's multiplier), not state: a wrapper's call log or cache would change
-            # the key on every run
-            cells.append(held if isinstance(held, (int, float, str, bool, tuple, dict)) or torch.is_tensor(held)
-                         else type(held).__name__)
         return [getattr(value, "__qualname__", "function"), _fingerprint(list(value.__defaults__ or ()), full, depth + 1),
-                _fingerprint(cells, full, depth + 1)]
+                _fingerprint(_closure_settings(value, code), full, depth + 1)]
     if isinstance(value, dict):
         return {str(k): _fingerprint(v, full, depth + 1) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
     if isinstance(value, (list, tuple)):
@@ -109,6 +103,41 @@ def _fingerprint(value, full: bool = False, depth: int = 0):
     if weights is not None:
         return [type(value).__name__, _fingerprint(weights, full, depth + 1)]
     return getattr(value, "__qualname__", type(value).__name__)
+
+
+def _closure_settings(function, code) -> list:
+    """What a function's closure holds that is a setting (RescaleCFG's multiplier, SkipLayerGuidance's
+    layer lists), not state: a variable the function rebinds (APG's `nonlocal running_avg,
+    prev_sigma`) or a list of floats or tensors it appends to (a wrapper's call log) changes with every
+    run and would make every run a cache miss."""
+    rebound = _rebound_free_variables(code)
+    cells = []
+    for name, cell in zip(code.co_freevars, function.__closure__ or ()):
+        if name in rebound:
+            continue
+        try:
+            held = cell.cell_contents
+        except ValueError:  # a variable the function has not bound yet
+            continue
+        if isinstance(held, (list, set, frozenset)) and all(isinstance(v, (int, str, bool)) for v in held):
+            held = sorted(held, key=repr) if not isinstance(held, list) else list(held)
+            cells.append(held if len(held) <= MAX_CLOSURE_ITEMS else [len(held), *held[:MAX_CLOSURE_ITEMS]])
+        elif isinstance(held, (int, float, str, bool, tuple, dict)) or held is None or torch.is_tensor(held):
+            cells.append(held)
+        else:
+            cells.append(type(held).__name__)
+    return cells
+
+
+@functools.lru_cache(maxsize=256)
+def _rebound_free_variables(code) -> frozenset:
+    """The closure variables a function's code (or a function nested in it) assigns or deletes."""
+    names, pending = set(), [code]
+    while pending:
+        current = pending.pop()
+        names.update(i.argval for i in dis.get_instructions(current) if i.opname in ("STORE_DEREF", "DELETE_DEREF"))
+        pending.extend(c for c in current.co_consts if inspect.iscode(c))
+    return frozenset(names) & frozenset(code.co_freevars)
 
 
 def _control_weights_digest(control) -> dict | None:

@@ -207,6 +207,9 @@ def test_what_changes_the_model_changes_the_cache_key(comfyui):
     pairs["compute dtype"] = (computing_in(torch.float16), computing_in(torch.bfloat16), zeros4)
     free_u = comfyui.node_class("FreeU_V2")()
     pairs["FreeU"] = (free_u.patch(sd15, 1.3, 1.4, 0.9, 0.2)[0], free_u.patch(sd15, 1.0, 1.4, 0.9, 0.2)[0], zeros4)
+    slg = comfyui.node_class("SkipLayerGuidanceDiT")  # its layers: lists of ints in a closure
+    pairs["SLG layers"] = tuple(slg.execute(sd3, 3.0, 0.0, 1.0, double_layers=layers, single_layers="").result[0]
+                                for layers in ("0", "1")) + (zeros16,)
     for name, (a, b, latent) in pairs.items():
         assert key(a, latent) != key(b, latent), name
         assert key(a, latent) == key(a.clone(), latent), name  # and the key is stable
@@ -246,6 +249,31 @@ def test_what_changes_the_model_changes_the_cache_key(comfyui):
     keys = {cal.cache_key(sd15, with_hook(*c), conditioning, 4.0, zeros4, 1, 0, settings)
             for c in [(0.5, 0.02), (0.3, 0.02), (0.5, 0.05), (0.5, 0.02)]}
     assert len(keys) == 3
+
+
+def test_state_a_model_patch_keeps_between_runs_does_not_change_the_cache_key(comfyui):
+    """APG keeps `nonlocal running_avg, prev_sigma` in its closure: None before the first sampling, a
+    tensor after it. The key reads its settings (eta, momentum), not that state, so the same model
+    object hits the cache on its second run (a review helper found 60 calls, then 60 again)."""
+    cal = comfyui.pack_submodule("comfy_adapter.calibration")
+    settings = cal.CalibrationSettings(steps=6)
+    sd15 = comfyui.node_class("UNETLoader")().load_unet(kit.SD15_UNET, "default")[0]
+    conditioning = [[torch.zeros(1, 77, 768), {"pooled_output": torch.zeros(1, 768)}]]
+    latent = torch.zeros(4, 8, 8)
+
+    def key(model):
+        return cal.cache_key(model, conditioning, conditioning, 4.0, latent, 1, 0, settings)
+
+    apg = comfyui.node_class("APG")
+    model = apg.execute(sd15, 1.0, 5.0, 0.5).result[0]
+    before = key(model)
+    (pre_cfg,) = model.model_options["sampler_pre_cfg_function"]
+    for sigma in (14.6, 3.0):  # what a sampling run leaves behind
+        pre_cfg({"conds_out": [torch.ones(1, 4, 8, 8), torch.zeros(1, 4, 8, 8)], "sigma": torch.tensor([sigma]),
+                 "cond_scale": 4.0})
+    assert key(model) == before
+    assert key(apg.execute(sd15, 0.5, 5.0, 0.5).result[0]) != before
+    assert key(apg.execute(sd15, 1.0, 5.0, 0.0).result[0]) != before
 
 
 @pytest.mark.parametrize("corrupt", ['{"sigmas": [1.0, "nan"]}', "[" * 200000 + "]" * 200000,
