@@ -26,6 +26,8 @@ import inspect
 import json
 import logging
 import math
+import types
+import weakref
 from dataclasses import replace
 from pathlib import Path
 
@@ -79,8 +81,14 @@ def _fingerprint(value, full: bool = False, depth: int = 0):
         return type(value).__name__
     code = getattr(value, "__code__", None)
     if code is not None:  # a function (RescaleCFG's sampler_cfg_function): what its closure and defaults hold
-        return [getattr(value, "__qualname__", "function"), _fingerprint(list(value.__defaults__ or ()), full, depth + 1),
-                _fingerprint(_closure_settings(value, code), full, depth + 1)]
+        remembered = _FUNCTION_FINGERPRINTS.get(value, {}) if _weakly_keyed(value) else {}
+        if (full, depth) not in remembered:
+            remembered[(full, depth)] = [getattr(value, "__qualname__", "function"),
+                                         _fingerprint(list(value.__defaults__ or ()), full, depth + 1),
+                                         _fingerprint(_closure_settings(value, code), full, depth + 1)]
+            if _weakly_keyed(value):
+                _FUNCTION_FINGERPRINTS[value] = remembered
+        return remembered[(full, depth)]
     if isinstance(value, dict):
         return {str(k): _fingerprint(v, full, depth + 1) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
     if isinstance(value, (list, tuple)):
@@ -105,22 +113,36 @@ def _fingerprint(value, full: bool = False, depth: int = 0):
     return getattr(value, "__qualname__", type(value).__name__)
 
 
+# A function's fingerprint as first read: what its closure holds that the checks below do not see as
+# state (a cache filled through an expression key, a counter) may change as it samples; the settings do
+# not, so the first reading, taken before the sampler downstream of the calibration runs, stands.
+_FUNCTION_FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _weakly_keyed(value) -> bool:
+    try:
+        weakref.ref(value)
+    except TypeError:
+        return False
+    return isinstance(value, types.FunctionType)
+
+
 def _closure_settings(function, code) -> list:
     """What a function's closure holds that is a setting (RescaleCFG's multiplier, SkipLayerGuidance's
-    layer lists), not state: a variable the function rebinds (APG's `nonlocal running_avg,
-    prev_sigma`) or a list of floats or tensors it appends to (a wrapper's call log) changes with every
-    run and would make every run a cache miss."""
-    rebound = _rebound_free_variables(code)
+    layer lists), not state: a variable the function reassigns (APG's `nonlocal running_avg,
+    prev_sigma`) or changes in place (a wrapper's call log it appends to, a cache it stores into)
+    differs after every run and would make every run a cache miss."""
+    state = _state_variables(code)
     cells = []
     for name, cell in zip(code.co_freevars, function.__closure__ or ()):
-        if name in rebound:
+        if name in state:
             continue
         try:
             held = cell.cell_contents
         except ValueError:  # a variable the function has not bound yet
             continue
-        if isinstance(held, (list, set, frozenset)) and all(isinstance(v, (int, str, bool)) for v in held):
-            held = sorted(held, key=repr) if not isinstance(held, list) else list(held)
+        if isinstance(held, (list, set, frozenset)) and all(isinstance(v, (int, float, str, bool)) for v in held):
+            held = list(held) if isinstance(held, list) else sorted(held, key=repr)
             cells.append(held if len(held) <= MAX_CLOSURE_ITEMS else [len(held), *held[:MAX_CLOSURE_ITEMS]])
         elif isinstance(held, (int, float, str, bool, tuple, dict)) or held is None or torch.is_tensor(held):
             cells.append(held)
@@ -129,15 +151,41 @@ def _closure_settings(function, code) -> list:
     return cells
 
 
+# Methods that change a list, set or dict in place: a closure variable they are called on is state.
+_MUTATING_METHODS = frozenset({"append", "extend", "insert", "add", "update", "pop", "popitem", "clear", "remove",
+                               "discard", "setdefault", "sort", "reverse", "__setitem__", "__delitem__", "__iadd__"})
+
+
 @functools.lru_cache(maxsize=256)
-def _rebound_free_variables(code) -> frozenset:
-    """The closure variables a function's code (or a function nested in it) assigns or deletes."""
+def _state_variables(code) -> frozenset:
+    """The closure variables a function's code (or a function nested in it) assigns, deletes, calls a
+    mutating method on, or stores an item into (`log[k] = v`: the variable, the key, STORE_SUBSCR)."""
     names, pending = set(), [code]
     while pending:
         current = pending.pop()
-        names.update(i.argval for i in dis.get_instructions(current) if i.opname in ("STORE_DEREF", "DELETE_DEREF"))
+        instructions = list(dis.get_instructions(current))
+        for i, ins in enumerate(instructions):
+            if ins.opname in ("STORE_DEREF", "DELETE_DEREF"):
+                names.add(ins.argval)
+            elif ins.opname == "LOAD_DEREF" and _changes_in_place(instructions[i + 1:i + 12]):
+                names.add(ins.argval)
         pending.extend(c for c in current.co_consts if inspect.iscode(c))
     return frozenset(names) & frozenset(code.co_freevars)
+
+
+def _changes_in_place(after: list) -> bool:
+    """Whether the instructions after a closure variable is loaded change it: a mutating method
+    (`log.append(x)`), an item stored or deleted (`cache[k] = v`: one instruction loads the key), or
+    an item updated (`counts[k] += 1`: the key, then a copy of both, down to the store)."""
+    if not after:
+        return False
+    if after[0].opname in ("LOAD_ATTR", "LOAD_METHOD"):
+        return after[0].argval in _MUTATING_METHODS
+    if len(after) >= 2 and after[1].opname in ("STORE_SUBSCR", "DELETE_SUBSCR"):
+        return True
+    if len(after) >= 2 and after[1].opname in ("COPY", "DUP_TOP_TWO"):
+        return any(ins.opname == "STORE_SUBSCR" for ins in after[2:])
+    return False
 
 
 def _control_weights_digest(control) -> dict | None:

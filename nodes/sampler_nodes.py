@@ -62,8 +62,9 @@ class SamplerRungeKuttaODE:
                 }),
                 "max_model_calls": ("INT", {
                     "default": 300, "min": 4, "max": 100000,
-                    "tooltip": "Budget of model calls per image (a CFG pair counts once). When it runs out the image "
-                               "is finished with one large step and a warning is logged.",
+                    "tooltip": "Budget of model calls per image (a CFG pair counts once; adaptive methods: a fixed "
+                               "method makes the calls its schedule asks for). When it runs out the image is finished "
+                               "with one large step and a warning is logged. dopri5 needs at least 7.",
                 }),
                 "sigma_min": ("FLOAT", {
                     "default": 0.001, "min": 0.00001, "max": 0.5, "step": 0.0001, "round": False,

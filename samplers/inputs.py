@@ -68,7 +68,9 @@ def check_latent(x: torch.Tensor) -> None:
         raise SamplerInputError(
             f"FlowAnime: the input latent has NaN or inf values in {describe_images(bad, x.shape[0])} (before any "
             "model call, so not the model's doing). Check the node that made the latent (a VAE Encode in fp16 can "
-            "overflow: try the VAE in fp32/bf16), or leave those images out with Latent From Batch."
+            "overflow: try the VAE in fp32/bf16; a sampler before this one given SIGMAS of a single value, as "
+            "SplitSigmas at step 0 makes, returns inf for a flow model), or leave those images out with Latent "
+            "From Batch."
         )
 
 

@@ -65,8 +65,10 @@ class SamplerConfig:
             value = getattr(self, name)
             if not math.isfinite(value) or not -12 <= value <= 0:
                 raise ValueError(f"FlowAnime: '{name}' must be between -12 and 0, got {value!r}. Typical: -2.5 and -3.5.")
-        if self.max_model_calls < 4:
-            raise ValueError(f"FlowAnime: 'max_model_calls' must be at least 4, got {self.max_model_calls}.")
+        if self.max_model_calls < max(4, self.calls_for_one_step):
+            raise ValueError(f"FlowAnime: 'max_model_calls' must be at least {max(4, self.calls_for_one_step)} for "
+                             f"{self.method} (what one step of it and the image at the end take), got "
+                             f"{self.max_model_calls}.")
         check_model_precision(self.model_precision)
         if self.order not in (None, 1, 2, 3):
             raise ValueError(f"FlowAnime: 'order' must be 1, 2 or 3, got {self.order!r}.")
@@ -79,6 +81,15 @@ class SamplerConfig:
         if self.method not in FIXED_ORDERED:
             return None
         return self.order or FIXED_ORDERED[self.method][1]
+
+    @property
+    def calls_for_one_step(self) -> int:
+        """Model calls an adaptive Runge-Kutta solve needs to take one step and finish: the first
+        stage, the step's other stages, and for a method that is not FSAL the prediction at its end."""
+        tableau = tableaux.ALL.get(self.method)
+        if tableau is None or not tableau.adaptive:
+            return 0
+        return tableau.stages + (0 if tableau.fsal else 1)
 
     @property
     def tableau(self):
@@ -169,7 +180,7 @@ def solve_in_segments(solve_segment, x, sigma_start: float, sigma_end: float, br
             if last_prediction is not None:
                 x = ddim(x, last_prediction, reached_end, sigma_end)
             warn_once(budget_spent_message(method, settings.max_model_calls, reached_end))
-            denoised = None
+            denoised = last_prediction  # what that step held constant: the image at sigma 0
             break
         # a segment starts with the longer of the last one's last two steps (the very last may have been
         # cut short to end at the breakpoint) rather than a cautious first step

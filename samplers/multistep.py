@@ -315,12 +315,12 @@ def _solve_adaptive_multistep(form: _AdamsForm, denoiser, x, sigma_start, sigma_
             control.reject(step, ratio, exponent)
 
     if direction * (t_end - t) > 0:
-        # Budget spent: one DDIM step to the end on the last denoised prediction, as solve_adaptive does.
+        # Budget spent: one DDIM step to the end on the last denoised prediction, as solve_adaptive does;
+        # that prediction is also the one returned (the step holds it constant).
         stats.budget_exhausted = True
         sigma = form.sigma_at(t)
         lam, lam_end = -math.log(sigma), -math.log(sigma_end)
         x = _combine(x, math.exp(-(lam_end - lam)), [1.0 - math.exp(-(lam_end - lam))], [denoised])
-        denoised = None
         if log is not None:
             log(budget_spent_message(name, settings.max_model_calls, sigma))
     stats.final_sigma = sigma_end
@@ -483,6 +483,10 @@ def _solve_fixed_multistep(form: _AdamsForm, denoiser, x, sigmas, order, on_step
             restart = s_next > 0 and _ends_past_breakpoint(breakpoints, s, s_next)
             staged = not restart and onto_last and len(history_t) >= 2 \
                 and abs(t_new - t) > form.long_step_ratio * abs(t - history_t[-2])
+            # an integration step to sigma 0 with one value in hand (a one-step schedule, such as the
+            # second pass of a KSamplerAdvanced split at the last step, or a restart just before it)
+            # would be Euler's: a midpoint call makes it second order
+            staged = staged or (s_next <= 0 and order >= 2 and len(history_t) == 1)
             if staged:
                 t_mid = (t + t_new) / 2
                 sigma_mid = form.sigma_at(t_mid)

@@ -492,9 +492,14 @@ def solve_adaptive(
     # Non-FSAL methods keep one call in hand for the denoised prediction at the end.
     reserve = 0 if tableau.fsal else 1
 
+    def calls_left() -> int:
+        return settings.max_model_calls - settings.calls_before - stats.model_calls
+
     while direction * (t_end - t) > 0:
         remaining = direction * (t_end - t)
-        if settings.calls_before + stats.model_calls + calls_per_step + reserve > settings.max_model_calls:
+        # a non-FSAL step whose first stage is already known (the first step, or after a rejection)
+        # needs one call fewer
+        if calls_per_step - (k1 is not None and not tableau.fsal) + reserve > calls_left():
             break
         if k1 is None:  # non-FSAL: the first stage at the new point
             k1 = f(t, y)
@@ -545,13 +550,18 @@ def solve_adaptive(
 
     if direction * (t_end - t) > 0:
         # Budget spent: finish with one first-order step to the end on the last derivative (DDIM
-        # in the data form) rather than returning a half-solved or NaN latent.
+        # in the data form) rather than returning a half-solved or NaN latent. That step holds the
+        # denoised prediction constant, so it is also the prediction at the end: a caller finishing
+        # at sigma 0 takes it as the image, not the latent still holding sigma_end's noise.
         stats.budget_exhausted = True
-        if k1 is None:
-            k1 = ode_form.derivative(f.last_denoised, x_cur, ode_form.sigma(t))
+        if k1 is None and calls_left() >= 1:  # the call kept in hand: the derivative where the step starts
+            k1 = f(t, y)
+            denoised = f.last_denoised
+        elif k1 is None:
+            denoised = f.last_denoised
+            k1 = ode_form.derivative(denoised, x_cur, ode_form.sigma(t))
         y = y + (t_end - t) * k1
         x_cur = ode_form.x(y, t_end)
-        denoised = None
         if log is not None:
             log(budget_spent_message(tableau.name, settings.max_model_calls, ode_form.sigma(t)))
     elif not tableau.fsal:

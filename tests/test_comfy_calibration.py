@@ -275,6 +275,24 @@ def test_state_a_model_patch_keeps_between_runs_does_not_change_the_cache_key(co
     assert key(apg.execute(sd15, 0.5, 5.0, 0.5).result[0]) != before
     assert key(apg.execute(sd15, 1.0, 5.0, 0.0).result[0]) != before
 
+    def patched(layers, scale):  # what closures hold: settings read, state changed in place
+        calls, cache, counts = [], {}, {"runs": 0}
+
+        def post_cfg(args):
+            calls.append(args["sigma"])
+            cache[len(calls)] = args["denoised"]
+            counts["runs"] += 1
+            return args["denoised"] * scale + sum(layers)
+        m = sd15.clone()
+        m.set_model_sampler_post_cfg_function(post_cfg)
+        return m, post_cfg
+
+    model, post_cfg = patched([0, 3], 0.5)
+    before = key(model)
+    post_cfg({"sigma": 1.0, "denoised": torch.zeros(1)})
+    assert key(model) == before
+    assert key(patched([0, 4], 0.5)[0]) != before and key(patched([0, 3], 0.6)[0]) != before
+
 
 @pytest.mark.parametrize("corrupt", ['{"sigmas": [1.0, "nan"]}', "[" * 200000 + "]" * 200000,
                                      '{"sigmas": [%s, 0.5, 0.0]}' % ("9" * 400), "edited"])

@@ -167,7 +167,8 @@ def test_an_extreme_flux_resolution_shift_samples(comfyui):
 
 @pytest.mark.parametrize("overrides", [
     dict(log10_rtol=-12.0, log10_atol=-12.0),  # item 5: below float32; clamped, bounded by the budget
-    dict(max_model_calls=4),
+    dict(max_model_calls=7),  # dopri5's smallest: one step (the next test: below it)
+    dict(max_model_calls=4, method="bosh3"),
     dict(sigma_min=0.5),
     dict(sigma_min=0.00001, method="heun_euler"),
     dict(log10_rtol=0.0, log10_atol=0.0, method="adams_pc"),
@@ -178,6 +179,15 @@ def test_extreme_sampler_widget_values_end_finite(comfyui, overrides):
     start = time.perf_counter()
     assert_finite_latent(comfyui, comfyui.run(graph), save_id)
     assert time.perf_counter() - start < 300
+
+
+def test_a_budget_below_one_step_of_dopri5_is_refused_naming_the_input(comfyui):
+    """max_model_calls 4 lets dopri5 make its first call and no step: the image was that call's
+    flat prediction at sigma_max, with a console warning only (found by a review helper)."""
+    graph, _ = kit.txt2img("sd3", scheduler="simple", steps=4, batch=1, patch={"shift": 3.0},
+                           custom_sampler={**ODE, "max_model_calls": 6})
+    message = graph_error(comfyui.run(graph, expect_success=False))
+    assert "'max_model_calls' must be at least 7 for dopri5" in message
 
 
 # --- through ComfyUI's node functions, for faults a graph cannot express ----------------------------------

@@ -275,7 +275,8 @@ def test_float64_keeps_tolerances_it_can_resolve():
 
 @pytest.mark.parametrize("method", ADAPTIVE)
 def test_the_smallest_budget_and_sigma_min_extremes_end_finite(method):
-    for config in (dict(max_model_calls=4), dict(sigma_min=0.5), dict(sigma_min=1e-5), dict(log10_rtol=0, log10_atol=0)):
+    smallest = max(4, SamplerConfig(method).calls_for_one_step)
+    for config in (dict(max_model_calls=smallest), dict(sigma_min=0.5), dict(sigma_min=1e-5), dict(log10_rtol=0, log10_atol=0)):
         out = sample(method, Model(), noise(), [1.0, 0.0], **config)
         assert_finite(out)
 

@@ -219,8 +219,8 @@ def test_spent_budget_completes_the_image_with_a_warning(solver):
     messages = []
     settings = AdaptiveSettings(rtol=1e-7, atol=1e-8, max_model_calls=40)
     x, denoised, stats = ADAPTIVE_SOLVERS[solver](gmm.denoise, noise, 1.0, 1e-3, settings, log=messages.append)
-    assert stats.budget_exhausted and stats.model_calls <= 40 and denoised is None
-    assert torch.isfinite(x).all()
+    assert stats.budget_exhausted and stats.model_calls <= 40
+    assert torch.isfinite(x).all() and torch.isfinite(denoised).all()
     assert rms_error(x, exact) < 0.5  # a soft image, not noise
     assert messages and "max_model_calls" in messages[0]
 
