@@ -84,7 +84,7 @@ class CLIPTextEncodeBreak:
             "required": {
                 "clip": ("CLIP",),
                 "text": ("STRING", {"multiline": True, "dynamicPrompts": True,
-                                    "tooltip": "The prompt. BREAK (upper-case, outside brackets) starts a new 75-token "
+                                    "tooltip": "The prompt. BREAK (upper-case, outside parentheses) starts a new 75-token "
                                                "CLIP chunk; (tag:1.2) weights work as in CLIPTextEncode."}),
                 "comma_backtrack": ("INT", {
                     "default": DEFAULT_BACKTRACK, "min": 0, "max": 74,

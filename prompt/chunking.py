@@ -17,7 +17,8 @@ DEFAULT_BACKTRACK = 20  # A1111's "Prompt word wrap length limit"
 
 # Limits on hostile prompts (README "Security and limits"). Work over prompt text holds the
 # interpreter lock, so nothing can cancel it: sizes are bounded before any parsing.
-# 100,000 characters is ~25,000 CLIP tokens (333 chunks), some 20x the longest real prompt.
+# 100,000 characters is ~25,000 CLIP tokens of ordinary text (333 chunks), some 20x the longest real
+# prompt; one-letter tags ("a, " * 33000) reach ~67,000 (880 chunks, under MAX_CHUNKS).
 MAX_PROMPT_CHARS = 100_000
 # Weight 1.1^32 = 21: far past any useful emphasis. ComfyUI's own weight parser recurses once per
 # level and fails (RecursionError) near 1000; each level costs the normaliser a pass over its text.

@@ -14,7 +14,6 @@ chunking is ours.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from .booru import split_break
@@ -28,8 +27,6 @@ from .chunking import (
     layout,
     too_many_chunks,
 )
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 @dataclass
@@ -64,7 +61,6 @@ def tokenize(tokenizers, text: str, comma_backtrack: int = DEFAULT_BACKTRACK) ->
     gives the key's CLIP-style tokenizer (start/end/pad/comma tokens, token_stream, decode), or None
     for a sequence encoder. comfy_adapter.clip.ClipTokenizers provides both for a ComfyUI CLIP."""
     check_prompt(text)  # size and nesting limits, before any parsing
-    text = _CONTROL.sub(" ", text)  # control characters mean nothing to any encoder; tabs/newlines stay
     # a segment of blank items (`BREAK, BREAK`) is empty: it would cost a chunk for a lone comma
     segments = [",".join(items) if any(not item.isspace() and item for item in items) else ""
                 for items in split_break(text)]
