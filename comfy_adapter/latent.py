@@ -99,6 +99,9 @@ def empty_latent(spec: LatentSpec, width: int, height: int, batch_size: int) -> 
 def latent_pixel_size(latent: dict, model_patcher) -> tuple[int, int]:
     """The pixel size a latent stands for: its own tag if it has one, else the model's downscale."""
     samples = latent["samples"]
+    if samples.ndim < 3 or samples.shape[-1] == 0 or samples.shape[-2] == 0:
+        raise ValueError(f"FlowAnime: the 'latent' has no pixels (shape {tuple(samples.shape)}); connect an image "
+                         "latent (Empty Latent Image, VAE Encode) to 'latent', or turn 'resolution_shift' off.")
     down = latent.get(DOWNSCALE_TAG) or spatial_downscale_ratio(model_patcher)
     return samples.shape[-1] * down, samples.shape[-2] * down
 

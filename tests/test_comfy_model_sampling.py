@@ -203,6 +203,13 @@ def test_resolution_shift_without_a_latent_says_what_to_connect(comfyui):
         flow_patch(comfyui, load_unet(comfyui, kit.SD3_MMDIT), resolution_shift="sd3")
 
 
+def test_resolution_shift_from_a_latent_without_pixels_says_what_to_connect(comfyui):
+    """A 0 x 0 latent was a bare `math domain error` (log of 0 tokens; found by a review helper)."""
+    with pytest.raises(ValueError, match="'latent' has no pixels"):
+        flow_patch(comfyui, load_unet(comfyui, kit.SD3_MMDIT), resolution_shift="sd3",
+                   latent={"samples": torch.zeros((1, 16, 0, 0))})
+
+
 def test_bad_values_fail_the_graph_with_a_clear_message_not_a_crash(comfyui):
     graph, _ = txt2img("sd15", patch={"timestep_multiplier": "custom", "custom_multiplier": 0.0})
     result = comfyui.run(graph, expect_success=False)
