@@ -173,6 +173,10 @@ def _state_variables(code) -> frozenset:
     return frozenset(names) & frozenset(code.co_freevars)
 
 
+_LOADS_ONE_VALUE = frozenset({"LOAD_CONST", "LOAD_SMALL_INT", "LOAD_FAST", "LOAD_FAST_BORROW", "LOAD_DEREF",
+                               "LOAD_GLOBAL", "LOAD_NAME"})
+
+
 def _changes_in_place(after: list) -> bool:
     """Whether the instructions after a closure variable is loaded change it: a mutating method
     (`log.append(x)`), an item stored or deleted (`cache[k] = v`: one instruction loads the key), or
@@ -181,9 +185,13 @@ def _changes_in_place(after: list) -> bool:
         return False
     if after[0].opname in ("LOAD_ATTR", "LOAD_METHOD"):
         return after[0].argval in _MUTATING_METHODS
-    if len(after) >= 2 and after[1].opname in ("STORE_SUBSCR", "DELETE_SUBSCR"):
+    # the variable is the container only when exactly one value (the key) is loaded after it; as the key
+    # or the stored value (`h[:, channel] *= 2`, `out[k] = scale`) it is a setting
+    if len(after) < 2 or after[0].opname not in _LOADS_ONE_VALUE:
+        return False
+    if after[1].opname in ("STORE_SUBSCR", "DELETE_SUBSCR"):
         return True
-    if len(after) >= 2 and after[1].opname in ("COPY", "DUP_TOP_TWO"):
+    if after[1].opname in ("COPY", "DUP_TOP_TWO"):
         return any(ins.opname == "STORE_SUBSCR" for ins in after[2:])
     return False
 

@@ -422,7 +422,8 @@ def solve_flow_multistep(
     breakpoints: Sequence[float] = (),
 ):
     """Adams predictor-corrector on the velocity v = (x - D) / sigma in sigma itself (flow time), on
-    a given schedule: one model call per sigma above 0.
+    a given schedule: one model call per sigma above 0, and one more (a midpoint) on a step to 0 with
+    no history before it at order 2 or 3.
 
     For a rectified flow, x_sigma = (1 - sigma) x_0 + sigma noise, so v is the flow's velocity
     noise - x_0, constant along a straight path; a low-order polynomial in sigma follows it well,

@@ -294,6 +294,29 @@ def test_state_a_model_patch_keeps_between_runs_does_not_change_the_cache_key(co
     assert key(patched([0, 4], 0.5)[0]) != before and key(patched([0, 3], 0.6)[0]) != before
 
 
+def test_a_closure_variable_is_state_only_when_the_function_changes_it(comfyui):
+    """Settings used as a key or a stored value stay in the key (a review helper found `channel` in
+    `h[:, channel] *= 2` and, on Python 3.13, `scale` in `out[k] = scale` read as state)."""
+    cal = comfyui.pack_submodule("comfy_adapter.calibration")
+
+    def make():
+        scale, channel, idx, layers, steps, calls, seen = 1.5, 3, [1], [3, 4], [0], [], {}
+
+        def patch(h, out, k, extra):
+            out[k] = scale
+            h[:, channel] *= 2.0
+            out[idx] += 1
+            for i in layers:
+                extra[i] = i
+            steps[0] += 1
+            calls.append(k)
+            seen[k] = 1
+            return h
+        return patch
+
+    assert cal._state_variables(make().__code__) == {"steps", "calls", "seen"}
+
+
 @pytest.mark.parametrize("corrupt", ['{"sigmas": [1.0, "nan"]}', "[" * 200000 + "]" * 200000,
                                      '{"sigmas": [%s, 0.5, 0.0]}' % ("9" * 400), "edited"])
 def test_a_corrupt_cache_file_is_recomputed(comfyui, user_dir, sd3_inputs, corrupt):
