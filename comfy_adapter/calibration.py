@@ -81,13 +81,11 @@ def _fingerprint(value, full: bool = False, depth: int = 0):
         return type(value).__name__
     code = getattr(value, "__code__", None)
     if code is not None:  # a function (RescaleCFG's sampler_cfg_function): what its closure and defaults hold
-        remembered = _FUNCTION_FINGERPRINTS.get(value, {}) if _weakly_keyed(value) else {}
+        remembered = _FUNCTION_FINGERPRINTS.setdefault(value, {}) if isinstance(value, types.FunctionType) else {}
         if (full, depth) not in remembered:
             remembered[(full, depth)] = [getattr(value, "__qualname__", "function"),
                                          _fingerprint(list(value.__defaults__ or ()), full, depth + 1),
                                          _fingerprint(_closure_settings(value, code), full, depth + 1)]
-            if _weakly_keyed(value):
-                _FUNCTION_FINGERPRINTS[value] = remembered
         return remembered[(full, depth)]
     if isinstance(value, dict):
         return {str(k): _fingerprint(v, full, depth + 1) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
@@ -117,14 +115,6 @@ def _fingerprint(value, full: bool = False, depth: int = 0):
 # state (a cache filled through an expression key, a counter) may change as it samples; the settings do
 # not, so the first reading, taken before the sampler downstream of the calibration runs, stands.
 _FUNCTION_FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _weakly_keyed(value) -> bool:
-    try:
-        weakref.ref(value)
-    except TypeError:
-        return False
-    return isinstance(value, types.FunctionType)
 
 
 def _closure_settings(function, code) -> list:

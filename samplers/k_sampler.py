@@ -22,6 +22,7 @@ from .ode import (
     StepInfo,
     Switching,
     budget_spent_message,
+    calls_for_one_step,
     check_model_output,
     check_model_precision,
     ddim,
@@ -84,12 +85,9 @@ class SamplerConfig:
 
     @property
     def calls_for_one_step(self) -> int:
-        """Model calls an adaptive Runge-Kutta solve needs to take one step and finish: the first
-        stage, the step's other stages, and for a method that is not FSAL the prediction at its end."""
+        """Model calls an adaptive Runge-Kutta solve of this method needs for one step (0 for the others)."""
         tableau = tableaux.ALL.get(self.method)
-        if tableau is None or not tableau.adaptive:
-            return 0
-        return tableau.stages + (0 if tableau.fsal else 1)
+        return calls_for_one_step(tableau) if tableau is not None and tableau.adaptive else 0
 
     @property
     def tableau(self):

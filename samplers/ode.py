@@ -439,6 +439,17 @@ def model_output_not_finite(name: str, sigma: float, where: str, out_of_range: b
     )
 
 
+def reserved_calls(tableau: ButcherTableau) -> int:
+    """Calls an adaptive solve keeps in hand: a non-FSAL method's denoised prediction at the end."""
+    return 0 if tableau.fsal else 1
+
+
+def calls_for_one_step(tableau: ButcherTableau) -> int:
+    """Model calls solve_adaptive needs to take one step and finish: the first stage, the step's
+    other stages, and the calls it keeps in hand."""
+    return tableau.stages + reserved_calls(tableau)
+
+
 def budget_spent_message(name: str, budget: int, sigma: float) -> str:
     return (
         f"FlowAnime {name}: the budget of {budget} model calls ran out at sigma={sigma:.4g}; the image was "
@@ -486,20 +497,16 @@ def solve_adaptive(
                                      settings.first_log_step),
                           settings.safety, settings.min_factor, settings.max_factor)
     exponent = 1.0 / (tableau.error_order + 1)
-    calls_per_step = tableau.stages - 1 if tableau.fsal else tableau.stages
     x_cur = x
-
-    # Non-FSAL methods keep one call in hand for the denoised prediction at the end.
-    reserve = 0 if tableau.fsal else 1
+    reserve = reserved_calls(tableau)
 
     def calls_left() -> int:
         return settings.max_model_calls - settings.calls_before - stats.model_calls
 
     while direction * (t_end - t) > 0:
         remaining = direction * (t_end - t)
-        # a non-FSAL step whose first stage is already known (the first step, or after a rejection)
-        # needs one call fewer
-        if calls_per_step - (k1 is not None and not tableau.fsal) + reserve > calls_left():
+        # a step whose first stage is known (FSAL, the first step, after a rejection) needs one call fewer
+        if tableau.stages - (k1 is not None) + reserve > calls_left():
             break
         if k1 is None:  # non-FSAL: the first stage at the new point
             k1 = f(t, y)
