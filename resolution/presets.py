@@ -35,7 +35,9 @@ class FamilyRule:
 
 
 # What each family needs: SD1.5 and SDXL 8 (the VAE), SD3 and other patch-2 DiTs (Flux, Anima) 16
-# (2x2 patches of an 8x latent; ComfyUI's EmptySD3LatentImage steps by 16). What the cards recommend
+# (2x2 patches of an 8x latent; ComfyUI's EmptySD3LatentImage steps by 16). PixArt's DiT reads SD
+# latents (4 channels, so not caught by the 16-channel DiT rule) and, unlike the others, sizes its
+# position table to the unpadded latent: a side of 8 but not 16 stops inside the model. What the cards recommend
 # on top: SD3.5 Medium and Nekofantasia sides that are multiples of 64, SDXL buckets (RouWei,
 # Illustrious) multiples of 32. Those models pad other sizes and still make an image, so a side off
 # the card's grid is a warning, not an error.
@@ -45,6 +47,7 @@ RULES = {
     "SDXL": FamilyRule("SDXL", 8, "the VAE downsamples by 8",
                        32, "SDXL models (RouWei's card) are trained on buckets whose sides are multiples of 32"),
     "SD15": FamilyRule("SD1.5", 8, "the VAE downsamples by 8"),
+    "PixArt": FamilyRule("PixArt", 16, "its DiT takes 2x2 patches of an 8x latent and does not pad them"),
 }
 PATCHED_DIT = FamilyRule("DiT", 16, "a 2x2-patch DiT over an 8x VAE needs multiples of 16")
 DEFAULT = FamilyRule("this model", 8, "the VAE downsamples by 8")

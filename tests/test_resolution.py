@@ -25,6 +25,7 @@ def test_family_rules():
     assert rule_for("SDXLRefiner", 4).recommended == 32
     assert (rule_for("SD15", 4).multiple, rule_for("SD15", 4).recommended) == (8, 0)
     assert rule_for("Flux", 16).multiple == 16 and rule_for("Anima", 16).multiple == 16
+    assert rule_for("PixArtAlpha", 4).multiple == 16 and rule_for("PixArtSigma", 4).multiple == 16
     assert rule_for("Wan22", 48, 16).multiple == 16 and rule_for("LTXV", 128, 32).multiple == 32
     pixels = rule_for("ChromaRadiance", 3, 1)
     assert pixels.multiple == 8 and "VAE" not in pixels.why  # pixel space has no VAE
