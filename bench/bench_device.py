@@ -145,8 +145,12 @@ def main():
     device = torch.device(args.device)
     size = args.size or (1024 if device.type == "cuda" else 256)
     depth = args.depth or (24 if device.type == "cuda" else 2)
-    if size % 64:
-        sys.exit("--size must be a multiple of 64")
+    if size <= 0 or size % 64:
+        sys.exit("--size must be a positive multiple of 64")
+    for name in ("depth", "repeats", "euler_steps", "max_calls"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            sys.exit(f"--{name.replace('_', '-')} must be at least 1")
 
     comfy_path = find_comfyui()
     if comfy_path is None:

@@ -746,8 +746,12 @@ def main():
             bench_problems.parse_gmm_spec(spec)
         except ValueError as e:
             parser.error(str(e))
-    if args.amortise_images < 1:
-        parser.error("--amortise-images must be at least 1")
+    for name in ("amortise_images", "batch", "threads"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    for path in args.competitors:
+        if not (path / "__init__.py").is_file():
+            parser.error(f"--competitors: {path} is not a ComfyUI custom-node checkout (no __init__.py there)")
     if args.newer_comfy_sampling and not args.newer_comfy_sampling.is_file():
         parser.error(f"--newer-comfy-sampling: no file {args.newer_comfy_sampling}")
     torch.set_num_threads(args.threads)
