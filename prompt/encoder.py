@@ -61,10 +61,12 @@ def tokenize(tokenizers, text: str, comma_backtrack: int = DEFAULT_BACKTRACK) ->
     gives the key's CLIP-style tokenizer (start/end/pad/comma tokens, token_stream, decode), or None
     for a sequence encoder. comfy_adapter.clip.ClipTokenizers provides both for a ComfyUI CLIP."""
     check_prompt(text)  # size and nesting limits, before any parsing
-    # a segment of blank items (`BREAK, BREAK`) is empty: it would cost a chunk for a lone comma
-    segments = [",".join(items) if any(not item.isspace() and item for item in items) else ""
-                for items in split_break(text)]
-    has_break = len(segments) > 1
+    # between BREAKs, a segment of blank items (`BREAK, BREAK`) is empty: it would cost a chunk for a
+    # lone comma; a prompt without BREAK keeps its commas, as CLIPTextEncode does
+    pieces = split_break(text)
+    has_break = len(pieces) > 1
+    segments = [",".join(items) if not has_break or any(not item.isspace() and item for item in items) else ""
+                for items in pieces]
     plain = tokenizers.tokenize(without_break(segments) if has_break else text)  # ComfyUI's own, for sequence encoders
     subs = {key: tokenizers.chunked(key) for key in plain}
     tokens, sequences, chunkings, count = {}, [], [], 0

@@ -54,7 +54,8 @@ POOLED = {"sd15": 768, "sdxl": 1280, "sd3": 2048}
 
 @pytest.mark.parametrize("family", ["sd15", "sdxl", "sd3"])
 @pytest.mark.parametrize("text", ["1girl, (red hair:1.3), karin \\(blue archive\\), smile, embedding:missing",
-                                  "1girl\x01solo, \x00smile\x7f"])  # CLIP gives control characters tokens of their own
+                                  "1girl\x01solo, \x00smile\x7f",  # CLIP gives control characters tokens of their own
+                                  ",", " , , "])  # a prompt of commas only keeps them, as CLIPTextEncode does
 def test_short_prompt_without_break_equals_clip_text_encode_bit_for_bit(comfyui, clips, family, text):
     clip = clips[family]
     assert tokenize(comfyui, clip, text).tokens == clip.tokenize(text)
