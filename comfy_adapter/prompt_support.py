@@ -9,6 +9,7 @@ in Comfy-Org/ComfyUI 443393b (0.38.x), which is all this module relies on.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import sys
 import threading
@@ -28,6 +29,35 @@ NO_LIST = "none"
 
 _tokenizer = None
 _tokenizer_lock = threading.Lock()  # one count at a time: the tokenizer is not shared across threads
+# The counter's own worker: on the event loop's default executor, a burst of counts (a workflow with
+# many prompt nodes opening) queued ahead of the server's file reads and stalled them for seconds.
+_counter_pool = None
+_counter_pool_lock = threading.Lock()
+
+
+def _counter_executor():
+    global _counter_pool
+    with _counter_pool_lock:
+        if _counter_pool is None:
+            _counter_pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowanime-counter")
+        return _counter_pool
+
+
+class BadCounterRequest(ValueError):
+    """A request the editor's counter would never send: answered 400, not counted."""
+
+
+def counter_arguments(body) -> tuple:
+    """(text, comma_backtrack, normalizer options or None) from the route's JSON body."""
+    if not isinstance(body, dict) or not isinstance(body.get("text", ""), str):
+        raise BadCounterRequest("the body must be a JSON object with a string 'text'")
+    backtrack = body.get("comma_backtrack", DEFAULT_BACKTRACK)
+    if isinstance(backtrack, bool) or not isinstance(backtrack, int):
+        raise BadCounterRequest("'comma_backtrack' must be a whole number")
+    normalizer = body.get("normalizer")
+    if normalizer is not None and not isinstance(normalizer, dict):
+        raise BadCounterRequest("'normalizer' must be a JSON object of the normaliser node's options")
+    return body.get("text", ""), backtrack, normalizer or None
 
 
 def user_tag_list(name: str):
@@ -96,17 +126,19 @@ def register_routes() -> bool:
 
     async def prompt_tokens(request):
         try:
-            body = await request.json()
-            text = body.get("text", "")
-            backtrack = body.get("comma_backtrack", DEFAULT_BACKTRACK)
-            normalizer = body.get("normalizer")
+            try:
+                body = await request.json()
+            except (ValueError, RecursionError):  # not JSON, or nested past the parser's recursion limit
+                raise BadCounterRequest("the body must be JSON") from None
+            arguments = counter_arguments(body)
             result = await asyncio.wait_for(
-                asyncio.get_running_loop().run_in_executor(
-                    None, count_tokens, text, backtrack, normalizer if isinstance(normalizer, dict) else None),
+                asyncio.get_running_loop().run_in_executor(_counter_executor(), count_tokens, *arguments),
                 COUNTER_TIMEOUT_S)
+        except BadCounterRequest as e:
+            return web.json_response({"error": f"bad request: {e}"}, status=400)
         except asyncio.TimeoutError:
-            result = {"error": "the counter took too long"}
-        except Exception as e:  # a bad request must never take the server down
+            result = {"error": "the counter is busy", "busy": True}  # the editor asks again
+        except Exception as e:  # a prompt the encoder refuses: the message is the count's answer
             logging.getLogger(__name__).debug("FlowAnime counter: %s", e)
             result = {"error": str(e)[:300]}
         return web.json_response(result)

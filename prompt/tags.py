@@ -12,6 +12,7 @@ import csv
 import gzip
 import io
 import os
+import threading
 from pathlib import Path
 from typing import NamedTuple
 
@@ -119,6 +120,7 @@ def read_tag_csv(path, source: str | None = None) -> TagList:
 
 
 _cache: dict = {}
+_cache_lock = threading.Lock()  # the node and the editor's counter at once: one read, the other waits
 
 
 def load_tag_list(path=None, source: str | None = None) -> TagList:
@@ -126,8 +128,9 @@ def load_tag_list(path=None, source: str | None = None) -> TagList:
     path = Path(path) if path is not None else BUNDLED
     stat = os.stat(path) if path.is_file() else None
     key = (str(path), stat and stat.st_mtime_ns, stat and stat.st_size)
-    if key not in _cache:
-        if len(_cache) >= 4:
-            _cache.clear()
-        _cache[key] = read_tag_csv(path, source or (BUNDLED_SOURCE if path == BUNDLED else None))
-    return _cache[key]
+    with _cache_lock:
+        if key not in _cache:
+            if len(_cache) >= 4:
+                _cache.clear()
+            _cache[key] = read_tag_csv(path, source or (BUNDLED_SOURCE if path == BUNDLED else None))
+        return _cache[key]

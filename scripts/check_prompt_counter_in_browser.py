@@ -6,6 +6,8 @@
    prompt on a real CLIP (given by the caller).
 2. Runs a small graph (CLIPLoader -> encoder -> Preview Any; normaliser -> Preview Any) and checks that
    the encoder's chunk report and the normaliser's tag report appear on the nodes.
+3. Answers the counter's requests as a server without its route does (405): one request, then the
+   message on the node.
 Screenshots go to a temporary folder (printed), never into the repository.
 
 Needs Chromium (Debian: apt-get install chromium) and the playwright package; uses the test
@@ -52,17 +54,27 @@ PROMPTS = [
     ("a girl stands in the rain, holding an umbrella. " * 8, 20),
     # comments, which the frontend drops from a dynamicPrompts box when the prompt is queued
     ("1girl, solo // the subject\nlong hair, /* hair, eyes,\nand more */ smile, http://x /* open", 20),
+    # braces, which the frontend resolves when the prompt is queued: one-option blocks lose their braces,
+    # \{ \} \| lose their backslash, a block of choices gives one option (the counter counts the first)
+    ("{{masterpiece}}, {best quality}, 1girl, \\{not a choice\\}, " + _LONG_TAGS, 20),
+    ("1girl, {smiling|grinning, open mouth}, {{red|blue} eyes|closed eyes}, " + _LONG_TAGS, 20),
 ]
+# What the frontend's processDynamicPrompt makes of the prompts above with braces (the first option of
+# each choice, as the counter counts them); the others lose their comments only.
+QUEUED = {
+    PROMPTS[-2][0]: "masterpiece, best quality, 1girl, {not a choice}, " + _LONG_TAGS,
+    PROMPTS[-1][0]: "1girl, smiling, red eyes, " + _LONG_TAGS,
+}
 TYPED = "1girl, solo, long hair"  # typed key by key; the others are pasted (fill)
 NORMALIZER_PROMPT = "blueeyes, long_hair, love_live!, not_a_real_tag_xyz, by wlop // note_to_self"
 
 
-def without_comments(prompt: str) -> str:
-    """What the frontend's processDynamicPrompt leaves of a prompt with no {choices}: its comment regex
-    (for the short, fixed prompts above)."""
+def as_queued(prompt: str) -> str:
+    """What the node gets of one of the fixed prompts above: QUEUED's text, or the prompt without its
+    comments (the frontend's comment regex)."""
     import re
 
-    return re.sub(r"/\*[\s\S]*?\*/|//.*", "", prompt)
+    return QUEUED.get(prompt) or re.sub(r"/\*[\s\S]*?\*/|//.*", "", prompt)
 
 
 def prepare_base(base: Path, clip_file: Path, vue_nodes: bool = False) -> None:
@@ -145,12 +157,14 @@ def check(port: int, expected_chunks, expected_report: str, shots: Path, vue_nod
             page.wait_for_timeout(600)  # a pending debounced request for the same text may still land
             shown = json.loads(page.evaluate("() => window.faEncoder.flowanimeCounter.dataset.result"))
             text_shown = page.evaluate("() => window.faEncoder.flowanimeCounter.innerText")
-            want = expected_chunks(without_comments(prompt), backtrack)
+            want = expected_chunks(as_queued(prompt), backtrack)
             if "error" in shown or _shown(shown["chunks"]) != _shown(want):
                 problems.append(f"prompt {n + 1} (backtrack {backtrack}): counter {shown.get('error') or _shown(shown['chunks'])}"
                                 f" != encoder {_shown(want)}")
             elif shown["tokens"] != sum(c["tokens"] for c in want) or f"{len(want)} chunk" not in text_shown:
                 problems.append(f"prompt {n + 1}: the counter's text {text_shown!r} does not match the encoder")
+            elif ("first option" in text_shown) != ("|" in prompt):
+                problems.append(f"prompt {n + 1}: the counter's text {text_shown!r} should say whether a choice was counted")
             print(f"{'OK  ' if not problems or not problems[-1].startswith(f'prompt {n + 1}') else 'FAIL'} "
                   f"prompt {n + 1} (backtrack {backtrack}): {' | '.join(text_shown.splitlines())}")
             if n in (1, 2):
@@ -249,6 +263,24 @@ def check(port: int, expected_chunks, expected_report: str, shots: Path, vue_nod
         noisy = [text for kind, text in console if kind == "error"]
         if noisy:
             problems.append(f"browser console errors: {noisy[:5]}")
+
+        # A server without the route (the pack installed or updated while ComfyUI ran: new extension, old
+        # Python): one clear message on the node, and no request after the first answer.
+        asked = []
+
+        def refuse(route):
+            asked.append(route.request.url)
+            route.fulfill(status=405, body="405: Method Not Allowed")
+
+        page.route("**/flowanime/prompt_tokens", refuse)
+        for typed in ("1girl, smile", "1girl, smile, solo", "1girl"):
+            page.evaluate("t => { const w = window.faEncoder.widgets.find(w => w.name === 'text'); w.value = t;"
+                          " w.callback?.(t); }", typed)
+            page.wait_for_timeout(900)
+        shown = page.evaluate("() => window.faEncoder.flowanimeCounter.innerText")
+        if "restart ComfyUI" not in shown or len(asked) != 1:
+            problems.append(f"without the server's route: {len(asked)} requests for three edits, shown {shown!r}")
+        print(f"{'OK  ' if not problems else 'FAIL'} a server without the counter's route: {shown}")
         browser.close()
     return problems
 

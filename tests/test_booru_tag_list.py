@@ -362,3 +362,31 @@ def test_bare_artist_names_the_list_knows_go_to_the_artists_chunk(tags):
     options = NormalizeOptions(artists_to_own_chunk=True)
     assert normalize("1girl, wlop, kantoku, smile", options, tags) == "1girl, smile BREAK wlop, kantoku"
     assert normalize("1girl, wlop, kantoku, smile", options) == "1girl, wlop, kantoku, smile"  # no list: unknown
+
+
+def test_callers_at_once_read_the_list_once(tmp_path, monkeypatch):
+    """The normaliser node and the editor's counter may ask for a list at the same moment: one reads it,
+    the others wait for that read instead of parsing the file again each."""
+    import threading
+
+    from flowanime.prompt import tags
+
+    path = tmp_path / "tags.csv"
+    path.write_text("long_hair,0,100,\"longhair\"\n", encoding="utf-8")
+    reads = []
+    real_read = tags.read_tag_csv
+
+    def slow_read(*args, **kwargs):
+        reads.append(args)
+        time.sleep(0.2)  # long enough for every other caller to arrive while the first reads
+        return real_read(*args, **kwargs)
+
+    monkeypatch.setattr(tags, "read_tag_csv", slow_read)
+    monkeypatch.setattr(tags, "_cache", {})
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(load_tag_list(path))) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(reads) == 1 and len(results) == 6 and all(r is results[0] for r in results)

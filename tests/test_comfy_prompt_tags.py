@@ -118,13 +118,24 @@ def test_route_answers_and_never_fails(comfyui, monkeypatch):
         app.add_routes(routes)
         async with TestClient(TestServer(app)) as client:
             ok = await (await client.post(module.ROUTE, json={"text": "a, b BREAK c", "comma_backtrack": 20})).json()
-            bad = await (await client.post(module.ROUTE, data=b"not json")).json()
-            odd = await (await client.post(module.ROUTE, json={"text": 5})).json()
-        return ok, bad, odd
+            refused = {}
+            for name, body in [("not json", b"not json"), ("empty", b""), ("a list", b"[1, 2]"), ("null", b"null"),
+                               ("nested", b"[" * 100_000 + b"]" * 100_000), ("text a number", b'{"text": 5}'),
+                               ("backtrack a bool", b'{"text": "a", "comma_backtrack": true}'),
+                               ("normalizer a list", b'{"text": "a", "normalizer": [1]}')]:
+                response = await client.post(module.ROUTE, data=body, headers={"Content-Type": "application/json"})
+                refused[name] = (response.status, (await response.json())["error"])
+            # a prompt the encoder refuses is an answer to show, not a bad request
+            too_deep = await client.post(module.ROUTE, json={"text": "(" * 1000 + "a" + ")" * 1000})
+            too_deep = (too_deep.status, await too_deep.json())
+        return ok, refused, too_deep
 
-    ok, bad, odd = asyncio.run(ask())
+    ok, refused, too_deep = asyncio.run(ask())
     assert [c["tokens"] for c in ok["chunks"]] == [3, 1] and ok["tokens"] == 4
-    assert "error" in bad and "error" in odd
+    for name, (status, error) in refused.items():
+        assert status == 400 and error.startswith("bad request: "), name
+        assert "attribute" not in error and "recursion" not in error, (name, error)  # no Python internals
+    assert too_deep[0] == 200 and "nests parentheses" in too_deep[1]["error"]
 
 
 def test_no_route_without_a_running_server(comfyui, monkeypatch):

@@ -83,7 +83,8 @@ function renderCount(el, data, text) {
   const head = document.createElement("div");
   const segments = new Set(chunks.map((c) => c.segment)).size;
   head.textContent = `${data.tokens} tokens · ${chunks.length} chunk${chunks.length === 1 ? "" : "s"}` +
-    (segments > 1 ? ` · ${segments} BREAK segments` : "");
+    (segments > 1 ? ` · ${segments} BREAK segments` : "") +
+    (data.choices ? " · with the first option of each {a|b}" : "");
   el.appendChild(head);
   const row = document.createElement("div");
   row.className = "flowanime-chunks";
@@ -140,6 +141,28 @@ function withoutComments(text) {
   return out + text.slice(from);
 }
 
+// Then the frontend's processDynamicPrompt picks one option of each {a|b} at random, drops the braces of a
+// block with one option ({{masterpiece}} -> masterpiece; NovelAI-style prompts are full of them) and turns
+// \{ \} \| into { } |. The counter takes the first option of each block, in one pass without recursion
+// (the frontend recurses once per nesting level), and says so when a block offered a choice.
+function firstChoices(text) {
+  let out = "", depth = 0, skipping = 0, choices = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === "\\") { // an escape keeps the next character as written, even a brace
+      if (!skipping) out += i + 1 < text.length ? text.slice(i, i + 2) : "\\undefined"; // as the frontend writes it
+      i++;
+    } else if (skipping) { // inside an option not taken: find the end of its block
+      if (c === "{") skipping++;
+      else if (c === "}" && --skipping === 0) depth--;
+    } else if (c === "{") depth++;
+    else if (c === "}" && depth) depth--;
+    else if (c === "|" && depth) { skipping = 1; choices = true; }
+    else out += c;
+  }
+  return { text: out.replace(/\\([{}|])/g, "$1"), choices };
+}
+
 // The text input fed by another node (a normaliser, a string node): the widget's value is not what
 // the encoder will read, so there is nothing to count before a run.
 function textIsLinked(node) {
@@ -148,7 +171,28 @@ function textIsLinked(node) {
     (node.isInputConnected ? node.isInputConnected(slot) : i.link != null));
 }
 
-async function count(node, el) {
+// The server answers 404/405 when it runs a FlowAnime without the route: the pack was installed or
+// updated while ComfyUI ran, so the browser has the new extension and the server the old Python.
+const NO_ROUTE = "live counter unavailable: restart ComfyUI after installing or updating FlowAnime";
+let routeMissing = false;
+const BUSY_RETRIES = 2;
+const BUSY_RETRY_MS = 1500;
+
+async function ask(body) {
+  const response = await api.fetchApi(ROUTE, { method: "POST", headers: { "Content-Type": "application/json" },
+                                              body: JSON.stringify(body) });
+  if (response.status === 404 || response.status === 405) {
+    routeMissing = true;
+    return { error: NO_ROUTE };
+  }
+  try {
+    return await response.json();
+  } catch {
+    return { error: `the server answered ${response.status} ${response.statusText || ""}`.trim() };
+  }
+}
+
+async function count(node, el, retries = BUSY_RETRIES) {
   if (textIsLinked(node)) {
     ++node.flowanimeRequest; // an answer still in flight for the old text is stale
     renderCount(el, { linked: true }, null);
@@ -156,22 +200,29 @@ async function count(node, el) {
   }
   const widget = node.widgets?.find((w) => w.name === "text");
   const typed = typeof widget?.value === "string" ? widget.value : "";
-  const body = { text: widget?.dynamicPrompts ? withoutComments(typed) : typed,
-                 comma_backtrack: widgetValue(node, "comma_backtrack", 20) };
+  const queued = widget?.dynamicPrompts ? firstChoices(withoutComments(typed)) : { text: typed, choices: false };
+  const body = { text: queued.text, comma_backtrack: widgetValue(node, "comma_backtrack", 20) };
   if (node.comfyClass === NORMALIZER) {
     body.normalizer = Object.fromEntries(
       ["drop_quality_tags", "artists_to_own_chunk", "lowercase", "resolve_aliases", "tag_list_csv", "preset"]
         .map((k) => [k, widgetValue(node, k, undefined)]));
   }
   const sent = ++node.flowanimeRequest;
-  try {
-    const response = await api.fetchApi(ROUTE, { method: "POST", headers: { "Content-Type": "application/json" },
-                                                body: JSON.stringify(body) });
-    const data = await response.json();
-    if (sent === node.flowanimeRequest) renderCount(el, data, typed); // a later keystroke's answer wins
-  } catch (e) {
-    if (sent === node.flowanimeRequest) renderCount(el, { error: String(e) }, typed);
+  if (routeMissing) {
+    renderCount(el, { error: NO_ROUTE }, typed);
+    return;
   }
+  let data;
+  try {
+    data = await ask(body);
+  } catch (e) {
+    data = { error: String(e) };
+  }
+  if (sent !== node.flowanimeRequest) return; // a later keystroke's answer wins
+  if (data.busy && retries > 0) { // the server's counter was busy (many nodes at once): ask again shortly
+    setTimeout(() => { if (sent === node.flowanimeRequest) count(node, el, retries - 1); }, BUSY_RETRY_MS);
+  }
+  renderCount(el, { ...data, choices: queued.choices }, typed);
 }
 
 function watch(node, el) {
