@@ -964,10 +964,10 @@ class _Normalizer:
         not a known tag) to the first piece that ends like a sentence; every piece between is plain
         words (no underscore, bracket, escape, colon, `@` or `<`) read as a general tag or text. Read
         once, left to right: a run that fails fails at a piece no later start can pass."""
-        if not any(item[2] == TEXT and item[0] and item[0][-1] in ".!?" for _, item in pairs):
+        pieces = [self.plain_words(entry, item) for entry, item in pairs]
+        if not any(_ends_sentence(piece, item) for piece, (_, item) in zip(pieces, pairs)):
             return [item for _, item in pairs]  # no piece ends a sentence (tags only, most prompts)
         out: list[_Item] = []
-        pieces = [self.plain_words(entry, item) for entry, item in pairs]
         i, n = 0, len(pairs)
         while i < n:
             if not self.starts_sentence(pieces[i], pairs[i][1]) or _ends_sentence(pieces[i], pairs[i][1]):
@@ -1017,9 +1017,18 @@ class _Normalizer:
 _NOT_IN_SENTENCE_PIECES = ("_", "(", ")", "[", "]", "{", "}", "\\", ":", "@", "<", ">")
 
 
+# A sentence's end inside a piece, where the next sentence or the tags go on without a comma
+# (`holding an umbrella. 1girl`): . ! ? after a word of three letters or more (not `dr. slump`, `c.c.`)
+# and before a space. A fixed-width look-behind: linear on any text.
+_SENTENCE_END_INSIDE = re.compile(r"(?<=[^\W\d_]{3})[.!?]\s")
+
+
 def _ends_sentence(piece: str | None, item: _Item) -> bool:
-    """A piece that ends a sentence: read as text (a tag list's `k-on!` is a tag) and ending in . ! ?"""
-    return piece is not None and item[2] == TEXT and piece[-1] in ".!?"
+    """A piece that ends a sentence: read as text (a tag list's `k-on!` is a tag) and ending in . ! ?,
+    or plain words with a sentence's end inside."""
+    if piece is None:
+        return False
+    return (item[2] == TEXT and piece[-1] in ".!?") or _SENTENCE_END_INSIDE.search(piece) is not None
 
 
 def _render(item: _Item) -> str:

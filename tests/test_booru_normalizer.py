@@ -190,6 +190,13 @@ def test_a_tag_repeated_in_another_break_segment_stays_there():
     ("anima", "smile, A girl with long hair, red eyes, 1girl", "1girl, smile, red eyes, A girl with long hair"),
     # a tag's syntax (underscore, weight) inside ends the candidate: those pieces are tags
     ("custom", "The girl, long_hair, smiles., (red eyes:1.2)", "The girl, long hair, smiles., (red eyes:1.2)"),
+    # the sentence's end inside a piece, the tags (or the next sentence) going on without a comma
+    ("anima", "A girl stands on a bridge, holding an umbrella. 1girl, solo, rain",
+     "solo, rain, A girl stands on a bridge, holding an umbrella. 1girl"),
+    ("nai-v2-fm", "masterpiece, A girl with silver hair, wearing a black dress, smiles at the viewer. She holds a cat, cat",
+     "cat, A girl with silver hair, wearing a black dress, smiles at the viewer. She holds a cat, masterpiece"),
+    # an abbreviation is no sentence's end: without one, the short pieces stay tags
+    ("anima", "smile, A girl reading dr. slump, red eyes, 1girl", "1girl, smile, red eyes, A girl reading dr. slump"),
 ])
 def test_a_sentence_cut_by_commas_stays_whole(preset, prompt, expected):
     options = preset_options(preset, NormalizeOptions())

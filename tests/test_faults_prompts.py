@@ -64,6 +64,8 @@ HOSTILE = {
     "break flood": lambda n: "tag BREAK " * n,
     "break words": lambda n: "BREAK" * n,
     "sentence ends": lambda n: "a." * n,
+    "sentence ends inside pieces": lambda n: "A girl stands on a bridge, " + "holding an umbrella. 1girl, " * n,
+    "a long word before a sentence end": lambda n: "A girl with " + "a" * (10 * n) + ". b, c",
     "score tags": lambda n: "score_" + "9" * n + "x",
     "one tag per line": lambda n: "long_hair\n" * n,
     "capitals before parentheses": lambda n: "AB(" * n + "x" + ")" * n,
