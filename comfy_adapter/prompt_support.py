@@ -31,6 +31,7 @@ _tokenizer = None
 _tokenizer_lock = threading.Lock()  # one count at a time: the tokenizer is not shared across threads
 # The counter's own worker: on the event loop's default executor, a burst of counts (a workflow with
 # many prompt nodes opening) queued ahead of the server's file reads and stalled them for seconds.
+COUNTER_THREAD = "flowanime-counter"
 _counter_pool = None
 _counter_pool_lock = threading.Lock()
 
@@ -39,8 +40,19 @@ def _counter_executor():
     global _counter_pool
     with _counter_pool_lock:
         if _counter_pool is None:
-            _counter_pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowanime-counter")
+            _counter_pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=COUNTER_THREAD)
+            logging.getLogger().addFilter(_QuietCounterEmbeddings())  # the root logger: ComfyUI logs there
         return _counter_pool
+
+
+class _QuietCounterEmbeddings(logging.Filter):
+    """ComfyUI's tokenizer warns of each embedding name it cannot find: as the user types
+    `embedding:name`, every prefix the counter counts would print one. Only the counter's thread's are
+    dropped; the node's own encoding still warns."""
+
+    def filter(self, record):
+        return not (record.threadName.startswith(COUNTER_THREAD) and "does not exist" in str(record.msg)
+                    and "embedding:" in str(record.msg))
 
 
 class BadCounterRequest(ValueError):

@@ -2,6 +2,7 @@
 
 import asyncio
 import gzip
+import logging
 import sys
 import types
 
@@ -102,7 +103,7 @@ def test_counter_is_bounded(comfyui):
     assert "too long" in counted["error"]
 
 
-def test_route_answers_and_never_fails(comfyui, monkeypatch):
+def test_route_answers_and_never_fails(comfyui, monkeypatch, caplog):
     from aiohttp import web
     from aiohttp.test_utils import TestClient, TestServer
 
@@ -128,9 +129,16 @@ def test_route_answers_and_never_fails(comfyui, monkeypatch):
             # a prompt the encoder refuses is an answer to show, not a bad request
             too_deep = await client.post(module.ROUTE, json={"text": "(" * 1000 + "a" + ")" * 1000})
             too_deep = (too_deep.status, await too_deep.json())
-        return ok, refused, too_deep
+            # typing an embedding's name: each prefix counted would log "embedding:... does not exist"
+            with caplog.at_level(logging.WARNING):
+                typing = await (await client.post(module.ROUTE, json={"text": "embedding:easyneg, 1girl"})).json()
+        return ok, refused, too_deep, typing
 
-    ok, refused, too_deep = asyncio.run(ask())
+    ok, refused, too_deep, typing = asyncio.run(ask())
+    assert typing["tokens"] > 0 and not [r for r in caplog.records if "does not exist" in r.getMessage()]
+    with caplog.at_level(logging.WARNING):  # the node's own encoding still warns
+        comfyui.node_class("CLIPLoader")().load_clip(kit.CLIP_L, "stable_diffusion")[0].tokenize("embedding:easyneg")
+    assert [r for r in caplog.records if "embedding:easyneg does not exist" in r.getMessage()]
     assert [c["tokens"] for c in ok["chunks"]] == [3, 1] and ok["tokens"] == 4
     for name, (status, error) in refused.items():
         assert status == 400 and error.startswith("bad request: "), name
