@@ -186,6 +186,25 @@ def check(port: int, expected_chunks, expected_report: str, shots: Path, vue_nod
         print(f"{'OK  ' if not problems or 'old workflow' not in problems[-1] else 'FAIL'} a workflow saved before "
               f"the new options loads: {loaded and {k: loaded[0][k] for k in ('resolve_aliases', 'tag_list_csv', 'preset')}}")
 
+        # A new Calibrated Schedule node keeps its calibration seed between runs (fixed, not the editor's
+        # randomize for a widget named seed); a saved workflow's value still wins.
+        controls = page.evaluate("""() => {
+            const node = window.LiteGraph.createNode("FlowAnimeCalibratedSchedule");
+            window.app.graph.add(node);
+            const control = node.widgets.find(w => w.name === "control_after_generate");
+            const fresh = control?.value;
+            node.configure({ ...node.serialize(), widgets_values: node.widgets.map(w =>
+                w.name === "control_after_generate" ? "increment" : w.value) });
+            const loaded = node.widgets.find(w => w.name === "control_after_generate")?.value;
+            window.app.graph.remove(node);
+            return [fresh, loaded];
+        }""")
+        if controls != ["fixed", "increment"]:
+            problems.append(f"Calibrated Schedule's seed control: new node {controls[0]!r} (want 'fixed'), "
+                            f"from a saved workflow {controls[1]!r} (want the saved 'increment')")
+        print(f"{'OK  ' if not problems or 'seed control' not in problems[-1] else 'FAIL'} Calibrated Schedule's "
+              f"seed control: new {controls[0]}, loaded {controls[1]}")
+
         # A run: the encoder's chunk report and the normaliser's tag report appear on the nodes.
         graph_prompt = PROMPTS[1][0]
         page.evaluate("""([enc, norm, clip, text, ntext]) => {

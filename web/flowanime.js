@@ -283,11 +283,25 @@ app.registerExtension({
   },
 });
 
-// The Calibrated Schedule node: its report (sigmas, calibration cost, cache hit) after a run.
+// The Calibrated Schedule node: its report (sigmas, calibration cost, cache hit) after a run. Its `seed`
+// (of the calibration's noise, part of the cache key) gets the editor's "control after generate" widget,
+// which starts at randomize for any INT named seed: a new node would then recalibrate on every Queue.
+// It starts at fixed instead; a loaded workflow's saved value is applied after this and wins. (Setting
+// control_after_generate in the schema would not do: a string there names the widget in the frontends
+// 1.27 to 1.3x, and False would shift the values saved workflows hold by position.)
 app.registerExtension({
   name: "FlowAnime.CalibrationReport",
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (nodeData.name !== "FlowAnimeCalibratedSchedule") return;
+    const onNodeCreated = nodeType.prototype.onNodeCreated;
+    nodeType.prototype.onNodeCreated = function (...args) {
+      const result = onNodeCreated?.apply(this, args);
+      const seed = this.widgets?.find((w) => w.name === "seed");
+      const control = seed?.linkedWidgets?.find((w) => w.name === "control_after_generate") ??
+        this.widgets?.find((w) => w.name === "control_after_generate");
+      if (control && control.value !== "fixed") control.value = "fixed";
+      return result;
+    };
     showReportAfterRun(nodeType, "text");
   },
 });
