@@ -81,12 +81,11 @@ def _fingerprint(value, full: bool = False, depth: int = 0):
         return type(value).__name__
     code = getattr(value, "__code__", None)
     if code is not None:  # a function (RescaleCFG's sampler_cfg_function): what its closure and defaults hold
-        remembered = _FUNCTION_FINGERPRINTS.setdefault(value, {}) if isinstance(value, types.FunctionType) else {}
-        if (full, depth) not in remembered:
-            remembered[(full, depth)] = [getattr(value, "__qualname__", "function"),
-                                         _fingerprint(list(value.__defaults__ or ()), full, depth + 1),
-                                         _fingerprint(_closure_settings(value, code), full, depth + 1)]
-        return remembered[(full, depth)]
+        def read():
+            return [getattr(value, "__qualname__", "function"), _fingerprint(list(value.__defaults__ or ()), full, depth + 1),
+                    _fingerprint(_closure_settings(value, code), full, depth + 1)]
+
+        return _remembered(value, (full, depth), read) if isinstance(value, types.FunctionType) else read()
     if isinstance(value, dict):
         return {str(k): _fingerprint(v, full, depth + 1) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
     if isinstance(value, (list, tuple)):
@@ -108,12 +107,35 @@ def _fingerprint(value, full: bool = False, depth: int = 0):
     weights = getattr(value, "weights", None)  # a LoRA adapter object (newer ComfyUI)
     if weights is not None:
         return [type(value).__name__, _fingerprint(weights, full, depth + 1)]
+    if isinstance(value, functools.partial):
+        return ["partial", *(_fingerprint(v, full, depth + 1) for v in (value.func, list(value.args), value.keywords))]
+    if isinstance(value, torch.nn.Module):  # a hypernetwork's layers, a patch's projector
+        return _remembered(value, (full, depth), lambda: [
+            type(value).__name__, [[name, _tensor_digest(t, full)] for name, t in value.state_dict().items()]])
+    if callable(value) and not isinstance(value, type) and isinstance(getattr(value, "__dict__", None), dict):
+        # a patch that is an object (HypernetworkLoader's hypernetwork_patch: the layers and the strength)
+        return _remembered(value, (full, depth), lambda: [
+            type(value).__qualname__,
+            _fingerprint({k: v for k, v in vars(value).items() if not k.startswith("_")}, full, depth + 1)])
     return getattr(value, "__qualname__", type(value).__name__)
 
 
-# A function's fingerprint as first read: what its closure holds that the checks below do not see as
-# state (a cache filled through an expression key, a counter) may change as it samples; the settings do
-# not, so the first reading, taken before the sampler downstream of the calibration runs, stands.
+def _remembered(owner, key, read):
+    """The fingerprint of an object as first read (see _FUNCTION_FINGERPRINTS); read again each time
+    for an object that cannot be weakly referenced."""
+    try:
+        remembered = _FUNCTION_FINGERPRINTS.setdefault(owner, {})
+    except TypeError:
+        return read()
+    if key not in remembered:
+        remembered[key] = read()
+    return remembered[key]
+
+
+# A function's (or a patch object's) fingerprint as first read: what its closure holds that the checks
+# below do not see as state (a cache filled through an expression key, a counter) may change as it
+# samples; the settings do not, so the first reading, taken before the sampler downstream of the
+# calibration runs, stands.
 _FUNCTION_FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 

@@ -3,6 +3,7 @@ tiny SD3 and SD1.5 stand-ins, its cache (a second run makes no model call; anoth
 its report, and clear errors for bad settings."""
 
 import copy
+import functools
 import json
 
 import flowanime_testkit as kit
@@ -167,8 +168,8 @@ def test_a_scheduled_prompt_splits_the_teacher_and_puts_a_call_just_below_the_sw
 def test_what_changes_the_model_changes_the_cache_key(comfyui):
     """Each pair is one model in two forms whose schedules differ (a helper's audit calibrated both and
     found a cache hit): eps against v-prediction, our patch's two conventions, RescaleCFG off and on,
-    two LoRAs at the same strength; the dtype the same weights compute in; an eps model's starting
-    latent; a ControlNet's strength, hint and network."""
+    two LoRAs at the same strength, two hypernetworks or strengths of one; the dtype the same weights
+    compute in; an eps model's starting latent; a ControlNet's strength, hint and network."""
     from safetensors.torch import save_file
 
     cal = comfyui.pack_submodule("comfy_adapter.calibration")
@@ -210,6 +211,33 @@ def test_what_changes_the_model_changes_the_cache_key(comfyui):
     slg = comfyui.node_class("SkipLayerGuidanceDiT")  # its layers: lists of ints in a closure
     pairs["SLG layers"] = tuple(slg.execute(sd3, 3.0, 0.0, 1.0, double_layers=layers, single_layers="").result[0]
                                 for layers in ("0", "1")) + (zeros16,)
+    # a patch that is an object (HypernetworkLoader's hypernetwork_patch): its layers and its strength
+    from comfy_extras.nodes_hypernetwork import load_hypernetwork_patch
+
+    def with_hypernetwork(seed, strength):
+        generator = torch.Generator().manual_seed(seed)
+        layers = {dim: [{"linear.0.weight": torch.randn(dim, dim, generator=generator) / dim,
+                         "linear.0.bias": torch.zeros(dim)} for _ in range(2)] for dim in (320, 768)}
+        path = comfyui.models_dir / f"flowanime_hypernetwork_{seed}.pt"
+        torch.save(layers, path)
+        patched = sd15.clone()
+        hypernetwork = load_hypernetwork_patch(str(path), strength)
+        patched.set_model_attn1_patch(hypernetwork)
+        patched.set_model_attn2_patch(hypernetwork)
+        return patched
+
+    pairs["hypernetwork file"] = (with_hypernetwork(1, 1.0), with_hypernetwork(2, 1.0), zeros4)
+    pairs["hypernetwork strength"] = (with_hypernetwork(1, 1.0), with_hypernetwork(1, 0.1), zeros4)
+
+    def scaled_cfg(args, scale):
+        return args["uncond"] + scale * (args["cond"] - args["uncond"])
+
+    def with_partial(scale):
+        patched = sd15.clone()
+        patched.set_model_sampler_cfg_function(functools.partial(scaled_cfg, scale=scale))
+        return patched
+
+    pairs["partial's arguments"] = (with_partial(1.0), with_partial(2.0), zeros4)
     for name, (a, b, latent) in pairs.items():
         assert key(a, latent) != key(b, latent), name
         assert key(a, latent) == key(a.clone(), latent), name  # and the key is stable
