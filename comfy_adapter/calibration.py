@@ -110,14 +110,28 @@ def _fingerprint(value, full: bool = False, depth: int = 0):
     if isinstance(value, functools.partial):
         return ["partial", *(_fingerprint(v, full, depth + 1) for v in (value.func, list(value.args), value.keywords))]
     if isinstance(value, torch.nn.Module):  # a hypernetwork's layers, a patch's projector
-        return _remembered(value, (full, depth), lambda: [
-            type(value).__name__, [[name, _tensor_digest(t, full)] for name, t in value.state_dict().items()]])
+        return _remembered(value, depth, lambda: [type(value).__name__, _network_digest(value)])
+    held = getattr(value, "model", None)
+    if isinstance(held, torch.nn.Module) and hasattr(value, "patches") and hasattr(value, "model_options"):
+        # a ModelPatcher inside a patch object (a MODEL_PATCH: USO's projector, an LLLite network)
+        return _remembered(value, depth, lambda: [type(value).__name__, _network_digest(held),
+                                                  _fingerprint(getattr(value, "patches", None), False, depth + 1)])
     if callable(value) and not isinstance(value, type) and isinstance(getattr(value, "__dict__", None), dict):
-        # a patch that is an object (HypernetworkLoader's hypernetwork_patch: the layers and the strength)
-        return _remembered(value, (full, depth), lambda: [
+        # a patch that is an object (HypernetworkLoader's hypernetwork_patch: the layers and the strength).
+        # Tensors it holds are hashed whole: a control image sampled at a stride of a multiple of its
+        # rows would be read in one column only.
+        return _remembered(value, depth, lambda: [
             type(value).__qualname__,
-            _fingerprint({k: v for k, v in vars(value).items() if not k.startswith("_")}, full, depth + 1)])
+            _fingerprint({k: v for k, v in vars(value).items() if not k.startswith("_")}, True, depth + 1)])
     return getattr(value, "__qualname__", type(value).__name__)
+
+
+def _network_digest(module: torch.nn.Module) -> list:
+    """A sample of each weight of a network a patch holds. Read as it is: a GPU load casts a patch's
+    network in place (LoadedModel.model_load calls model_patches_to(model_dtype())), so a clone made
+    after that reads other values, and calibrates once more; no rounding of the values makes the two
+    readings agree (float32 -> float16 -> bfloat16 differs from float32 -> bfloat16 in 6 % of values)."""
+    return [[name, _tensor_digest(t, full=False)] for name, t in module.state_dict().items()]
 
 
 def _remembered(owner, key, read):

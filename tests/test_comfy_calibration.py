@@ -168,8 +168,8 @@ def test_a_scheduled_prompt_splits_the_teacher_and_puts_a_call_just_below_the_sw
 def test_what_changes_the_model_changes_the_cache_key(comfyui):
     """Each pair is one model in two forms whose schedules differ (a helper's audit calibrated both and
     found a cache hit): eps against v-prediction, our patch's two conventions, RescaleCFG off and on,
-    two LoRAs at the same strength, two hypernetworks or strengths of one; the dtype the same weights
-    compute in; an eps model's starting latent; a ControlNet's strength, hint and network."""
+    two LoRAs at the same strength, two hypernetworks or strengths of one, a patch object's network
+    and control image; the dtype the same weights compute in; an eps model's starting latent; a ControlNet's strength, hint and network."""
     from safetensors.torch import save_file
 
     cal = comfyui.pack_submodule("comfy_adapter.calibration")
@@ -238,6 +238,37 @@ def test_what_changes_the_model_changes_the_cache_key(comfyui):
         return patched
 
     pairs["partial's arguments"] = (with_partial(1.0), with_partial(2.0), zeros4)
+
+    # a patch object holding a MODEL_PATCH (a ModelPatcher: USO's projector, an LLLite network) and a
+    # control image: the network's weights and the whole image
+    import comfy.model_patcher
+
+    class ControlImagePatch:  # the attributes of newer ComfyUI's AnimaLLLitePatch (comfy/ldm/anima/lllite.py@773ef1b)
+        def __init__(self, model_patch, image, strength):
+            self.model_patch, self.image, self.strength = model_patch, image, strength
+
+        def __call__(self, args):
+            return args
+
+    def network(seed):
+        torch.manual_seed(seed)
+        return comfy.model_patcher.ModelPatcher(torch.nn.Linear(16, 16), torch.device("cpu"), torch.device("cpu"))
+
+    def line_art(row):  # a white page with one stroke; 64 strided values would all read column 0
+        image = torch.ones(1, 1024, 1024, 3)
+        image[:, row:row + 600, 300:310, :] = 0.0
+        return image
+
+    def with_control_patch(patch_network, image):
+        patched = sd3.clone()
+        patched.set_model_post_input_patch(ControlImagePatch(patch_network, image, 1.0))
+        return patched
+
+    first_network = network(1)
+    pairs["patch's network"] = (with_control_patch(first_network, line_art(200)),
+                                with_control_patch(network(2), line_art(200)), zeros16)
+    pairs["patch's control image"] = (with_control_patch(first_network, line_art(200)),
+                                      with_control_patch(first_network, line_art(350)), zeros16)
     for name, (a, b, latent) in pairs.items():
         assert key(a, latent) != key(b, latent), name
         assert key(a, latent) == key(a.clone(), latent), name  # and the key is stable
