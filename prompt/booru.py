@@ -965,17 +965,17 @@ class _Normalizer:
         words (no underscore, bracket, escape, colon, `@` or `<`) read as a general tag or text. Read
         once, left to right: a run that fails fails at a piece no later start can pass."""
         pieces = [self.plain_words(entry, item) for entry, item in pairs]
-        if not any(_ends_sentence(piece, item) for piece, (_, item) in zip(pieces, pairs)):
+        if not any(self.ends_sentence(piece, item) for piece, (_, item) in zip(pieces, pairs)):
             return [item for _, item in pairs]  # no piece ends a sentence (tags only, most prompts)
         out: list[_Item] = []
         i, n = 0, len(pairs)
         while i < n:
-            if not self.starts_sentence(pieces[i], pairs[i][1]) or _ends_sentence(pieces[i], pairs[i][1]):
+            if not self.starts_sentence(pieces[i], pairs[i][1]) or self.ends_sentence(pieces[i], pairs[i][1]):
                 out.append(pairs[i][1])
                 i += 1
                 continue
             j = i + 1
-            while j < n and pieces[j] is not None and not _ends_sentence(pieces[j], pairs[j][1]):
+            while j < n and pieces[j] is not None and not self.ends_sentence(pieces[j], pairs[j][1]):
                 j += 1
             if j < n and pieces[j] is not None:  # pieces i..j make one sentence
                 # a key of its own: never dropped as a duplicate (a tag placed before it on a first run
@@ -995,6 +995,19 @@ class _Normalizer:
         if not text or any(mark in text for mark in _NOT_IN_SENTENCE_PIECES):
             return None
         return text
+
+    def ends_sentence(self, piece: str | None, item: _Item) -> bool:
+        """A piece that ends a sentence: read as text (a tag list's `k-on!` is a tag) and ending in . ! ?,
+        or, not a tag the list knows (`little busters! school uniform`), with a sentence's end inside:
+        . ! ? after a word of three letters or more (not `dr. slump`), a space, then a capital or a digit
+        (`holding an umbrella. 1girl`, `at the viewer. She`; not `love live! school idol project`)."""
+        if piece is None:
+            return False
+        if item[2] == TEXT and piece[-1] in ".!?":
+            return True
+        if self.tags is not None and piece.lower() in self.tags:
+            return False
+        return any(m.group(1).isupper() or m.group(1).isdigit() for m in _SENTENCE_END_INSIDE.finditer(piece))
 
     def starts_sentence(self, piece: str | None, item: _Item) -> bool:
         if piece is None:
@@ -1017,18 +1030,9 @@ class _Normalizer:
 _NOT_IN_SENTENCE_PIECES = ("_", "(", ")", "[", "]", "{", "}", "\\", ":", "@", "<", ">")
 
 
-# A sentence's end inside a piece, where the next sentence or the tags go on without a comma
-# (`holding an umbrella. 1girl`): . ! ? after a word of three letters or more (not `dr. slump`, `c.c.`)
-# and before a space. A fixed-width look-behind: linear on any text.
-_SENTENCE_END_INSIDE = re.compile(r"(?<=[^\W\d_]{3})[.!?]\s")
-
-
-def _ends_sentence(piece: str | None, item: _Item) -> bool:
-    """A piece that ends a sentence: read as text (a tag list's `k-on!` is a tag) and ending in . ! ?,
-    or plain words with a sentence's end inside."""
-    if piece is None:
-        return False
-    return (item[2] == TEXT and piece[-1] in ".!?") or _SENTENCE_END_INSIDE.search(piece) is not None
+# A sentence's end inside a piece, where the next sentence or the tags go on without a comma, and the
+# character after it (_Normalizer.ends_sentence reads it). A fixed-width look-behind: linear on any text.
+_SENTENCE_END_INSIDE = re.compile(r"(?<=[^\W\d_]{3})[.!?] (\w)")
 
 
 def _render(item: _Item) -> str:

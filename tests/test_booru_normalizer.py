@@ -205,6 +205,23 @@ def test_a_sentence_cut_by_commas_stays_whole(preset, prompt, expected):
     assert normalize(out, options) == out
 
 
+@pytest.mark.parametrize("with_list, prompt, expected", [
+    # a series name with `!` inside ends no sentence: after it comes a lower-case word (no tag list) ...
+    (False, "Hatsune Miku, love live! school idol project, 1girl, smile",
+     "1girl, Hatsune Miku, smile, love live! school idol project"),
+    (False, "Kousaka Kirino, hibike! euphonium, 1girl, solo", "1girl, Kousaka Kirino, hibike! euphonium, solo"),
+    # ... and a tag the list knows is a tag, whatever follows its mark
+    (True, "A girl sitting in a classroom, little busters! school uniform, smile, 1girl",
+     "1girl, little busters! school uniform, smile, A girl sitting in a classroom"),
+])
+def test_a_tag_with_a_mark_inside_ends_no_sentence(with_list, prompt, expected):
+    from flowanime.prompt.tags import load_tag_list
+
+    options = preset_options("anima", NormalizeOptions())
+    tags = load_tag_list() if with_list else None
+    assert normalize(prompt, options, tags) == expected
+
+
 def test_pony_source_and_rating_tags_keep_their_underscores():
     prompt = "score_9, score_8_up, source_anime, rating_explicit, source_Furry, 1girl, source_code"
     assert normalize(prompt) == "score_9, score_8_up, source_anime, rating_explicit, source_Furry, 1girl, source code"
