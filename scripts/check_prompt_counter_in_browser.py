@@ -300,6 +300,18 @@ def check(port: int, expected_chunks, expected_report: str, shots: Path, vue_nod
         if "restart ComfyUI" not in shown or len(asked) != 1:
             problems.append(f"without the server's route: {len(asked)} requests for three edits, shown {shown!r}")
         print(f"{'OK  ' if not problems else 'FAIL'} a server without the counter's route: {shown}")
+        # ComfyUI restarted with the route: the tab reconnects (no reload) and the counter counts again
+        page.unroute("**/flowanime/prompt_tokens")
+        page.evaluate("() => { const api = window.app.api ?? window.comfyAPI?.api?.api;"
+                      " api.dispatchEvent(new CustomEvent('reconnected')); }")
+        try:
+            page.wait_for_function("() => !window.faEncoder.flowanimeCounter.innerText.includes('restart ComfyUI')"
+                                   " && JSON.parse(window.faEncoder.flowanimeCounter.dataset.result).tokens > 0",
+                                   timeout=30000)
+        except Exception:
+            problems.append("after the server came back with the route (reconnected), the counter did not count again: "
+                            + page.evaluate("() => window.faEncoder.flowanimeCounter.innerText"))
+        print(f"{'OK  ' if not problems else 'FAIL'} the counter after a reconnect to a server with the route")
         browser.close()
     return problems
 

@@ -175,6 +175,12 @@ function textIsLinked(node) {
 // updated while ComfyUI ran, so the browser has the new extension and the server the old Python.
 const NO_ROUTE = "live counter unavailable: restart ComfyUI after installing or updating FlowAnime";
 let routeMissing = false;
+// After that restart the tab reconnects without a reload: count again.
+api.addEventListener?.("reconnected", () => {
+  if (!routeMissing) return;
+  routeMissing = false;
+  for (const node of app.graph?.nodes ?? app.graph?._nodes ?? []) node.flowanimeSchedule?.();
+});
 const BUSY_RETRIES = 2;
 const BUSY_RETRY_MS = 1500;
 
