@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .booru import split_break
+from .booru import break_segments, split_break
 from .chunking import (
     CHUNK_LENGTH,
     DEFAULT_BACKTRACK,
@@ -92,8 +92,16 @@ def tokenize(tokenizers, text: str, comma_backtrack: int = DEFAULT_BACKTRACK) ->
             chunkings.append({"keys": [key], **summary})
     _even_out_chunks(tokens, subs)
     lines = [line for chunking in chunkings for line in report_lines(chunking)] + sequences
+    in_parentheses = len(break_segments(text.translate(_PARENTHESES_AS_SPACES))) - len(pieces)
+    if in_parentheses > 0:
+        lines.append(f"  note: {in_parentheses} BREAK{'s' if in_parentheses > 1 else ''} inside parentheses "
+                     "read as the word (A1111's rule, as in `(a BREAK b:1.2)`): close the parentheses before a "
+                     "BREAK to start a new chunk")
     split = [tag for chunking in chunkings for tag in chunking["split_tags"]]
     return EncodedTokens(tokens, "\n".join(lines), count, split, chunkings)
+
+
+_PARENTHESES_AS_SPACES = str.maketrans("()", "  ")
 
 
 def chunk_summary(plan, decode) -> dict:

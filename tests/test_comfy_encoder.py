@@ -152,6 +152,14 @@ def test_a_break_segment_of_commas_costs_no_chunk(comfyui, clips):
     assert report.splitlines()[0] == "clip chunks (l): 2"
 
 
+def test_a_break_inside_parentheses_is_a_word_and_the_report_says_so(comfyui, clips):
+    """A1111's rule: `(a BREAK b:1.2)` is one weighted item; the report points at the parentheses."""
+    cond, report = encode(comfyui, clips["sd15"], "1girl, (red hair BREAK blue eyes:1.2), smile")
+    assert cond[0][0].shape[1] == 77 and "note: 1 BREAK inside parentheses read as the word" in report
+    cond, report = encode(comfyui, clips["sd15"], "1girl, (red hair:1.2) BREAK blue eyes, BREAKFAST")
+    assert cond[0][0].shape[1] == 2 * 77 and "note:" not in report
+
+
 @pytest.mark.parametrize("text", ["", "BREAK BREAK", "(unbalanced, ((tag", "1girl\x00\x07, \U0001F600, smile, \u200b",
                                   ")) stray BREAK (", "tag, " * 5000])
 def test_awkward_input_gives_a_result(comfyui, clips, text):
