@@ -179,7 +179,8 @@ let routeMissing = false;
 api.addEventListener?.("reconnected", () => {
   if (!routeMissing) return;
   routeMissing = false;
-  for (const node of app.graph?.nodes ?? app.graph?._nodes ?? []) node.flowanimeSchedule?.();
+  const graphs = [app.graph, ...(app.graph?.subgraphs?.values?.() ?? [])]; // subgraphs: frontend 1.27 on
+  for (const graph of graphs) for (const node of graph?.nodes ?? graph?._nodes ?? []) node.flowanimeSchedule?.();
 });
 const BUSY_RETRIES = 2;
 const BUSY_RETRY_MS = 1500;
