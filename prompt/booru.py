@@ -756,6 +756,7 @@ class _Normalizer:
         self.kept = kept  # where the items start that _parse found to be the user's syntax
         self.group_ids: dict = {}
         self.sentences = 0  # sentences joined from comma pieces so far
+        self.sentence_ends = False  # a piece ends a sentence: a preset's order may bring its start next to it
         self.single_spaced = printable and "  " not in text  # printable: no white space but " "
         if tags is not None:  # the list's own dict look-ups, bound once
             self.tag_info, self.alias_of = tags.get, tags.alias_of
@@ -967,6 +968,7 @@ class _Normalizer:
         pieces = [self.plain_words(entry, item) for entry, item in pairs]
         if not any(self.ends_sentence(piece, item) for piece, (_, item) in zip(pieces, pairs)):
             return [item for _, item in pairs]  # no piece ends a sentence (tags only, most prompts)
+        self.sentence_ends = True
         out: list[_Item] = []
         i, n = 0, len(pairs)
         while i < n:
@@ -1098,13 +1100,28 @@ def normalize_with_report(prompt: str, options: NormalizeOptions = NormalizeOpti
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _normalize_with_report(prompt, options, tags)
+        text, report, sentence_ends = _normalize_with_report(prompt, options, tags)
+        # A preset's order can bring a sentence's start next to its end by moving a tag from between
+        # them (`Night city, 1girl, rain falls. Neon lights`): run again on the output until nothing
+        # more joins, so that normalising the result changes nothing. Each pass that changes the text
+        # joined pieces (an order of the same items is kept), so few passes are ever needed.
+        for _ in range(MAX_ORDER_PASSES):
+            if not (sentence_ends and options.tag_order):
+                break
+            again, _, sentence_ends = _normalize_with_report(text, options, tags)
+            if again == text:
+                break
+            text = again
+        return text, report
     finally:
         if collecting:
             gc.enable()
 
 
-def _normalize_with_report(prompt: str, options: NormalizeOptions, tags) -> tuple[str, TagReport]:
+MAX_ORDER_PASSES = 8
+
+
+def _normalize_with_report(prompt: str, options: NormalizeOptions, tags) -> tuple[str, TagReport, bool]:
     text, printable = _clean(prompt)
     if _WIDE_COMMA.search(text):  # first: a line break decides by the commas before it
         text = _wide_commas_as_commas(text)
@@ -1122,7 +1139,7 @@ def _normalize_with_report(prompt: str, options: NormalizeOptions, tags) -> tupl
     report.sort()
     text = f" {BREAK} ".join(_joined([item[0] if item[0] is not None else _render(item) for item in segment])
                              for segment in _arrange(segments, options))
-    return text, report
+    return text, report, worker.sentence_ends
 
 
 def _joined(texts: list[str]) -> str:

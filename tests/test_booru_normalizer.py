@@ -205,6 +205,15 @@ def test_a_sentence_cut_by_commas_stays_whole(preset, prompt, expected):
     assert normalize(out, options) == out
 
 
+def test_a_sentence_a_preset_brings_together_is_joined_at_once():
+    """`1girl` between a sentence's start and its end keeps them apart as written; the preset's order
+    moves it away, and the pieces then join in the same call, not on the next one."""
+    options = preset_options("anima", NormalizeOptions())
+    once = normalize("Night city, 1girl, rain falls. Neon lights, red eyes", options)
+    assert once == "1girl, red eyes, Night city, rain falls. Neon lights"
+    assert normalize(once, options) == once
+
+
 @pytest.mark.parametrize("with_list, prompt, expected", [
     # a series name with `!` inside ends no sentence: after it comes a lower-case word (no tag list) ...
     (False, "Hatsune Miku, love live! school idol project, 1girl, smile",
@@ -273,7 +282,9 @@ def test_idempotent(prompt, opts):
 
 sentence_pieces = st.sampled_from(["In the foreground", "a girl with silver hair", "red eyes", "The cat", "Smile",
                                    "and a black dress stands on a bridge.", "She smiles.", "looking at viewer",
-                                   "while snow falls!", "1girl", "by wlop", "long_hair", "(smile:1.2)", "BREAK"])
+                                   "while snow falls!", "1girl", "by wlop", "long_hair", "(smile:1.2)", "BREAK",
+                                   # a sentence's end inside a piece
+                                   "rain falls. Neon lights", "holding an umbrella. 1girl", "wait! Stop"])
 
 
 @settings(max_examples=300, deadline=None)
