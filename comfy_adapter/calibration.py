@@ -115,7 +115,7 @@ def _fingerprint(value, full: bool = False, depth: int = 0):
     if isinstance(held, torch.nn.Module) and hasattr(value, "patches") and hasattr(value, "model_options"):
         # a ModelPatcher inside a patch object (a MODEL_PATCH: USO's projector, an LLLite network)
         return _remembered(value, depth, lambda: [type(value).__name__, _network_digest(held),
-                                                  _fingerprint(getattr(value, "patches", None), False, depth + 1)])
+                                                  _fingerprint(value.patches, False, depth + 1)])
     if callable(value) and not isinstance(value, type) and isinstance(getattr(value, "__dict__", None), dict):
         # a patch that is an object (HypernetworkLoader's hypernetwork_patch: the layers and the strength).
         # Tensors it holds are hashed whole: a control image sampled at a stride of a multiple of its
@@ -135,10 +135,10 @@ def _network_digest(module: torch.nn.Module) -> list:
 
 
 def _remembered(owner, key, read):
-    """The fingerprint of an object as first read (see _FUNCTION_FINGERPRINTS); read again each time
+    """The fingerprint of an object as first read (see _FIRST_READINGS); read again each time
     for an object that cannot be weakly referenced."""
     try:
-        remembered = _FUNCTION_FINGERPRINTS.setdefault(owner, {})
+        remembered = _FIRST_READINGS.setdefault(owner, {})
     except TypeError:
         return read()
     if key not in remembered:
@@ -150,7 +150,7 @@ def _remembered(owner, key, read):
 # below do not see as state (a cache filled through an expression key, a counter) may change as it
 # samples; the settings do not, so the first reading, taken before the sampler downstream of the
 # calibration runs, stands.
-_FUNCTION_FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_FIRST_READINGS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _closure_settings(function, code) -> list:

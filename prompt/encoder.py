@@ -92,7 +92,7 @@ def tokenize(tokenizers, text: str, comma_backtrack: int = DEFAULT_BACKTRACK) ->
             chunkings.append({"keys": [key], **summary})
     _even_out_chunks(tokens, subs)
     lines = [line for chunking in chunkings for line in report_lines(chunking)] + sequences
-    in_parentheses = len(break_segments(text.translate(_PARENTHESES_AS_SPACES))) - len(pieces)
+    in_parentheses = len(break_segments(text.translate(_PARENTHESES_AS_SPACES))) - len(pieces) if "BREAK" in text else 0
     if in_parentheses > 0:
         lines.append(f"  note: {in_parentheses} BREAK{'s' if in_parentheses > 1 else ''} inside parentheses "
                      "read as the word (A1111's rule, as in `(a BREAK b:1.2)`): close the parentheses before a "
