@@ -48,12 +48,13 @@ def find_comfyui():
 def build_mmdit(config=MODEL_CONFIG):
     """ComfyUI's MMDiT with ComfyUI's inference layers (comfy.ops.disable_weight_init, as ComfyUI
     builds models before loading weights). Imports ComfyUI."""
-    path = str(find_comfyui())
-    if path not in sys.path:
-        sys.path.insert(0, path)
-    from comfy.cli_args import args
+    if "comfy" not in sys.modules:  # else the ComfyUI already imported (the test harness's) is the one
+        path = str(find_comfyui())
+        if path not in sys.path:
+            sys.path.insert(0, path)
+        from comfy.cli_args import args
 
-    args.cpu = True
+        args.cpu = True
     import comfy.ops
     from comfy.ldm.modules.diffusionmodules.mmdit import MMDiT
 

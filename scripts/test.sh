@@ -8,6 +8,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
 if [ -n "$comfy" ]; then
   export FLOWANIME_COMFYUI="$comfy"
+  export COMFYUI_PATH="$comfy"  # the benchmark code some tests run looks there (and in subprocesses)
   echo "FlowAnime tests: using ComfyUI at $comfy"
 else
   export FLOWANIME_COMFYUI=""
