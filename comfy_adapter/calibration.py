@@ -255,6 +255,11 @@ def model_fingerprint(model) -> dict:
     """What a schedule depends on in a ModelPatcher: weights, patches, model sampling, options."""
     base = model.model
     weights = base.state_dict()
+    # ComfyUI-GGUF's layers save meta placeholders in the state dict for their quantised weights: read
+    # the module's own tensors (the quantised blocks), which tell two GGUF finetunes apart.
+    placeholders = {k for k, v in weights.items() if torch.is_tensor(v) and v.device.type == "meta"}
+    if placeholders:
+        weights.update({k: t.data for k, t in base.named_parameters() if k in placeholders})
     # While a model is loaded its weights may carry its LoRA patches; the originals are in `backup`.
     for key, saved in (getattr(model, "backup", None) or {}).items():
         original = getattr(saved, "weight", None)

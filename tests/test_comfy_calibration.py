@@ -169,7 +169,8 @@ def test_what_changes_the_model_changes_the_cache_key(comfyui):
     """Each pair is one model in two forms whose schedules differ (a helper's audit calibrated both and
     found a cache hit): eps against v-prediction, our patch's two conventions, RescaleCFG off and on,
     two LoRAs at the same strength, two hypernetworks or strengths of one, a patch object's network
-    and control image; the dtype the same weights compute in; an eps model's starting latent; a ControlNet's strength, hint and network."""
+    and control image; a layer whose state dict holds meta placeholders (ComfyUI-GGUF's); the dtype the
+    same weights compute in; an eps model's starting latent; a ControlNet's strength, hint and network."""
     from safetensors.torch import save_file
 
     cal = comfyui.pack_submodule("comfy_adapter.calibration")
@@ -269,6 +270,22 @@ def test_what_changes_the_model_changes_the_cache_key(comfyui):
                                 with_control_patch(network(2), line_art(200)), zeros16)
     pairs["patch's control image"] = (with_control_patch(first_network, line_art(200)),
                                       with_control_patch(first_network, line_art(350)), zeros16)
+
+    def quantised(scale):  # a finetune differing in one layer that ComfyUI-GGUF would load quantised
+        patched = sd3.clone()
+        patched.model = copy.deepcopy(sd3.model)
+        layer = next(m for m in patched.model.diffusion_model.modules() if isinstance(m, torch.nn.Linear))
+        with torch.no_grad():
+            layer.weight.mul_(scale)
+
+        def placeholders(destination, prefix, keep_vars):  # as GGMLLayer._save_to_state_dict (ComfyUI-GGUF ops.py@795e451)
+            for name, parameter in layer._parameters.items():
+                destination[prefix + name] = torch.empty(parameter.shape, device="meta")
+
+        layer._save_to_state_dict = placeholders
+        return patched
+
+    pairs["GGUF-quantised layer's weights"] = (quantised(1.0), quantised(1.05), zeros16)
     for name, (a, b, latent) in pairs.items():
         assert key(a, latent) != key(b, latent), name
         assert key(a, latent) == key(a.clone(), latent), name  # and the key is stable
