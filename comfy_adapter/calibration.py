@@ -60,15 +60,37 @@ def cache_directory() -> Path:
     return Path(folder_paths.get_user_directory()) / "flowanime" / "schedules"
 
 
-def _tensor_digest(t: torch.Tensor, full: bool) -> list:
+def _tensor_digest(t: torch.Tensor, full: bool, as_dtype: torch.dtype | None = None) -> list:
+    """as_dtype: the dtype the model runs a floating-point weight in, where ComfyUI records it: the
+    sample is rounded to it first, so the weight cast in place by a load hashes as before it."""
     if t.device.type == "meta":  # weights not materialised (dynamic loading): their shape only
         return [list(t.shape), str(t.dtype)]
     flat = t.detach().reshape(-1)
     if not full and flat.numel() > SAMPLE_VALUES:
         stride = flat.numel() // SAMPLE_VALUES
         flat = flat[::stride][:SAMPLE_VALUES]
+    dtype = t.dtype
+    if isinstance(as_dtype, torch.dtype) and as_dtype.is_floating_point and t.is_floating_point():
+        flat, dtype = flat.to(as_dtype), as_dtype
     data = flat.to("cpu", torch.float32).contiguous().numpy().tobytes()
-    return [list(t.shape), str(t.dtype), hashlib.sha256(data).hexdigest()[:16]]
+    return [list(t.shape), str(dtype), hashlib.sha256(data).hexdigest()[:16]]
+
+
+def _model_dtypes(base, names) -> dict:
+    """The dtype newer ComfyUI records for each weight as `<name>_comfy_model_dtype` on its module
+    (model_patcher.py@e59d85a, archive_model_dtypes): under dynamic VRAM a load casts some weights
+    (buffers, small layers, non-leaf modules' parameters) to it in place, with no backup."""
+    found = {}
+    for key in names:
+        owner, _, attribute = key.rpartition(".")
+        try:
+            module = base.get_submodule(owner) if owner else base
+        except AttributeError:
+            continue
+        dtype = getattr(module, f"{attribute}_comfy_model_dtype", None)
+        if isinstance(dtype, torch.dtype):
+            found[key] = dtype
+    return found
 
 
 def _fingerprint(value, full: bool = False, depth: int = 0):
@@ -266,12 +288,13 @@ def model_fingerprint(model) -> dict:
         if key in weights and torch.is_tensor(original):
             weights[key] = original
     weights = {k: v for k, v in weights.items() if k.startswith("diffusion_model.")} or weights
+    model_dtypes = _model_dtypes(base, weights)
     sampling = _sampling_fingerprint(model.get_model_object("model_sampling"))
     return {
         "model": type(base).__name__,
         # the teacher's controller depends on it; fp8 weights may run in float16 or bfloat16
         "precision": precision_name(base_compute_dtype(base)),
-        "weights": {k: _tensor_digest(v, full=False) for k, v in sorted(weights.items())},
+        "weights": {k: _tensor_digest(v, full=False, as_dtype=model_dtypes.get(k)) for k, v in sorted(weights.items())},
         "patches": _fingerprint(getattr(model, "patches", {})),
         "sampling": sampling,
         "options": _fingerprint({k: v for k, v in model.model_options.items() if k != "transformer_options"}),

@@ -327,6 +327,33 @@ def test_what_changes_the_model_changes_the_cache_key(comfyui):
     assert len(keys) == 3
 
 
+def test_a_weight_a_load_casts_in_place_to_its_recorded_dtype_keeps_the_cache_key(comfyui):
+    """Newer ComfyUI records each weight's run dtype as `<name>_comfy_model_dtype` on its module, and
+    its dynamic-VRAM load casts some weights to it in place, with no backup (model_patcher.py@e59d85a):
+    the key after the load is the key before it. Another value of that weight still changes the key."""
+    cal = comfyui.pack_submodule("comfy_adapter.calibration")
+    settings = cal.CalibrationSettings(steps=6)
+    sd3 = comfyui.node_class("UNETLoader")().load_unet(kit.SD3_MMDIT, "default")[0]
+    conditioning = [[torch.zeros(1, 77, 768), {"pooled_output": torch.zeros(1, 768)}]]
+    latent = torch.zeros(16, 8, 8)
+    model = sd3.clone()
+    model.model = copy.deepcopy(sd3.model)
+    layers = [m for m in model.model.diffusion_model.modules() if isinstance(m, torch.nn.Linear)][:3]
+    for layer in layers:  # as archive_model_dtypes does when the model is built
+        layer.weight_comfy_model_dtype = torch.bfloat16
+
+    def key():
+        return cal.cache_key(model, conditioning, conditioning, 4.0, latent, 1, 0, settings)
+
+    before = key()
+    for layer in layers:  # as the load does
+        layer.weight.data = layer.weight.data.to(torch.bfloat16)
+    assert key() == before
+    with torch.no_grad():
+        layers[0].weight.mul_(1.5)
+    assert key() != before
+
+
 def test_state_a_model_patch_keeps_between_runs_does_not_change_the_cache_key(comfyui):
     """APG keeps `nonlocal running_avg, prev_sigma` in its closure: None before the first sampling, a
     tensor after it. The key reads its settings (eta, momentum), not that state, so the same model
