@@ -187,7 +187,8 @@ def test_a_spent_budget_still_returns_the_image_not_the_latent_at_sigma_min(meth
     """Data that is one image C: the exact denoiser is C at every sigma, and the image is C. With the
     budget spent the solve finishes with a DDIM step, which holds the prediction constant: the image
     it returns is that prediction, not the latent at sigma_min (C plus sigma_min's share of noise; a
-    review helper found 2.9e-2 RMS of noise left on the SD1.5 stand-in, one call short)."""
+    review helper found 2.9e-2 RMS of noise left on the SD1.5 stand-in, one call short), and the
+    progress bar ends full."""
     image = torch.full((2, 4, 8, 8), 0.4)
     calls = []
 
@@ -199,8 +200,10 @@ def test_a_spent_budget_still_returns_the_image_not_the_latent_at_sigma_min(meth
     sample = make_sampler_function(SamplerConfig(method, -6, -7, max_model_calls=budget, sigma_min=0.2),
                                    breakpoints_of=lambda m, start, end: list(breakpoints))
     noise = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    steps = []
     with caplog.at_level("WARNING", logger="FlowAnime"):
-        out = sample(model, noise, torch.tensor([1.0, 0.0]), disable=True)
+        out = sample(model, noise, torch.tensor([1.0, 0.5, 0.2, 0.0]), disable=True, callback=lambda d: steps.append(d["i"]))
     assert any("ran out" in r.getMessage() for r in caplog.records), "the budget was not spent"
+    assert steps[-1] == 2  # ComfyUI's progress bar (made for the 3 steps) ends full
     assert budget - 1 <= len(calls) <= budget  # none over, at most one left (too few for a step)
     assert torch.allclose(out, image, atol=1e-6), float((out - image).abs().max())
