@@ -349,7 +349,8 @@ def make_executor(executor_class, server):
     0.3.64: PromptExecutor(server, cache_type=False, cache_size=None). Newer (execution.py@04e2a91):
     PromptExecutor(server, cache_type=False, cache_args=None, asset_manager=None), and every run
     reads cache_args["ram"] and cache_args["ram_inactive"] (GiB of headroom; 0 asks for none).
-    asset_manager None gives its own default. Decided by the signature, not the version string.
+    asset_manager None gives its own default; execution.py@cb707e9 has cache_args and no asset_manager.
+    Decided by the signature, not the version string.
     """
     params = inspect.signature(executor_class).parameters
     kwargs = {"cache_type": False}
