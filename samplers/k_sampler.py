@@ -295,7 +295,7 @@ def make_sampler_function(config: SamplerConfig, on_model_call: Callable[[], Non
                 # A schedule that ends at 0 gets the model's denoised prediction at sigma_end; a
                 # partial pass (ends above 0) gets the latent at its last sigma.
                 out = denoised if ends_at_zero and denoised is not None else x_end
-                if reported[0] < 1 and denoised is not None:  # a spent budget's last step reports nothing
+                if stats.budget_exhausted and reported[0] < 1 and denoised is not None:  # a spent budget: last step unreported
                     on_step(StepInfo(max(sig[-1], 0.0), x_end, denoised, 1.0, stats))
         finally:
             if bar is not None:
