@@ -153,7 +153,18 @@ def _network_digest(module: torch.nn.Module) -> list:
     network in place (LoadedModel.model_load calls model_patches_to(model_dtype())), so a clone made
     after that reads other values, and calibrates once more; no rounding of the values makes the two
     readings agree (float32 -> float16 -> bfloat16 differs from float32 -> bfloat16 in 6 % of values)."""
-    return [[name, _tensor_digest(t, full=False)] for name, t in module.state_dict().items()]
+    return [[name, _tensor_digest(t, full=False)] for name, t in _state_tensors(module).items()]
+
+
+def _state_tensors(module: torch.nn.Module) -> dict:
+    """module.state_dict(), with the module's own parameter for each meta placeholder in it:
+    ComfyUI-GGUF's layers save placeholders there for their quantised weights, whose blocks are what
+    tells two GGUF finetunes apart."""
+    state = module.state_dict()
+    placeholders = {k for k, v in state.items() if torch.is_tensor(v) and v.device.type == "meta"}
+    if placeholders:
+        state.update({k: t.data for k, t in module.named_parameters() if k in placeholders})
+    return state
 
 
 def _remembered(owner, key, read):
@@ -276,12 +287,7 @@ def _sampling_fingerprint(model_sampling) -> dict:
 def model_fingerprint(model) -> dict:
     """What a schedule depends on in a ModelPatcher: weights, patches, model sampling, options."""
     base = model.model
-    weights = base.state_dict()
-    # ComfyUI-GGUF's layers save meta placeholders in the state dict for their quantised weights: read
-    # the module's own tensors (the quantised blocks), which tell two GGUF finetunes apart.
-    placeholders = {k for k, v in weights.items() if torch.is_tensor(v) and v.device.type == "meta"}
-    if placeholders:
-        weights.update({k: t.data for k, t in base.named_parameters() if k in placeholders})
+    weights = _state_tensors(base)
     # While a model is loaded its weights may carry its LoRA patches; the originals are in `backup`.
     for key, saved in (getattr(model, "backup", None) or {}).items():
         original = getattr(saved, "weight", None)

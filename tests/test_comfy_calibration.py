@@ -271,6 +271,16 @@ def test_what_changes_the_model_changes_the_cache_key(comfyui):
     pairs["patch's control image"] = (with_control_patch(first_network, line_art(200)),
                                       with_control_patch(first_network, line_art(350)), zeros16)
 
+    def quantised_network(seed):  # the network's state dict holds meta placeholders, as a GGUF layer's does
+        patcher = network(seed)
+        layer = patcher.model
+        layer._save_to_state_dict = lambda destination, prefix, keep_vars: destination.update(
+            {prefix + name: torch.empty(parameter.shape, device="meta") for name, parameter in layer._parameters.items()})
+        return patcher
+
+    pairs["patch's quantised network"] = (with_control_patch(quantised_network(1), line_art(200)),
+                                          with_control_patch(quantised_network(2), line_art(200)), zeros16)
+
     def quantised(scale):  # a finetune differing in one layer that ComfyUI-GGUF would load quantised
         patched = sd3.clone()
         patched.model = copy.deepcopy(sd3.model)
