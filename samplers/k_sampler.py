@@ -239,10 +239,8 @@ def make_sampler_function(config: SamplerConfig, on_model_call: Callable[[], Non
             return model(x_, sigma * s_in, **extra_args).to(work_dtype)
 
         bar = _console_bar(disable)
-        reported = [0.0]
 
         def on_step(info: StepInfo):
-            reported[0] = info.progress
             if callback is not None:
                 # The solve's progress (steps done; log sigma travelled for adaptive methods) on the step
                 # count ComfyUI's progress bar was made for.
@@ -295,7 +293,7 @@ def make_sampler_function(config: SamplerConfig, on_model_call: Callable[[], Non
                 # A schedule that ends at 0 gets the model's denoised prediction at sigma_end; a
                 # partial pass (ends above 0) gets the latent at its last sigma.
                 out = denoised if ends_at_zero and denoised is not None else x_end
-                if stats.budget_exhausted and reported[0] < 1 and denoised is not None:  # a spent budget: last step unreported
+                if stats.budget_exhausted and denoised is not None:  # its DDIM finish reported no step
                     on_step(StepInfo(max(sig[-1], 0.0), x_end, denoised, 1.0, stats))
         finally:
             if bar is not None:
