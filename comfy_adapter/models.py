@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import functools
 import logging
-import weakref
 
 log = logging.getLogger("FlowAnime")
 
 ANIMA_ADAPTER_KEY = "llm_adapter.blocks.0.cross_attn.q_proj.weight"
 ANIMA_IMAGE_MODEL = "anima"  # the unet_config "image_model" of ComfyUI's Anima model config
 
-# model config object -> family name it was wrongly loaded as a stand-in for
-_UNSUPPORTED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# On a model config: the family it was wrongly loaded as a stand-in for. On the object, not in a
+# table of this module, so that a second copy of the pack (whose nodes ComfyUI then runs, while model
+# detection stays wrapped by the first) reads what the first copy's check marked.
+UNSUPPORTED_ATTRIBUTE = "flowanime_unsupported_family"
 
 
 def is_anima_state_dict(state_dict, prefix: str = "") -> bool:
@@ -52,7 +53,7 @@ def wrap_model_detection(original):
         try:
             if config is not None and is_anima_state_dict(state_dict, unet_key_prefix) \
                     and _loaded_as(config) != ANIMA_IMAGE_MODEL:
-                _UNSUPPORTED[config] = "Anima"
+                mark_unsupported(config, "Anima")
         except Exception:  # a check of ours must never break ComfyUI's loading
             log.debug("FlowAnime: Anima check skipped", exc_info=True)
         return config
@@ -79,14 +80,12 @@ def install_load_check() -> bool:
 
 def mark_unsupported(model_config, family: str = "Anima"):
     """What the load check records; tests use it on stand-in configs."""
-    _UNSUPPORTED[model_config] = family
+    setattr(model_config, UNSUPPORTED_ATTRIBUTE, family)
 
 
 def unsupported_family(model_config) -> str | None:
-    try:
-        return _UNSUPPORTED.get(model_config)
-    except TypeError:  # not weak-referenceable: not a ComfyUI model config
-        return None
+    family = getattr(model_config, UNSUPPORTED_ATTRIBUTE, None)
+    return family if isinstance(family, str) else None
 
 
 def require_supported_config(model_config):

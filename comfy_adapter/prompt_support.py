@@ -155,5 +155,8 @@ def register_routes() -> bool:
             result = {"error": str(e)[:300]}
         return web.json_response(result)
 
-    instance.routes.post(ROUTE)(prompt_tokens)
+    # A second copy of the pack in custom_nodes/ leaves the route to the first: aiohttp refuses a
+    # second POST on one path, and that stops ComfyUI's start.
+    if not any(getattr(r, "method", None) == "POST" and getattr(r, "path", None) == ROUTE for r in instance.routes):
+        instance.routes.post(ROUTE)(prompt_tokens)
     return True

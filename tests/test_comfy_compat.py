@@ -364,6 +364,26 @@ def test_detection_wrapper_marks_anima_loaded_as_something_else():
         models.require_supported_model(SimpleNamespace(model=SimpleNamespace(model_config=config)))
 
 
+def test_a_second_copy_of_the_pack_sees_what_the_first_copys_load_check_marked():
+    """Two copies in custom_nodes/: model detection is wrapped once, by the first, while the nodes
+    ComfyUI runs are the second's. The mark must reach them, or an Anima file samples garbage."""
+    import importlib.util
+
+    def copy_of_models(name):
+        spec = importlib.util.spec_from_file_location(name, PACK_ROOT / "comfy_adapter" / "models.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    first, second = copy_of_models("flowanime_copy_1_models"), copy_of_models("flowanime_copy_2_models")
+    config = Config()
+    first.wrap_model_detection(lambda sd, prefix, *a, **k: config)(tiny_anima_state_dict(True), "")
+    assert second.unsupported_family(config) == "Anima"
+    with pytest.raises(RuntimeError, match="Update ComfyUI to a version with Anima support"):
+        second.require_supported_model(SimpleNamespace(model=SimpleNamespace(model_config=config)))
+    assert second.unsupported_family(Config()) is None and second.unsupported_family(None) is None
+
+
 @pytest.fixture(scope="module")
 def anima_on_old_comfyui(comfyui):
     from safetensors.torch import save_file

@@ -146,6 +146,21 @@ def test_route_answers_and_never_fails(comfyui, monkeypatch, caplog):
     assert too_deep[0] == 200 and "nests parentheses" in too_deep[1]["error"]
 
 
+def test_a_second_copy_of_the_pack_leaves_the_route_to_the_first(comfyui, monkeypatch):
+    """Two copies in custom_nodes/ (a git clone beside a zip download): each registers the counter's
+    route, and aiohttp refuses a second POST on one path, which stopped ComfyUI's start."""
+    from aiohttp import web
+
+    routes = web.RouteTableDef()
+    fake = types.ModuleType("server")
+    fake.PromptServer = types.SimpleNamespace(instance=types.SimpleNamespace(routes=routes))
+    monkeypatch.setitem(sys.modules, "server", fake)
+    module = support(comfyui)
+    assert module.register_routes() and module.register_routes()
+    assert [r.method for r in routes if r.path == module.ROUTE] == ["POST"]
+    web.Application().add_routes(routes)  # what ComfyUI's server does at start
+
+
 def test_no_route_without_a_running_server(comfyui, monkeypatch):
     monkeypatch.delitem(sys.modules, "server", raising=False)
     assert support(comfyui).register_routes() is False
