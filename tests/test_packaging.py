@@ -108,3 +108,25 @@ def test_licence_is_gpl3_or_later_text_and_metadata():
     text = (PACK_ROOT / "LICENSE").read_text()
     assert text.lstrip().startswith("GNU GENERAL PUBLIC LICENSE") and "Version 3, 29 June 2007" in text
     assert "(at your option) any later version" in text and "END OF TERMS AND CONDITIONS" in text
+
+
+def test_the_registry_archive_leaves_out_only_what_runs_nowhere_in_comfyui():
+    """`.comfyignore` drops development folders from `comfy node pack`'s archive. Nothing the pack
+    loads in ComfyUI may sit there: no shipped module imports from them."""
+    ignored = [line.strip().rstrip("/") for line in (PACK_ROOT / ".comfyignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")]
+    assert set(ignored) == {"tests", "bench", "scripts", ".ci", "pytest.ini"}
+    shipped = [p for p in PACK_ROOT.rglob("*.py")
+               if p.relative_to(PACK_ROOT).parts[0] not in ignored and not p.relative_to(PACK_ROOT).parts[0].startswith(".")]
+    assert any(p.name == "__init__.py" and p.parent == PACK_ROOT for p in shipped)
+    for path in shipped:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                target = (path.parent / ("../" * (node.level - 1)) / (node.module or "").replace(".", "/")).resolve()
+                top = target.relative_to(PACK_ROOT.resolve()).parts[:1]
+                assert not top or top[0] not in ignored, (path, node.module)
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                assert not any(n.split(".")[0] in {"bench", "tests", "scripts", "conftest"} for n in names), (path, names)
+    for folder in ("web", "example_workflows", "prompt/data"):
+        assert (PACK_ROOT / folder).is_dir() and folder.split("/")[0] not in ignored
