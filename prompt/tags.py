@@ -11,12 +11,15 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import logging
 import os
 import threading
 from pathlib import Path
 from typing import NamedTuple
 
 from .booru import normalize_tag, tag_key, written_as_listed
+
+log = logging.getLogger("FlowAnime")
 
 BUNDLED = Path(__file__).resolve().parent / "data" / "danbooru.csv.gz"
 BUNDLED_SOURCE = "danbooru.csv (tagcomplete, bundled)"
@@ -111,7 +114,12 @@ def read_tag_csv(path, source: str | None = None) -> TagList:
             data = unzipped.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
         raise ValueError(f"FlowAnime: the tag list {source} is larger than {MAX_FILE_BYTES // 2**20} MB ('tag_list_csv').")
-    text = data.decode("utf-8", errors="replace")
+    try:  # utf-8-sig: Excel's "CSV UTF-8" and Notepad write a byte-order mark before the first tag
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:  # e.g. Excel's plain "CSV" (the Windows code page)
+        log.warning("FlowAnime: the tag list %s is not UTF-8 (byte %d): tags with such characters will not "
+                    "match; save it as UTF-8 (Excel: \"CSV UTF-8\").", source, e.start)
+        text = data.decode("utf-8-sig", errors="replace")
     tags = TagList(_rows(io.StringIO(text, newline=""), source), source)
     if not len(tags):
         raise ValueError(f"FlowAnime: no tags found in {source}: expected tagcomplete's format "

@@ -166,7 +166,9 @@ def teacher_nodes(denoiser: Denoiser, noise: torch.Tensor, sigma_max: float, set
 
 
 def _mean_rms(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a.double() - b.double()).flatten(1).square().mean(1).sqrt().mean())
+    # widened on the CPU: the model's device may have no float64 (Apple's MPS)
+    a, b = (t.detach().to("cpu", torch.float64) for t in (a, b))
+    return float((a - b).flatten(1).square().mean(1).sqrt().mean())
 
 
 def settled_from(settled: list[float], tolerance: float) -> int:

@@ -3,6 +3,7 @@ tag report, the per-model presets, and hostile input."""
 
 import csv
 import gzip
+import logging
 import random
 import time
 
@@ -158,6 +159,27 @@ def test_a_users_own_csv(tmp_path):
         read_tag_csv(tmp_path / "empty.csv")
     with pytest.raises(ValueError, match="'tag_list_csv'"):
         read_tag_csv(tmp_path / "missing.csv")
+
+
+def test_a_csv_saved_with_a_byte_order_mark_reads_as_without(tmp_path):
+    """Excel's "CSV UTF-8" and Notepad write a BOM before the first row; it is not part of the tag."""
+    text = '1girl,0,100,"1girls,onegirl"\nsolo,0,50,""\n'
+    (tmp_path / "excel.csv").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    (tmp_path / "excel.csv.gz").write_bytes(gzip.compress(b"\xef\xbb\xbf" + text.encode()))
+    for name in ("excel.csv", "excel.csv.gz"):
+        tags = read_tag_csv(tmp_path / name)
+        assert tags.alias_of("1girls") == "1girl"
+        out, report = normalize_with_report("1girls, 1girl, solo", NormalizeOptions(resolve_aliases=True), tags)
+        assert out == "1girl, solo" and not report.unknown
+
+
+def test_a_csv_in_a_windows_code_page_is_read_with_a_warning(tmp_path, caplog):
+    """Excel's plain "CSV" writes the Windows code page: the rows still load, and the log says how to save it."""
+    (tmp_path / "cp1252.csv").write_bytes('pok\u00e9mon,3,10,""\nsolo,0,50,""\n'.encode("cp1252"))
+    with caplog.at_level(logging.WARNING, logger="FlowAnime"):
+        tags = read_tag_csv(tmp_path / "cp1252.csv")
+    assert len(tags) == 2 and "solo" in tags
+    assert any("not UTF-8" in r.getMessage() and "CSV UTF-8" in r.getMessage() for r in caplog.records)
 
 
 # --- presets: one row per model card (/work/shared/seeds) ----------------------------------------------

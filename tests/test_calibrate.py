@@ -278,3 +278,34 @@ def test_the_nearest_sigma_moves_just_below_a_breakpoint():
     assert just_below_breakpoints([0.9, 0.5, 0.2, 0.001], [2.0, 0.0005, 0.0011, 0.89]) == [0.9, 0.5, 0.2, 0.001]
     # the second breakpoint's nearer sigma has moved already
     assert just_below_breakpoints([0.9, 0.5, 0.2, 0.001], [0.46, 0.45]) == [0.9, 0.46 * (1 - g), 0.2, 0.001]
+
+
+class TensorWithoutFloat64(torch.Tensor):
+    """A tensor on a device without float64 (Apple's MPS): widening it there raises MPS's error;
+    `.cpu()` and `.to("cpu", ...)` leave the device."""
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        to_cpu = func is torch.Tensor.cpu or (func is torch.Tensor.to and "cpu" in [str(a) for a in args[1:]]
+                                               + [str(kwargs.get("device"))])
+        if to_cpu:
+            with torch._C.DisableTorchFunctionSubclass():
+                return func(*args, **kwargs).as_subclass(torch.Tensor)
+        out = super().__torch_function__(func, types, args, kwargs)
+        widened = isinstance(out, torch.Tensor) and out.dtype == torch.float64 and not any(
+            isinstance(a, torch.Tensor) and a.dtype == torch.float64 for a in args)
+        if widened:
+            raise TypeError("Cannot convert a MPS Tensor to float64 dtype as the MPS framework doesn't support float64")
+        return out
+
+
+def test_calibration_with_its_check_runs_on_a_device_without_float64():
+    """ComfyUI moves the noise to the model's device; on a Mac that has no float64, so the check's
+    error figures are computed on the CPU."""
+    gmm, noise, _ = single_gaussian(batch=1, std=0.05)
+    device_noise = noise.float().as_subclass(TensorWithoutFloat64)
+    with pytest.raises(TypeError, match="float64"):
+        device_noise.double()
+    result = calibrate_schedule(gmm.denoise, device_noise, 1.0, 6, order=2, settings=CalibrationSettings(check=True))
+    assert result.check_calls > 0 and math.isfinite(result.checked_error)
