@@ -81,8 +81,11 @@ def family_multiplier(model_patcher) -> float:
     settings = _sampling_settings(base.model_config)
     if "multiplier" in settings:
         return float(settings["multiplier"])
-    if getattr(base, "model_type", None) == comfy.model_base.ModelType.FLUX:
+    model_type = getattr(base, "model_type", None)
+    if model_type == comfy.model_base.ModelType.FLUX:
         return 1.0  # ModelSamplingFlux feeds sigma itself
+    if model_type is not None and model_type == getattr(comfy.model_base.ModelType, "FLOW_COSMOS", None):
+        return 1.0  # ModelSamplingCosmosRFlow feeds the flow time s/(s + 1) of its EDM sigma s (model_base.py@094c74c)
     return 1000.0  # SD1.x/SDXL discrete timesteps and SD3 MMDiTs
 
 

@@ -365,10 +365,11 @@ def comfy_sampler_function(config: SamplerConfig):
     def sample(model, x, sigmas, extra_args=None, callback=None, disable=None):
         require_supported_config(getattr(base_model_of(model), "model_config", None))
         if config.method in FLOW_TIME_FIXED_METHODS and not is_flow_model(model):
-            log.warning("FlowAnime %s is made for rectified-flow models; this model predicts eps or v, where "
-                        "exp_multistep (or ComfyUI's dpmpp_2m) follows the path more closely for the same calls. "
-                        "Or make it a flow model with the FlowAnime rectified-flow patch if it was trained as one.",
-                        config.method)
+            log.warning("FlowAnime %s is made for rectified-flow models; ComfyUI does not sample this model as one "
+                        "(it predicts eps or v, or, as Cosmos-Predict2, runs in EDM sigmas), and there exp_multistep "
+                        "(or ComfyUI's dpmpp_2m) follows the path more closely for the same calls. A model trained as "
+                        "a rectified flow (Cosmos-Predict2 is one) samples as one after the FlowAnime rectified-flow "
+                        "patch.", config.method)
         precision = config.model_precision
         if config.method in ONE_CALL_ADAPTIVE_METHODS:
             precision = model_precision(model)

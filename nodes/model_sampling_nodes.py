@@ -33,7 +33,7 @@ class ModelSamplingRectifiedFlow:
                 "timestep_multiplier": (list(MULTIPLIER_CHOICES), {
                     "default": "auto",
                     "tooltip": "Network time = sigma * multiplier. auto keeps the model family's own (1000 for "
-                               "SD1.5/SDXL/SD3, 1 for AuraFlow/Anima); custom uses custom_multiplier.",
+                               "SD1.5/SDXL/SD3, 1 for AuraFlow/Anima/Flux/Cosmos-Predict2); custom uses custom_multiplier.",
                 }),
                 "custom_multiplier": ("FLOAT", {
                     "default": 1000.0, "min": 0.0, "max": 100000.0, "step": 1.0,

@@ -174,6 +174,37 @@ def test_composes_with_comfyuis_other_model_patches(comfyui):
     assert torch.isfinite(comfyui.saved_latent(comfyui.run(graph), save_id)).all()
 
 
+def test_cosmos_predict2_patched_at_its_defaults_is_comfyuis_own_flow(comfyui):
+    """Cosmos-Predict2 is a rectified flow that ComfyUI samples in EDM sigmas s/(1 - s), feeding the
+    network the flow time s itself (COSMOS_RFLOW, model_base.py@094c74c). Our patch with `auto`
+    must feed it s too: BaseModel._apply_model's denoised prediction, calculate_denoised(sigma,
+    F(calculate_input(sigma, x), timestep(sigma)), x), is then the same at the same point of the path
+    for any network F."""
+    from safetensors.torch import save_file
+
+    name = "flowanime_tiny_cosmos_predict2.safetensors"  # the keys model detection reads, at toy width
+    save_file({"x_embedder.proj.1.weight": torch.zeros(256, (16 + 1) * 4), "blocks.0.mlp.layer1.weight": torch.zeros(1024, 256)},
+              str(comfyui.models_dir / "diffusion_models" / name))
+    native_model = load_unet(comfyui, name)
+    native = native_model.get_model_object("model_sampling")
+    ours = flow_patch(comfyui, native_model).get_model_object("model_sampling")
+    generator = torch.Generator().manual_seed(0)
+    x0, noise, weights = (torch.randn(1, 16, 1, 8, 8, generator=generator) for _ in range(3))
+
+    def network(x, t):  # any map of the input and the time the network is fed
+        return torch.tanh(weights * x + 3.0 * t.reshape(-1, 1, 1, 1, 1)) + torch.sin(5.0 * t).reshape(-1, 1, 1, 1, 1)
+
+    def denoised(model_sampling, x, sigma):
+        sigma = torch.tensor([sigma])
+        return model_sampling.calculate_denoised(sigma, network(model_sampling.calculate_input(sigma, x),
+                                                                model_sampling.timestep(sigma)), x)
+
+    for s in (0.1, 0.3, 0.7, 0.95):
+        on_the_path = (1 - s) * x0 + s * noise
+        theirs = denoised(native, on_the_path / (1 - s), s / (1 - s))  # ComfyUI's latent is x0 + sigma noise
+        assert torch.allclose(denoised(ours, on_the_path, s), theirs, rtol=1e-5, atol=1e-5), s
+
+
 def test_family_multiplier_comes_from_comfyuis_model_config(comfyui):
     """AuraFlow-style configs (Anima's too, in newer ComfyUI) carry multiplier 1 in sampling_settings."""
     from types import SimpleNamespace
