@@ -84,7 +84,7 @@ def family_multiplier(model_patcher) -> float:
     model_type = getattr(base, "model_type", None)
     if model_type == comfy.model_base.ModelType.FLUX:
         return 1.0  # ModelSamplingFlux feeds sigma itself
-    if model_type is not None and model_type == getattr(comfy.model_base.ModelType, "FLOW_COSMOS", None):
+    if is_cosmos_flow(model_patcher):
         return 1.0  # ModelSamplingCosmosRFlow feeds the flow time s/(s + 1) of its EDM sigma s (model_base.py@094c74c)
     return 1000.0  # SD1.x/SDXL discrete timesteps and SD3 MMDiTs
 
@@ -105,6 +105,22 @@ def refuse_audio_video(model_sampling):
             "audio shift), which the rectified-flow patch would drop. Remove the FlowAnime model-sampling node "
             "for this model and use ComfyUI's own model-sampling node for it."
         )
+
+
+def is_cosmos_flow(model_patcher) -> bool:
+    """Cosmos-Predict2: a rectified flow that ComfyUI samples in EDM sigmas (ModelType.FLOW_COSMOS)."""
+    import comfy.model_base
+
+    cosmos = getattr(comfy.model_base.ModelType, "FLOW_COSMOS", None)
+    return cosmos is not None and getattr(model_patcher.model, "model_type", None) == cosmos
+
+
+def clean_latent_where_kept(sigma=None, noise=None, latent_image=None, **kwargs):
+    """Cosmos-Predict2's scale_latent_inpaint under our flow sampling. Where a noise mask keeps the
+    latent (inpainting, Video2World's given frames), ComfyUI's Cosmos sampling hands the network the
+    clean latent: its scale_latent_inpaint divides by the 1 - s its input scaling multiplies by
+    (CosmosPredict2, model_base.py@26adb81). Our flow input is not scaled, so the latent goes as is."""
+    return latent_image
 
 
 def flow_model_sampling(model_patcher, schedule: FlowSchedule):
@@ -148,4 +164,6 @@ def patch_rectified_flow(
     schedule = FlowSchedule(shift, multiplier, timestep_convention, velocity_convention)
     patched = model_patcher.clone()
     patched.add_object_patch("model_sampling", flow_model_sampling(model_patcher, schedule))
+    if is_cosmos_flow(model_patcher):
+        patched.add_object_patch("scale_latent_inpaint", clean_latent_where_kept)
     return patched, schedule

@@ -114,12 +114,15 @@ def read_tag_csv(path, source: str | None = None) -> TagList:
             data = unzipped.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
         raise ValueError(f"FlowAnime: the tag list {source} is larger than {MAX_FILE_BYTES // 2**20} MB ('tag_list_csv').")
-    try:  # utf-8-sig: Excel's "CSV UTF-8" and Notepad write a byte-order mark before the first tag
-        text = data.decode("utf-8-sig")
+    # utf-8-sig: Excel's "CSV UTF-8" and Notepad write a byte-order mark before the first tag;
+    # Notepad's "UTF-16" ("Unicode") starts with its own mark.
+    encoding = "utf-16" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
+    try:
+        text = data.decode(encoding)
     except UnicodeDecodeError as e:  # e.g. Excel's plain "CSV" (the Windows code page)
         log.warning("FlowAnime: the tag list %s is not UTF-8 (byte %d): tags with such characters will not "
                     "match; save it as UTF-8 (Excel: \"CSV UTF-8\").", source, e.start)
-        text = data.decode("utf-8-sig", errors="replace")
+        text = data.decode(encoding, errors="replace")
     tags = TagList(_rows(io.StringIO(text, newline=""), source), source)
     if not len(tags):
         raise ValueError(f"FlowAnime: no tags found in {source}: expected tagcomplete's format "

@@ -162,11 +162,14 @@ def test_a_users_own_csv(tmp_path):
 
 
 def test_a_csv_saved_with_a_byte_order_mark_reads_as_without(tmp_path):
-    """Excel's "CSV UTF-8" and Notepad write a BOM before the first row; it is not part of the tag."""
+    """Excel's "CSV UTF-8" and Notepad write a BOM before the first row; it is not part of the tag.
+    Notepad's "UTF-16" has its own BOM, which says how to read the rest."""
     text = '1girl,0,100,"1girls,onegirl"\nsolo,0,50,""\n'
     (tmp_path / "excel.csv").write_bytes(b"\xef\xbb\xbf" + text.encode())
     (tmp_path / "excel.csv.gz").write_bytes(gzip.compress(b"\xef\xbb\xbf" + text.encode()))
-    for name in ("excel.csv", "excel.csv.gz"):
+    (tmp_path / "notepad-utf16.csv").write_bytes(text.encode("utf-16"))  # Notepad's "UTF-16" / "Unicode"
+    (tmp_path / "utf16-be.csv").write_bytes(b"\xfe\xff" + text.encode("utf-16-be"))
+    for name in ("excel.csv", "excel.csv.gz", "notepad-utf16.csv", "utf16-be.csv"):
         tags = read_tag_csv(tmp_path / name)
         assert tags.alias_of("1girls") == "1girl"
         out, report = normalize_with_report("1girls, 1girl, solo", NormalizeOptions(resolve_aliases=True), tags)

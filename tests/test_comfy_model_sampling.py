@@ -204,6 +204,19 @@ def test_cosmos_predict2_patched_at_its_defaults_is_comfyuis_own_flow(comfyui):
         theirs = denoised(native, on_the_path / (1 - s), s / (1 - s))  # ComfyUI's latent is x0 + sigma noise
         assert torch.allclose(denoised(ours, on_the_path, s), theirs, rtol=1e-5, atol=1e-5), s
 
+    # Where a noise mask keeps the latent (inpainting, Video2World's given frames), KSamplerX0Inpaint
+    # puts scale_latent_inpaint's value there; under both samplings the network must see the same input.
+    def kept_region_input(patcher, model_sampling, sigma):
+        sigma = torch.tensor([sigma])
+        inpaint = patcher.get_model_object("scale_latent_inpaint")
+        return model_sampling.calculate_input(sigma, inpaint(x=noise, sigma=sigma, noise=noise, latent_image=x0))
+
+    patched = flow_patch(comfyui, native_model)
+    for s in (0.3, 0.7, 0.95):
+        theirs = kept_region_input(native_model, native, s / (1 - s))
+        assert torch.allclose(theirs, x0, rtol=1e-5, atol=1e-5)  # the clean latent
+        assert torch.allclose(kept_region_input(patched, ours, s), theirs, rtol=1e-5, atol=1e-5), s
+
 
 def test_family_multiplier_comes_from_comfyuis_model_config(comfyui):
     """AuraFlow-style configs (Anima's too, in newer ComfyUI) carry multiplier 1 in sampling_settings."""
