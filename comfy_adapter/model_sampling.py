@@ -81,8 +81,7 @@ def family_multiplier(model_patcher) -> float:
     settings = _sampling_settings(base.model_config)
     if "multiplier" in settings:
         return float(settings["multiplier"])
-    model_type = getattr(base, "model_type", None)
-    if model_type == comfy.model_base.ModelType.FLUX:
+    if getattr(base, "model_type", None) == comfy.model_base.ModelType.FLUX:
         return 1.0  # ModelSamplingFlux feeds sigma itself
     if is_cosmos_flow(model_patcher):
         return 1.0  # ModelSamplingCosmosRFlow feeds the flow time s/(s + 1) of its EDM sigma s (model_base.py@094c74c)

@@ -120,8 +120,9 @@ def read_tag_csv(path, source: str | None = None) -> TagList:
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as e:  # e.g. Excel's plain "CSV" (the Windows code page)
-        log.warning("FlowAnime: the tag list %s is not UTF-8 (byte %d): tags with such characters will not "
-                    "match; save it as UTF-8 (Excel: \"CSV UTF-8\").", source, e.start)
+        log.warning("FlowAnime: the tag list %s is not %s (byte %d): tags with such characters will not "
+                    "match; save it as UTF-8 (Excel: \"CSV UTF-8\").", source,
+                    "UTF-16" if encoding == "utf-16" else "UTF-8", e.start)
         text = data.decode(encoding, errors="replace")
     tags = TagList(_rows(io.StringIO(text, newline=""), source), source)
     if not len(tags):
