@@ -55,8 +55,9 @@ def check_sigmas(sigmas: Sequence[float], adaptive: bool) -> None:
         if turn is not None:
             raise SamplerInputError(
                 "FlowAnime: adaptive methods integrate from the first sigma to the last and need sigmas that only "
-                "fall (sampling) or only rise (inversion); these change direction. Use a fixed-step method "
-                "(euler, heun, midpoint, ralston3, rk4), which follows every sigma."
+                "fall (sampling) or only rise (inversion); these change direction. Use a fixed-step method, which "
+                "follows every sigma: a ComfyUI sampler such as euler, or euler, heun, midpoint, ralston3 or rk4 on "
+                "the Runge-Kutta ODE Sampler node."
             )
 
 

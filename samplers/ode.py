@@ -421,11 +421,18 @@ class StepControl:
         self.rejected_last = True
 
 
+# The messages name where a setting lives: the tolerances and the budget on the Runge-Kutta ODE Sampler
+# node (KSampler's flowanime_* entries have none), the compute dtype in ComfyUI itself.
+MODEL_FAULT_ADVICE = ("A model computing in float16 can overflow: run it in bf16 or fp32 (ComfyUI's ModelComputeDtype "
+                      "node, or ComfyUI started with --bf16-unet or --fp32-unet); or lower the CFG or the LoRA strengths.")
+
+
 def step_collapsed(name: str, sigma: float, calls: int) -> StepSizeCollapsed:
     return StepSizeCollapsed(
         f"FlowAnime {name}: the step size collapsed at sigma={sigma:.4g} after {calls} model calls: the model's "
-        "output changes too abruptly for the tolerances. Raise 'log10_rtol'/'log10_atol' (e.g. -2), or use a "
-        "fixed-step method."
+        "output changes too abruptly for the tolerances. Loosen them (on the Runge-Kutta ODE Sampler node, "
+        "'log10_rtol'/'log10_atol', e.g. -2; the flowanime_* entries of KSampler have fixed ones), or use a "
+        "fixed-step method (flowanime_flow_multistep, or a ComfyUI sampler such as euler)."
     )
 
 
@@ -434,8 +441,7 @@ def model_output_not_finite(name: str, sigma: float, where: str, out_of_range: b
             else "NaN or inf")
     return ModelOutputNotFinite(
         f"FlowAnime {name}: the model returned {what} at sigma~{sigma:.4g} ({where}). The sampler's inputs were "
-        "checked and finite, so this comes from the model: try the loader's weight_dtype at fp16 -> bf16/fp32, a "
-        "lower CFG, or lower LoRA strengths."
+        f"checked and finite, so this comes from the model. {MODEL_FAULT_ADVICE}"
     )
 
 
@@ -453,8 +459,8 @@ def calls_for_one_step(tableau: ButcherTableau) -> int:
 def budget_spent_message(name: str, budget: int, sigma: float) -> str:
     return (
         f"FlowAnime {name}: the budget of {budget} model calls ran out at sigma={sigma:.4g}; the image was "
-        "finished with one large step and may be soft. Raise 'max_model_calls' or loosen "
-        "'log10_rtol'/'log10_atol'."
+        "finished with one large step and may be soft. On the Runge-Kutta ODE Sampler node, raise "
+        "'max_model_calls' or loosen 'log10_rtol'/'log10_atol' (the flowanime_* entries of KSampler have fixed ones)."
     )
 
 
@@ -618,7 +624,7 @@ def solve_fixed(
     if not bool(torch.isfinite(x).all()):
         raise ModelOutputNotFinite(
             f"FlowAnime {tableau.name}: the result has NaN or inf: the model returned non-finite values. "
-            "Try the loader's weight_dtype at fp16 -> bf16/fp32, a lower CFG, or lower LoRA strengths."
+            + MODEL_FAULT_ADVICE
         )
     stats.seconds = time.perf_counter() - started
     return x, stats

@@ -9,7 +9,8 @@ Where 0.3.64 lacks the newer code, a stand-in does exactly what the cited newer 
   latent tagged with another ratio is resized to the model's;
 - execution.py@04e2a91 PromptExecutor(server, cache_type, cache_args, asset_manager);
 - nodes.py@02217e3 loaders with an optional `device` widget (TripleCLIPLoader gains one);
-- comfy/model_detection.py@0b61ce5: Anima is a Cosmos-Predict2-shaped DiT with llm_adapter weights.
+- comfy/model_detection.py@0b61ce5: Anima is a Cosmos-Predict2-shaped DiT with llm_adapter weights;
+- comfy/model_management.py@a7631e3: InterruptProcessingException derives from BaseException.
 """
 
 import copy
@@ -495,3 +496,47 @@ def test_compute_dtype_reads_newer_comfyuis_get_dtype_inference_or_0364s_fields(
     plain = SimpleNamespace(manual_cast_dtype=None, get_dtype=lambda: torch.bfloat16)
     assert [samplers.compute_dtype(chain(b)) for b in (newer, cast, plain)] == [torch.bfloat16, torch.float16, torch.bfloat16]
     assert samplers.compute_dtype(SimpleNamespace()) is None  # not KSAMPLER's chain
+
+
+def test_an_interrupt_that_is_a_base_exception_stops_calibration_and_sampling(comfyui, tmp_path, monkeypatch):
+    """comfy/model_management.py@a7631e3 makes InterruptProcessingException a BaseException (0.3.64: an
+    Exception): it must stop the Calibrated Schedule's teacher and a KSampler entry at the call where
+    Cancel was pressed, leave no cache file behind, and leave the next run working."""
+    import comfy.model_management as mm
+    import folder_paths
+
+    class InterruptAsNewerCore(BaseException):
+        pass
+
+    monkeypatch.setattr(mm, "InterruptProcessingException", InterruptAsNewerCore)
+    monkeypatch.setattr(folder_paths, "get_user_directory", lambda: str(tmp_path / "user"))
+    model = flow_patch(comfyui, load_unet(comfyui, kit.SD3_MMDIT), shift=3.0)
+    clip = comfyui.node_class("CLIPLoader")().load_clip(kit.CLIP_L, "sd3")[0]
+    positive, negative = (comfyui.node_class("CLIPTextEncode")().encode(clip, text)[0] for text in ("1girl", "lowres"))
+    latent = {"samples": torch.zeros((1, 16, 8, 8))}
+    calls = []
+
+    def cancel_at_third_call(apply_model, args):
+        calls.append(1)
+        if len(calls) == 3:
+            mm.interrupt_current_processing(True)
+        return apply_model(args["input"], args["timestep"], **args["c"])
+
+    cancelled = model.clone()
+    cancelled.set_model_unet_function_wrapper(cancel_at_third_call)
+    calibrate = comfyui.node_class("FlowAnimeCalibratedSchedule")().calibrate
+    settings = dict(cfg=4.0, steps=6, order=3, draws=1, seed=0, teacher_log10_rtol=-1.5, check=False)
+    try:
+        for run in (lambda: calibrate(cancelled, positive, negative, latent=latent, **settings),
+                    lambda: comfyui.nodes.common_ksampler(cancelled, 3, 8, 4.0, "flowanime_flow_adams_pc", "simple",
+                                                          positive, negative, latent)):
+            calls.clear()
+            with pytest.raises(InterruptAsNewerCore):
+                run()
+            mm.interrupt_current_processing(False)
+            assert len(calls) == 3, "the solve ran on after the interrupt"
+        assert not list((tmp_path / "user").rglob("*.json")), "an interrupted calibration left a cache file"
+    finally:
+        mm.interrupt_current_processing(False)
+    sigmas = calibrate(model, positive, negative, latent=latent, **settings)["result"][0]
+    assert sigmas.shape == (7,) and torch.isfinite(sigmas).all()

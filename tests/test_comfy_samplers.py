@@ -733,3 +733,35 @@ def test_exp_singlestep_ends_its_last_step_at_an_eps_models_smallest_sigma(comfy
     expected = gaussian_ode_solution(noise * math.sqrt(1 + sigma_max ** 2), sigma_max, flow)
     error = float((model.model.latent_format.process_in(out) - expected).pow(2).mean().sqrt())
     assert error < 5.5e-3, error
+
+
+def test_the_samplers_advice_names_only_settings_comfyui_has(comfyui):
+    """A message that sends the user to a setting must name one that exists where the message says.
+    The model-fault advice named fp16 -> bf16/fp32 for a loader's weight_dtype, which no ComfyUI loader
+    offers; the tolerance and budget advice named the ODE Sampler node's widgets without naming the
+    node, also when a KSampler entry (which has none of them) raised it."""
+    import re
+
+    import comfy.cli_args
+
+    from flowanime.samplers.inputs import SamplerInputError, check_sigmas
+    from flowanime.samplers.ode import budget_spent_message, model_output_not_finite, step_collapsed
+
+    with pytest.raises(SamplerInputError) as direction:
+        check_sigmas([1.0, 0.5, 0.8, 0.0], adaptive=True)
+    messages = [str(model_output_not_finite("dopri5", 0.5, "images 0, 1")), str(step_collapsed("dopri5", 0.5, 40)),
+                budget_spent_message("dopri5", 300, 0.5), str(direction.value)]
+    node_names = {comfyui.nodes.NODE_DISPLAY_NAME_MAPPINGS.get(k, k).removesuffix(" (FlowAnime)"): k
+                  for k in comfyui.nodes.NODE_CLASS_MAPPINGS}
+    flags = set(comfy.cli_args.parser._option_string_actions)
+    for message in messages:
+        named_nodes = [node_names[name] for name in node_names if re.search(rf"\b{re.escape(name)} node\b", message)]
+        widgets = {name for node in named_nodes for section in comfyui.node_class(node).INPUT_TYPES().values()
+                   for name in section}
+        for setting in re.findall(r"'([a-z][a-z0-9_]*)'", message):
+            assert setting in widgets, f"{setting!r} is not a widget of the node the message names ({named_nodes}): {message}"
+        for flag in re.findall(r"(?<![\w-])--[a-z0-9][a-z0-9-]*", message):
+            assert flag in flags, f"ComfyUI has no command-line option {flag}: {message}"
+        assert "weight_dtype" not in message or "fp16 ->" not in message, message
+    assert "ModelComputeDtype node" in messages[0], "the model-fault advice names how to change the compute dtype"
+    assert "ModelComputeDtype" in comfyui.nodes.NODE_CLASS_MAPPINGS

@@ -61,7 +61,7 @@ def test_one_nan_image_in_a_batch_is_named_with_its_index(comfyui):
     latent = g.node("LoadLatent", latent="flowanime_nan_batch.latent").out(0)
     sampling_graph(g, latent)
     message = graph_error(comfyui.run(g.finalize(), expect_success=False))
-    assert "image 6 of 8" in message and "latent" in message and "weight_dtype" not in message
+    assert "image 6 of 8" in message and "latent" in message and "ModelComputeDtype" not in message
 
 
 @pytest.mark.parametrize("encoder", ["CLIPTextEncode", ENCODER])
@@ -75,7 +75,7 @@ def test_an_overflowing_prompt_weight_is_named(comfyui, encoder):
     sampling_graph(g, latent, text="1girl, (tag:1e308)", encoder=encoder)
     message = graph_error(comfyui.run(g.finalize(), expect_success=False))
     assert "1e308" in message or "1e+308" in message
-    assert "weight" in message and "weight_dtype" not in message
+    assert "weight" in message and "ModelComputeDtype" not in message
 
 
 def test_a_break_flood_is_refused_quickly_with_the_cap(comfyui):

@@ -81,7 +81,7 @@ def nan_at(call):
 def test_a_non_finite_first_call_stops_at_that_call(method, value):
     """Item 8: dopri5 used to spend its whole first step (6 calls) before noticing."""
     model = Model(lambda i, out, s: out * value if i == 0 else out)
-    with pytest.raises(ModelOutputNotFinite, match="weight_dtype") as err:
+    with pytest.raises(ModelOutputNotFinite, match="ModelComputeDtype") as err:
         sample(method, model, noise(), [1.0, 0.5, 0.0])
     assert len(model.sigmas) == 1, f"{len(model.sigmas)} calls before the NaN was noticed"
     assert "images 0, 1" in str(err.value) or "image 0" in str(err.value)
@@ -210,7 +210,7 @@ def test_one_bad_image_in_the_input_latent_is_named_before_any_model_call(method
     model = Model()
     with pytest.raises(SamplerInputError, match=r"latent") as err:
         sample(method, model, x, [1.0, 0.5, 0.0])
-    assert "image 5" in str(err.value) and "weight_dtype" not in str(err.value)
+    assert "image 5" in str(err.value) and "ModelComputeDtype" not in str(err.value)
     assert not model.sigmas
 
 

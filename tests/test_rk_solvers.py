@@ -203,13 +203,13 @@ def broken_below_half(gmm):
 @solvers
 def test_nan_from_the_model_gets_a_clear_error(solver):
     gmm, noise, _ = single_gaussian()
-    with pytest.raises(ModelOutputNotFinite, match="weight_dtype"):
+    with pytest.raises(ModelOutputNotFinite, match="ModelComputeDtype"):
         ADAPTIVE_SOLVERS[solver](broken_below_half(gmm), noise, 1.0, 1e-3)
 
 
 def test_nan_from_the_model_gets_a_clear_error_with_a_fixed_step_method():
     gmm, noise, _ = single_gaussian()
-    with pytest.raises(ModelOutputNotFinite, match="weight_dtype"):
+    with pytest.raises(ModelOutputNotFinite, match="ModelComputeDtype"):
         solve_fixed(broken_below_half(gmm), noise, [1.0, 0.75, 0.5, 0.25, 0.0], tableaux.HEUN)
 
 
