@@ -550,12 +550,15 @@ def solve_adaptive(
             t, y, x_cur = t_new, y_new, x_new
             if tableau.fsal:
                 k1, denoised = ks[-1], f.last_denoised
+            elif last:  # the prediction at the end (the image, sampling to 0) before the step is reported
+                k1 = f(t, y)
+                denoised = f.last_denoised
             else:
                 k1 = None
             control.accept(step, ratio, exponent)
             if on_step is not None:
                 sigma = ode_form.sigma(t)
-                preview = denoised if tableau.fsal else f.last_denoised
+                preview = denoised if tableau.fsal or last else f.last_denoised
                 on_step(StepInfo(sigma, x_cur, preview, travelled(sigma_start, sigma_end, sigma), stats))
         else:
             stats.rejected += 1
@@ -577,11 +580,6 @@ def solve_adaptive(
         x_cur = ode_form.x(y, t_end)
         if log is not None:
             log(budget_spent_message(tableau.name, settings.max_model_calls, ode_form.sigma(t)))
-    elif not tableau.fsal:
-        denoised = None
-    if denoised is None and not stats.budget_exhausted:
-        f(t_end, ode_form.state(x_cur, sigma_end))
-        denoised = f.last_denoised
     stats.final_sigma = sigma_end
     stats.seconds = time.perf_counter() - started
     return x_cur, denoised, stats

@@ -95,6 +95,7 @@ def solve_exp_singlestep(
                 # the sliver from sigma_floor to 0 along the last stage's velocity (x - D) / sigma
                 velocity = torch.sub(stage_x, denoised).div_(stage_sigma)
                 x = x_end.sub_(velocity, alpha=end)
+                denoised = x  # at sigma 0 the latent is its own prediction: the preview is the image
             else:
                 x = x_end
         stats.accepted += 1

@@ -222,3 +222,19 @@ def test_a_spent_budget_still_returns_the_image_not_the_latent_at_sigma_min(meth
     assert steps[-1] == 2  # ComfyUI's progress bar (made for the 3 steps) ends full
     assert budget - 1 <= len(calls) <= budget  # none over, at most one left (too few for a step)
     assert torch.allclose(out, image, atol=1e-6), float((out - image).abs().max())
+
+
+@pytest.mark.parametrize("method", sorted(set(tableaux.ADAPTIVE) | set(tableaux.FIXED)
+                                          | {"adams_pc", "flow_adams_pc", "exp_multistep", "flow_multistep",
+                                             "exp_singlestep"}))
+def test_the_last_preview_of_a_schedule_to_zero_is_the_image_returned(method):
+    """At sigma 0 the latent is its own denoised prediction, so the last callback's `denoised` (the
+    preview, and what Impact Pack's detailers return in place of the sampler's output) is the image
+    the sampler returns; exp_singlestep's gave its last stage's prediction instead."""
+    model, _, _ = gaussian_model()
+    noise = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(3))
+    seen = []
+    out = make_sampler_function(SamplerConfig(method))(model, noise, torch.linspace(1, 0, 7),
+                                                       callback=seen.append, disable=True)
+    assert seen[-1]["i"] == 5
+    assert torch.equal(seen[-1]["denoised"], out)
