@@ -765,3 +765,20 @@ def test_the_samplers_advice_names_only_settings_comfyui_has(comfyui):
         assert "weight_dtype" not in message or "fp16 ->" not in message, message
     assert "ModelComputeDtype node" in messages[0], "the model-fault advice names how to change the compute dtype"
     assert "ModelComputeDtype" in comfyui.nodes.NODE_CLASS_MAPPINGS
+
+
+@pytest.mark.parametrize("method", ["exp_singlestep", "heun_euler", "dopri5", "flow_multistep"])
+def test_sampler_custom_advanced_denoised_output_is_the_image_on_a_schedule_to_zero(comfyui, sd3, method):
+    """SamplerCustomAdvanced's denoised_output is the last preview's x0 (latent_preview.prepare_callback);
+    at sigma 0 the latent is its own prediction, so both outputs are the image. exp_singlestep's last
+    preview was its last stage's prediction, and a non-FSAL pair's (heun_euler) was reported before its
+    call at the end."""
+    model, positive, negative, latent = sd3
+    model = comfyui.node_class(kit.PATCH)().patch(model, **{**kit.PATCH_DEFAULTS, "shift": 3.0})[0]
+    guider = comfyui.node_class("CFGGuider")().get_guider(model, positive, negative, 4.0)[0]
+    noise = comfyui.node_class("RandomNoise")().get_noise(7)[0]
+    sigmas = comfyui.node_class("BasicScheduler")().get_sigmas(model, "simple", 6, 1.0)[0]
+    sampler = comfyui.node_class(kit.SAMPLER_NODE)().get_sampler(**{**ODE_DEFAULTS, "method": method})[0]
+    output, denoised_output = comfyui.node_class("SamplerCustomAdvanced")().sample(noise, guider, sampler, sigmas, latent)
+    assert torch.isfinite(output["samples"]).all()
+    assert torch.allclose(denoised_output["samples"], output["samples"], rtol=0, atol=1e-6)

@@ -229,8 +229,9 @@ def test_a_spent_budget_still_returns_the_image_not_the_latent_at_sigma_min(meth
                                              "exp_singlestep"}))
 def test_the_last_preview_of_a_schedule_to_zero_is_the_image_returned(method):
     """At sigma 0 the latent is its own denoised prediction, so the last callback's `denoised` (the
-    preview, and what Impact Pack's detailers return in place of the sampler's output) is the image
-    the sampler returns; exp_singlestep's gave its last stage's prediction instead."""
+    preview, and SamplerCustomAdvanced's denoised_output) is the image the sampler returns;
+    exp_singlestep's was its last stage's prediction, a non-FSAL pair's was reported before its call
+    at the end."""
     model, _, _ = gaussian_model()
     noise = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(3))
     seen = []
