@@ -226,32 +226,48 @@ def _state_variables(code) -> frozenset:
         for i, ins in enumerate(instructions):
             if ins.opname in ("STORE_DEREF", "DELETE_DEREF"):
                 names.add(ins.argval)
-            elif ins.opname == "LOAD_DEREF" and _changes_in_place(instructions[i + 1:i + 12]):
+            elif ins.opname == "LOAD_DEREF" and _changes_in_place(instructions[i + 1:i + 17]):
                 names.add(ins.argval)
         pending.extend(c for c in current.co_consts if inspect.iscode(c))
     return frozenset(names) & frozenset(code.co_freevars)
 
 
-_LOADS_ONE_VALUE = frozenset({"LOAD_CONST", "LOAD_SMALL_INT", "LOAD_FAST", "LOAD_FAST_BORROW", "LOAD_DEREF",
-                               "LOAD_GLOBAL", "LOAD_NAME"})
+# Instructions that push values and pop none (3.12 added LOAD_FAST_CHECK, 3.13 the two-value
+# superinstructions, 3.14 LOAD_SMALL_INT and the BORROW forms), and those that combine the top `arg`
+# values into one (a slice, a tuple of indices): a subscript's key is built of these.
+_LOADS_ONE_VALUE = frozenset({"LOAD_CONST", "LOAD_SMALL_INT", "LOAD_FAST", "LOAD_FAST_CHECK", "LOAD_FAST_BORROW",
+                              "LOAD_DEREF", "LOAD_GLOBAL", "LOAD_NAME"})
+_LOADS_TWO_VALUES = frozenset({"LOAD_FAST_LOAD_FAST", "LOAD_FAST_BORROW_LOAD_FAST_BORROW"})
+_COMBINES_VALUES = frozenset({"BUILD_SLICE", "BUILD_TUPLE"})
 
 
 def _changes_in_place(after: list) -> bool:
     """Whether the instructions after a closure variable is loaded change it: a mutating method
-    (`log.append(x)`), an item stored or deleted (`cache[k] = v`: one instruction loads the key), or
-    an item updated (`counts[k] += 1`: the key, then a copy of both, down to the store)."""
+    (`log.append(x)`), an item or slice stored or deleted (`cache[k] = v`, `buffer[:] = v`: the key is
+    built above the variable, then the store), or an item updated (`counts[k] += 1`, `h[:, 0] *= 2`: the
+    key, then a copy of both, down to the store)."""
     if not after:
         return False
     if after[0].opname in ("LOAD_ATTR", "LOAD_METHOD"):
         return after[0].argval in _MUTATING_METHODS
-    # the variable is the container only when exactly one value (the key) is loaded after it; as the key
-    # or the stored value (`h[:, channel] *= 2`, `out[k] = scale`) it is a setting
-    if len(after) < 2 or after[0].opname not in _LOADS_ONE_VALUE:
-        return False
-    if after[1].opname in ("STORE_SUBSCR", "DELETE_SUBSCR"):
-        return True
-    if after[1].opname in ("COPY", "DUP_TOP_TWO"):
-        return any(ins.opname == "STORE_SUBSCR" for ins in after[2:])
+    # the variable is the container only when exactly one value (the key; a slice's two bounds) is built
+    # above it; as the key or the stored value (`h[:, channel] *= 2`, `out[k] = scale`) it is a setting
+    above = 0
+    for n, ins in enumerate(after):
+        if ins.opname in _LOADS_ONE_VALUE:
+            above += 1
+        elif ins.opname in _LOADS_TWO_VALUES:
+            above += 2
+        elif ins.opname in _COMBINES_VALUES and isinstance(ins.arg, int) and 0 < ins.arg <= above:
+            above -= ins.arg - 1
+        elif ins.opname in ("STORE_SUBSCR", "DELETE_SUBSCR"):
+            return above == 1
+        elif ins.opname == "STORE_SLICE":
+            return above == 2
+        elif ins.opname in ("COPY", "DUP_TOP_TWO") and above == 1:
+            return any(later.opname == "STORE_SUBSCR" for later in after[n + 1:])
+        else:
+            return False
     return False
 
 

@@ -36,7 +36,9 @@ def pack_modules(*parts):
     for part in parts or (".",):
         path = PACK_ROOT / part
         paths += [path] if path.is_file() else sorted(path.rglob("*.py"))
-    return [p for p in paths if not {*p.relative_to(PACK_ROOT).parts[:-1]} & NOT_SHIPPED]
+    # hidden folders (a local .venv, an editor's) are not the pack's
+    return [p for p in paths if not {*p.relative_to(PACK_ROOT).parts[:-1]} & NOT_SHIPPED
+            and not any(part.startswith(".") for part in p.relative_to(PACK_ROOT).parts[:-1])]
 
 
 def imported_modules(tree):

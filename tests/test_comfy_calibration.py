@@ -414,8 +414,9 @@ def test_a_closure_variable_is_state_only_when_the_function_changes_it(comfyui):
 
     def make():
         scale, channel, idx, layers, steps, calls, seen = 1.5, 3, [1], [3, 4], [0], [], {}
+        buffer, running = [0.0, 0.0], torch.zeros(1, 4)
 
-        def patch(h, out, k, extra):
+        def patch(h, out, k, extra, flag):
             out[k] = scale
             h[:, channel] *= 2.0
             out[idx] += 1
@@ -424,10 +425,40 @@ def test_a_closure_variable_is_state_only_when_the_function_changes_it(comfyui):
             steps[0] += 1
             calls.append(k)
             seen[k] = 1
+            buffer[:] = [k, k]
+            running[:, 0] *= 0.5
+            if flag:
+                key = k
+            seen[key] = 2  # a key the compiler cannot prove bound (3.12+: LOAD_FAST_CHECK)
             return h
         return patch
 
-    assert cal._state_variables(make().__code__) == {"steps", "calls", "seen"}
+    assert cal._state_variables(make().__code__) == {"steps", "calls", "seen", "buffer", "running"}
+
+
+def test_bytecode_of_newer_pythons_is_read_as_this_ones(comfyui):
+    """The instructions Python 3.12-3.14 compile the same stores to (a review helper disassembled them on
+    3.12.1, 3.13.0 and 3.14): a key the compiler cannot prove bound loads with LOAD_FAST_CHECK (3.12+),
+    `buffer[:] = v` stores with STORE_SLICE (3.12+), 3.13 loads two locals in one LOAD_FAST_LOAD_FAST."""
+    from types import SimpleNamespace as Ins
+
+    cal = comfyui.pack_submodule("comfy_adapter.calibration")
+
+    def reads(*ops):
+        return cal._changes_in_place([Ins(opname=op, arg=arg, argval=arg) for op, arg in ops])
+
+    # the variable is the container
+    assert reads(("LOAD_FAST_CHECK", "key"), ("STORE_SUBSCR", None))                       # cache[key] = x
+    assert reads(("LOAD_CONST", None), ("LOAD_CONST", None), ("STORE_SLICE", None))        # buffer[:] = v
+    assert reads(("LOAD_FAST_LOAD_FAST", ("i", "j")), ("STORE_SLICE", None))              # buffer[i:j] = v
+    assert reads(("LOAD_CONST", slice(None)), ("LOAD_SMALL_INT", 0), ("BUILD_TUPLE", 2),   # running[:, 0] *= 0.5
+                 ("COPY", 2), ("COPY", 2), ("BINARY_OP", 26), ("LOAD_CONST", 0.5), ("BINARY_OP", 18),
+                 ("SWAP", 3), ("SWAP", 2), ("STORE_SUBSCR", None))
+    # the variable is the stored value or part of the key: a setting
+    assert not reads(("LOAD_FAST_LOAD_FAST", ("out", "k")), ("STORE_SUBSCR", None))      # out[k] = scale
+    assert not reads(("LOAD_FAST_BORROW", "out"), ("LOAD_FAST_CHECK", "k"), ("STORE_SUBSCR", None))
+    assert not reads(("BUILD_TUPLE", 2), ("COPY", 2), ("COPY", 2), ("BINARY_SUBSCR", None))  # h[:, channel] *= 2
+    assert not reads(("LOAD_CONST", 0), ("BINARY_SUBSCR", None))                           # read only: steps[0]
 
 
 @pytest.mark.parametrize("corrupt", ['{"sigmas": [1.0, "nan"]}', "[" * 200000 + "]" * 200000,
