@@ -423,6 +423,7 @@ class StepControl:
 
 # The messages name where a setting lives: the tolerances and the budget on the Runge-Kutta ODE Sampler
 # node (KSampler's flowanime_* entries have none), the compute dtype in ComfyUI itself.
+ENTRIES_HAVE_FIXED_ONES = "the flowanime_* entries of KSampler have fixed ones"
 MODEL_FAULT_ADVICE = ("A model computing in float16 can overflow: run it in bf16 or fp32 (ComfyUI's ModelComputeDtype "
                       "node, or ComfyUI started with --bf16-unet or --fp32-unet); or lower the CFG or the LoRA strengths.")
 
@@ -431,8 +432,8 @@ def step_collapsed(name: str, sigma: float, calls: int) -> StepSizeCollapsed:
     return StepSizeCollapsed(
         f"FlowAnime {name}: the step size collapsed at sigma={sigma:.4g} after {calls} model calls: the model's "
         "output changes too abruptly for the tolerances. Loosen them (on the Runge-Kutta ODE Sampler node, "
-        "'log10_rtol'/'log10_atol', e.g. -2; the flowanime_* entries of KSampler have fixed ones), or use a "
-        "fixed-step method (flowanime_flow_multistep, or a ComfyUI sampler such as euler)."
+        f"'log10_rtol'/'log10_atol', e.g. -2; {ENTRIES_HAVE_FIXED_ONES}), or use a fixed-step method "
+        "(flowanime_flow_multistep, or a ComfyUI sampler such as euler)."
     )
 
 
@@ -460,7 +461,7 @@ def budget_spent_message(name: str, budget: int, sigma: float) -> str:
     return (
         f"FlowAnime {name}: the budget of {budget} model calls ran out at sigma={sigma:.4g}; the image was "
         "finished with one large step and may be soft. On the Runge-Kutta ODE Sampler node, raise "
-        "'max_model_calls' or loosen 'log10_rtol'/'log10_atol' (the flowanime_* entries of KSampler have fixed ones)."
+        f"'max_model_calls' or loosen 'log10_rtol'/'log10_atol' ({ENTRIES_HAVE_FIXED_ONES})."
     )
 
 

@@ -36,9 +36,8 @@ def pack_modules(*parts):
     for part in parts or (".",):
         path = PACK_ROOT / part
         paths += [path] if path.is_file() else sorted(path.rglob("*.py"))
-    # hidden folders (a local .venv, an editor's) are not the pack's
-    return [p for p in paths if not {*p.relative_to(PACK_ROOT).parts[:-1]} & NOT_SHIPPED
-            and not any(part.startswith(".") for part in p.relative_to(PACK_ROOT).parts[:-1])]
+    return [p for p in paths if not any(folder in NOT_SHIPPED or folder.startswith(".")  # a local .venv, an editor's
+                                        for folder in p.relative_to(PACK_ROOT).parts[:-1])]
 
 
 def imported_modules(tree):
