@@ -26,6 +26,8 @@ import inspect
 import json
 import logging
 import math
+import os
+import re
 import types
 import weakref
 from dataclasses import replace
@@ -52,6 +54,8 @@ CACHE_VERSION = 4  # bump when the calibration's method changes what it returns
 SAMPLE_VALUES = 64  # values read from each weight tensor for the fingerprint
 MAX_CLOSURE_ITEMS = 256  # items of a closure's list of ints or names (layer indices) read for the fingerprint
 MAX_FINGERPRINT_DEPTH = 8  # patches -> key -> list -> (strength, adapter, ...) -> adapter -> weights -> tensor
+MAX_CACHED_SCHEDULES = 2000  # the least recently used beyond this are deleted
+CACHE_FILE_NAME = re.compile(r"[0-9a-f]{64}\.json")  # what cache_key names; nothing else there is touched
 
 
 def cache_directory() -> Path:
@@ -344,6 +348,44 @@ def cache_key(model, positive, negative, cfg: float, latent: torch.Tensor, draws
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _write_cache(path: Path, data: dict) -> None:
+    """Written to a temporary file, then renamed over the name: a reader (a second ComfyUI sharing the
+    user directory) sees the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.stem}.{os.getpid()}.partial")
+    try:
+        partial.write_text(json.dumps(data), encoding="utf-8")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def prune_cache(directory: Path, keep: int) -> int:
+    """Deletes the least recently used cache files beyond the newest `keep` (a read marks a file used),
+    so a year of prompts does not fill the user directory. Returns how many it deleted."""
+    try:
+        entries = [(e.stat().st_mtime, e.path) for e in os.scandir(directory)
+                   if CACHE_FILE_NAME.fullmatch(e.name) and e.is_file()]
+    except OSError:
+        return 0
+    entries.sort(reverse=True)
+    deleted = 0
+    for _, stale in entries[keep:]:
+        try:
+            os.remove(stale)
+            deleted += 1
+        except OSError:  # gone already (another ComfyUI pruned it) or locked: the next prune retries
+            pass
+    return deleted
+
+
+def _mark_used(path: Path) -> None:
+    try:
+        os.utime(path)
+    except OSError:  # a read-only user directory: pruning then goes by the write time
+        pass
+
+
 def _read_cache(path: Path, steps: int, sigma_max: float):
     """The cached calibration, or None (then it runs again) for a file that is unreadable or edited
     into what no calibration of this model writes: a schedule starts at the model's sigma_max."""
@@ -383,6 +425,7 @@ def calibrate(model, positive, negative, cfg: float, latent: dict, settings: Cal
     if use_cache:
         cached = _read_cache(path, settings.steps, sigma_max)
         if cached is not None:
+            _mark_used(path)
             report = f"read from the cache ({path.name}): no model calls. Calibrated: {cached.get('report', '')}"
             return torch.tensor(cached["sigmas"], dtype=torch.float32), report, None
 
@@ -422,10 +465,10 @@ def calibrate(model, positive, negative, cfg: float, latent: dict, settings: Cal
                    "sigma this model was trained on")
     if use_cache:  # off: neither read nor written
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({"sigmas": result.sigmas.tolist(), "report": report,
-                                        "teacher_calls": result.teacher_calls, "check_calls": result.check_calls,
-                                        "checked_error": result.checked_error}), encoding="utf-8")
+            _write_cache(path, {"sigmas": result.sigmas.tolist(), "report": report,
+                                "teacher_calls": result.teacher_calls, "check_calls": result.check_calls,
+                                "checked_error": result.checked_error})
+            prune_cache(path.parent, MAX_CACHED_SCHEDULES)
         except OSError as e:  # a read-only user directory costs a recalibration next time, nothing else
             log.warning("FlowAnime calibration: could not write the cache %s: %s", path, e)
     log.info("FlowAnime calibration: %s", report)

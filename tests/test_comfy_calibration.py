@@ -547,3 +547,56 @@ def test_out_of_range_setting_in_a_graph_is_refused_by_name(comfyui, user_dir):
     graph[schedule_id]["inputs"]["teacher_log10_rtol"] = -1.0
     with pytest.raises(kit.GraphInvalid, match="teacher_log10_rtol"):
         comfyui.run(graph)
+
+
+def test_the_cache_keeps_the_most_recently_used_schedules(comfyui, user_dir, sd3_inputs, monkeypatch):
+    """The cache is bounded: a write deletes the least recently used schedules beyond the bound, a read
+    counts as a use, and files the cache did not name are left alone."""
+    import os
+
+    cal = comfyui.pack_submodule("comfy_adapter.calibration")
+    monkeypatch.setattr(cal, "MAX_CACHED_SCHEDULES", 3)
+    model, positive, negative, latent = sd3_inputs
+    folder = user_dir / "flowanime" / "schedules"
+    folder.mkdir(parents=True)
+    stale = [folder / f"{i:064x}.json" for i in range(4)]
+    for age, path in enumerate(stale):
+        path.write_text("{}", encoding="utf-8")
+        os.utime(path, (1e9 + age, 1e9 + age))  # stale[3] is the newest
+    kept_anyway = [folder / "notes.txt", folder / f"{0:064x}.json.bak"]
+    for path in kept_anyway:
+        path.write_text("mine", encoding="utf-8")
+        os.utime(path, (1, 1))
+    sigmas, report = calibrate(comfyui, model, positive, negative, latent, cfg=3.0)
+    names = {p.name for p in folder.iterdir()}
+    written = names - {p.name for p in stale + kept_anyway}
+    assert len(written) == 1 and names == written | {stale[2].name, stale[3].name} | {p.name for p in kept_anyway}
+    os.utime(folder / written.pop(), (1e9 - 1, 1e9 - 1))  # the new schedule looks oldest, until it is read
+    assert "read from the cache" in calibrate(comfyui, model, positive, negative, latent, cfg=3.0)[1]
+    calibrate(comfyui, model, positive, negative, latent, cfg=3.5)
+    remaining = {p.name for p in folder.glob("*.json")}
+    assert stale[2].name not in remaining and len(remaining) == 3
+    assert "read from the cache" in calibrate(comfyui, model, positive, negative, latent, cfg=3.0)[1]
+
+
+def test_a_cache_write_leaves_no_partial_file(comfyui, user_dir, sd3_inputs, monkeypatch):
+    """The schedule is written beside its name and renamed over it: a second ComfyUI reading the
+    same user directory sees the whole file or none. A failed write leaves nothing behind."""
+    import os
+
+    cal = comfyui.pack_submodule("comfy_adapter.calibration")
+    model, positive, negative, latent = sd3_inputs
+    renames = []
+    real_replace = os.replace
+    monkeypatch.setattr(cal.os, "replace", lambda a, b: (renames.append((a, b)), real_replace(a, b))[1])
+    calibrate(comfyui, model, positive, negative, latent, cfg=2.5)
+    folder = user_dir / "flowanime" / "schedules"
+    (path,) = folder.iterdir()
+    assert [b for _, b in renames] == [path] and json.loads(path.read_text(encoding="utf-8"))["sigmas"][-1] == 0.0
+
+    def full_disk(a, b):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cal.os, "replace", full_disk)
+    calibrate(comfyui, model, positive, negative, latent, cfg=2.0)  # a warning, and the schedule
+    assert list(folder.iterdir()) == [path]
