@@ -57,9 +57,27 @@ class ChunkTokenizer:
         return batch
 
     def decode(self, tokens) -> str:
-        inv = getattr(self._sub, "inv_vocab", {})
-        words = [inv.get(t, "?") if isinstance(t, int) else "<embedding>" for t in tokens]
-        return "".join(w.replace("</w>", " ") for w in words).strip()
+        """The text of tokens for the reports; an embedding's vectors show as <embedding>."""
+        parts, run = [], []
+        for t in [*tokens, None]:
+            if isinstance(t, int):
+                run.append(t)
+                continue
+            if run:
+                parts.append(self._decode_ids(run))
+                run = []
+            if t is not None:
+                parts.append("<embedding>")
+        return " ".join(p for p in parts if p)
+
+    def _decode_ids(self, ids: list) -> str:
+        # CLIP's vocabulary is byte-level (a non-ASCII character spans tokens whose symbols stand for
+        # bytes): the tokenizer's own decode turns them back into text, a cut character into U+FFFD.
+        try:
+            return self._sub.tokenizer.decode(ids, clean_up_tokenization_spaces=False).strip()
+        except Exception:  # a tokenizer without a Hugging Face decode: the vocabulary's symbols as they are
+            inv = getattr(self._sub, "inv_vocab", {})
+            return "".join(inv.get(t, "?").replace("</w>", " ") for t in ids).strip()
 
 
 _COMMA_TOKENS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # per sub-tokenizer: its vocabulary is read once

@@ -160,6 +160,19 @@ def test_a_break_inside_parentheses_is_a_word_and_the_report_says_so(comfyui, cl
     assert cond[0][0].shape[1] == 2 * 77 and "note:" not in report
 
 
+@pytest.mark.parametrize("family", ["sd15", "sdxl"])
+def test_the_report_shows_non_ascii_text_as_written(comfyui, clips, family):
+    """CLIP's vocabulary is byte-level: é or ミ spans tokens whose symbols stand for bytes. The report
+    shows the characters (a review found `cafÃ©` and `åĪĿéŁ³` there); a character a chunk boundary cuts
+    shows as U+FFFD on both sides, as the tokenizer's own decode shows it."""
+    cond, report = encode(comfyui, clips[family], "café, pokémon, 初音ミク, (ミク:1.2) BREAK ☆, solo")
+    assert report.splitlines()[1:3] == ["  chunk 1: 18/75 tokens, segment 1 | café , pokémon , 初音ミク , ミク",
+                                        "  chunk 2:  3/75 tokens, segment 2 | ☆, solo"]
+    result = tokenize(comfyui, clips[family], "a " * 74 + "初", backtrack=0)
+    assert [c["text"][-1] for c in result.chunkings[0]["chunks"]] == ["\ufffd"] * 2
+    assert "å" not in result.report and "\ufffd" in result.report
+
+
 @pytest.mark.parametrize("text", ["", "BREAK BREAK", "(unbalanced, ((tag", "1girl\x00\x07, \U0001F600, smile, \u200b",
                                   ")) stray BREAK (", "tag, " * 5000])
 def test_awkward_input_gives_a_result(comfyui, clips, text):

@@ -68,7 +68,8 @@ def test_users_tag_list_must_live_in_the_user_directory(comfyui, tmp_path):
 LONG = ", ".join(f"{a} {b}" for a in ("long", "silver", "blue", "pleated", "red") for b in
                  ("hair", "eyes", "school uniform", "skirt", "ribbon", "thighhighs", "bow"))
 COUNTER_TABLE = [("", 20), ("1girl, solo", 20), ("by wlop BREAK 1girl BREAK BREAK smile", 20), (LONG * 2, 20),
-                 (LONG * 2, 0), ("(red eyes:1.3), karin \\(blue archive\\), " + LONG, 5), ("word " * 200, 20)]
+                 (LONG * 2, 0), ("(red eyes:1.3), karin \\(blue archive\\), " + LONG, 5), ("word " * 200, 20),
+                 ("café, 初音ミク, " + "a " * 66 + "初音", 0)]  # byte-level tokens; a character cut between chunks
 
 
 @pytest.mark.parametrize("text, backtrack", COUNTER_TABLE, ids=range(len(COUNTER_TABLE)))
@@ -80,6 +81,7 @@ def test_counter_equals_the_encoders_chunking(comfyui, text, backtrack):
     assert counted["chunks"] == encoded.chunkings[0]["chunks"]
     assert counted["split_tags"] == encoded.split_tags
     assert counted["tokens"] == sum(len([t for t, _ in c[1:] if t != 49407]) for c in encoded.tokens["l"])
+    assert "Ã" not in str(counted)  # the characters, not CLIP's byte symbols
 
 
 def test_counter_counts_the_normalisers_output(comfyui):
