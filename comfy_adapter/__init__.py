@@ -16,6 +16,7 @@ After a ComfyUI release, this package is what to check, module by module:
 - clip.py: the CLIP object's tokenizers (sub-tokenizer attributes, chunk settings, vocabulary).
 - prompt_support.py: the user directory (folder_paths) for tag lists, ComfyUI's stock CLIP tokenizer
   and PromptServer's routes, for the editor's live token counter.
+- web_folder.py: how ComfyUI's server names a pack's extension URLs (by its folder).
 
 The newer ComfyUI files and commits each module was checked against are named in its docstring
 and in the README's Compatibility section. Every ComfyUI import is inside a function, so the pack

@@ -130,3 +130,42 @@ def test_the_registry_archive_leaves_out_only_what_runs_nowhere_in_comfyui():
                 assert not any(n.split(".")[0] in {"bench", "tests", "scripts", "conftest"} for n in names), (path, names)
     for folder in ("web", "example_workflows", "prompt/data"):
         assert (PACK_ROOT / folder).is_dir() and folder.split("/")[0] not in ignored
+
+
+FOLDER_NAMES = ["FlowAnime", "flowanime", "ComfyUI-FlowAnime", "FlowAnime_v0.1", "FlowAnime(x)", "Flow+Anime",
+                "Flow&Anime", "Flow'A", "Flow~A", "Flow@A", "Flow,A", "Flow!A", "Flow$A", "Flow=A", "Flow;A",
+                "Flow Anime", "FlowAnime-main (1)", "FlowAnimeö", "フローアニメ", "Flow[1]", "Flow{1}", "Flow%20A",
+                "Flow%A", "Flow#A", "Flow^A", "Flow`A", "Flow|A", 'Flow"A', "Flow<A>", "Flow\\A", "Flow?A"]
+
+
+def test_the_folder_warning_names_exactly_the_folders_comfyui_cannot_serve(tmp_path):
+    """The pack warns about its folder's name exactly where aiohttp, serving the folder as ComfyUI does
+    (`web.static('/extensions/' + name, dir)`, requested at the quoted URL ComfyUI's /extensions lists),
+    does not find the extension's file."""
+    import asyncio
+    import urllib.parse
+
+    aiohttp = pytest.importorskip("aiohttp")
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from flowanime.comfy_adapter.web_folder import folder_name_problem
+
+    app = web.Application()
+    for number, name in enumerate(FOLDER_NAMES):
+        folder = tmp_path / str(number)
+        folder.mkdir()
+        (folder / "flowanime.js").write_text("// test", encoding="utf-8")
+        app.add_routes([web.static("/extensions/" + name, folder)])
+
+    async def served():
+        async with TestClient(TestServer(app)) as client:
+            found = {}
+            for name in FOLDER_NAMES:
+                response = await client.get(f"/extensions/{urllib.parse.quote(name)}/flowanime.js")
+                found[name] = response.status == 200
+            return found
+
+    found = asyncio.run(served())
+    assert {name: folder_name_problem(name) is None for name in FOLDER_NAMES} == found, aiohttp.__version__
+    assert not found["FlowAnime-main (1)"] and found["FlowAnime"]
