@@ -268,7 +268,9 @@ def _changes_in_place(after: list) -> bool:
             return above == 1
         elif ins.opname == "STORE_SLICE":
             return above == 2
-        elif ins.opname in ("COPY", "DUP_TOP_TWO") and above == 1:
+        # `t[k] += v` copies the container and its key (COPY 2; 3.10: DUP_TOP_TWO); a walrus or a chained
+        # comparison copies one value (COPY 1), which says nothing of the variable below it
+        elif (ins.opname == "DUP_TOP_TWO" or (ins.opname == "COPY" and ins.arg == 2)) and above == 1:
             return any(later.opname == "STORE_SUBSCR" for later in after[n + 1:])
         else:
             return False

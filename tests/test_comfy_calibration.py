@@ -408,16 +408,18 @@ def test_state_a_model_patch_keeps_between_runs_does_not_change_the_cache_key(co
 
 
 def test_a_closure_variable_is_state_only_when_the_function_changes_it(comfyui):
-    """Settings used as a key or a stored value stay in the key (a review helper found `channel` in
-    `h[:, channel] *= 2` and, on Python 3.13, `scale` in `out[k] = scale` read as state)."""
+    """Settings used as a key or a stored value stay in the key (review helpers found `channel` in
+    `h[:, channel] *= 2`, on Python 3.13 `scale` in `out[k] = scale`, and on 3.11+ `mix` in
+    `lerp(h, mix, (w := 0.5))` before a store read as state: a changed setting would reuse a schedule)."""
     cal = comfyui.pack_submodule("comfy_adapter.calibration")
 
     def make():
         scale, channel, idx, layers, steps, calls, seen = 1.5, 3, [1], [3, 4], [0], [], {}
-        buffer, running = [0.0, 0.0], torch.zeros(1, 4)
+        buffer, running, mix = [0.0, 0.0], torch.zeros(1, 4), 0.25
 
         def patch(h, out, k, extra, flag):
-            out[k] = scale
+            h = torch.lerp(h, mix, (w := 0.5))  # the walrus copies 0.5 (COPY 1), not the variable
+            out[k] = scale + w
             h[:, channel] *= 2.0
             out[idx] += 1
             for i in layers:
@@ -459,6 +461,8 @@ def test_bytecode_of_newer_pythons_is_read_as_this_ones(comfyui):
     assert not reads(("LOAD_FAST_BORROW", "out"), ("LOAD_FAST_CHECK", "k"), ("STORE_SUBSCR", None))
     assert not reads(("BUILD_TUPLE", 2), ("COPY", 2), ("COPY", 2), ("BINARY_SUBSCR", None))  # h[:, channel] *= 2
     assert not reads(("LOAD_CONST", 0), ("BINARY_SUBSCR", None))                           # read only: steps[0]
+    assert not reads(("LOAD_CONST", 0.5), ("COPY", 1), ("STORE_FAST", "w"), ("CALL", 3),     # lerp(h, mix, (w := 0.5))
+                     ("STORE_FAST", "h"), ("LOAD_FAST", "out"), ("LOAD_FAST", "k"), ("STORE_SUBSCR", None))
 
 
 @pytest.mark.parametrize("corrupt", ['{"sigmas": [1.0, "nan"]}', "[" * 200000 + "]" * 200000,
