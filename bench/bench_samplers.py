@@ -712,8 +712,8 @@ def write_summary(results, out: Path, stem: str, timings: dict):
     out.mkdir(parents=True, exist_ok=True)
     data = {"problems": [r.summary for r in results], "seconds_per_problem": timings}
     (out / f"{stem}.json").write_text(json.dumps(data, indent=1, default=lambda v: None if isinstance(v, float)
-                                                  and not math.isfinite(v) else str(v)))
-    (out / f"{stem}.md").write_text("\n\n".join(summary_markdown(r.summary) for r in results) + "\n")
+                                                  and not math.isfinite(v) else str(v)), encoding="utf-8")
+    (out / f"{stem}.md").write_text("\n\n".join(summary_markdown(r.summary) for r in results) + "\n", encoding="utf-8")
     print(f"summary: {out / (stem + '.json')} and {out / (stem + '.md')}")
 
 

@@ -432,7 +432,7 @@ def main():
     target = PACK_ROOT / "example_workflows"
     target.mkdir(exist_ok=True)
     for name, workflow in build(harness.nodes.NODE_CLASS_MAPPINGS, harness.nodes.NODE_DISPLAY_NAME_MAPPINGS).items():
-        (target / name).write_text(json.dumps(workflow, indent=2) + "\n")
+        (target / name).write_text(json.dumps(workflow, indent=2) + "\n", encoding="utf-8")
         print("wrote", target / name)
 
 

@@ -82,7 +82,7 @@ def prepare_base(base: Path, clip_file: Path, vue_nodes: bool = False) -> None:
     (base / "user" / "default").mkdir(parents=True)
     # a returning user: no first-run template dialog over the graph
     settings = {"Comfy.TutorialCompleted": True, **({"Comfy.VueNodes.Enabled": True} if vue_nodes else {})}
-    (base / "user" / "default" / "comfy.settings.json").write_text(json.dumps(settings))
+    (base / "user" / "default" / "comfy.settings.json").write_text(json.dumps(settings), encoding="utf-8")
     (base / "custom_nodes" / "FlowAnime").symlink_to(PACK_ROOT, target_is_directory=True)
     (base / "models" / "text_encoders").mkdir(parents=True)
     (base / "models" / "text_encoders" / kit.CLIP_L).symlink_to(clip_file)
@@ -92,7 +92,7 @@ def old_style_workflow() -> dict:
     """The RouWei example as saved before the normaliser's resolve_aliases / tag_list_csv / preset widgets
     and tag_report output existed (four widget values, one output)."""
     path = PACK_ROOT / "example_workflows" / "RouWei 0.8 vpred (SDXL, BREAK).json"
-    workflow = json.loads(path.read_text())
+    workflow = json.loads(path.read_text(encoding="utf-8"))
     for node in workflow["nodes"]:
         if node["type"] == NORMALIZER:
             node["widgets_values"] = node["widgets_values"][:4]

@@ -290,7 +290,8 @@ def check(port: int, workflows: dict, node_classes: dict, shots_dir: Path | None
             if shots_dir is not None:
                 page.screenshot(path=str(shots_dir / f"{title}.png"))
             if thumbnails_dir is not None:
-                size = write_thumbnail(page, thumbnails_dir / f"{title}.jpg", (PACK_ROOT / "example_workflows" / name).read_text())
+                text = (PACK_ROOT / "example_workflows" / name).read_text(encoding="utf-8")
+                size = write_thumbnail(page, thumbnails_dir / f"{title}.jpg", text)
                 print(f"     thumbnail {title}.jpg: {size // 1024} KiB")
             found += preset_size_problems(page)
             print(f"{'OK  ' if not found else 'FAIL'} {name}" + "".join(f"\n     - {f}" for f in found))
@@ -309,7 +310,7 @@ def main():
     comfy = kit.find_comfyui()
     if comfy is None:
         sys.exit(kit.NO_COMFYUI_REASON)
-    workflows = {p.name: json.loads(p.read_text()) for p in sorted((PACK_ROOT / "example_workflows").glob("*.json"))}
+    workflows = {p.name: json.loads(p.read_text(encoding="utf-8")) for p in sorted((PACK_ROOT / "example_workflows").glob("*.json"))}
     base = Path(tempfile.mkdtemp(prefix="flowanime-browser-"))
     shots = args.shots or Path(tempfile.mkdtemp(prefix="flowanime-shots-"))
     shots.mkdir(parents=True, exist_ok=True)

@@ -117,7 +117,7 @@ def make_random_clip_l():
     import torch
 
     config_path = Path(comfy.clip_model.__file__).parent / "sd1_clip_config.json"
-    config = json.loads(config_path.read_text())
+    config = json.loads(config_path.read_text(encoding="utf-8"))
     model = comfy.clip_model.CLIPTextModel(config, torch.float32, "cpu", comfy.ops.disable_weight_init)
     state = fill_random_(model, seed=77).state_dict()
     state = {k: v.to(torch.float16) for k, v in state.items()}
@@ -200,7 +200,7 @@ def make_sd3_text_encoders():
     import torch
 
     def config(module, name):
-        return json.loads((Path(module.__file__).parent / name).read_text())
+        return json.loads((Path(module.__file__).parent / name).read_text(encoding="utf-8"))
 
     ops = comfy.ops.disable_weight_init
     half = lambda sd: {k: v.to(torch.float16) for k, v in sd.items()}  # noqa: E731

@@ -147,14 +147,14 @@ def test_report_names_unknown_tags_and_never_drops_them(tags):
 
 def test_a_users_own_csv(tmp_path):
     text = 'long_hair,0,100,"longhair,lh"\nmy_oc,4,3,""\nnot,a,row\n'
-    (tmp_path / "mine.csv").write_text(text)
+    (tmp_path / "mine.csv").write_text(text, encoding="utf-8")
     (tmp_path / "mine.csv.gz").write_bytes(gzip.compress(text.encode()))
     for name in ("mine.csv", "mine.csv.gz"):
         tags = read_tag_csv(tmp_path / name)
         assert len(tags) == 2 and tags.alias_of("longhair") == "long hair"
         out, report = normalize_with_report("longhair, my_oc, other", NormalizeOptions(resolve_aliases=True), tags)
         assert out == "long hair, my oc, other" and list(report.unknown) == ["other"]
-    (tmp_path / "empty.csv").write_text("a,b,c\n")
+    (tmp_path / "empty.csv").write_text("a,b,c\n", encoding="utf-8")
     with pytest.raises(ValueError, match="'tag_list_csv'"):
         read_tag_csv(tmp_path / "empty.csv")
     with pytest.raises(ValueError, match="'tag_list_csv'"):

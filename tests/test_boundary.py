@@ -54,7 +54,7 @@ def imported_modules(tree):
 
 
 def comfy_imports(path, root=PACK_ROOT):
-    tree = ast.parse(path.read_text(), filename=str(path))
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     return [f"{path.relative_to(root)}:{line} imports {name}"
             for line, name in imported_modules(tree) if name.split(".")[0] in COMFY_MODULES]
 
@@ -63,7 +63,7 @@ def reaches_into_comfy_objects(path, root=PACK_ROOT):
     """Private attributes of anything but self/cls, and ComfyUI object attributes, read or set,
     also through getattr/setattr/hasattr with a literal name."""
     found = []
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
         name = None
         if isinstance(node, ast.Attribute):
             owner = node.value.id if isinstance(node.value, ast.Name) else None
@@ -99,7 +99,7 @@ def test_only_the_adapter_imports_comfyui():
 def test_the_adapter_imports_comfyui_only_inside_functions():
     """The pack must import without ComfyUI (and ComfyUI-Manager scans it without one)."""
     for path in pack_modules(ADAPTER):
-        tree = ast.parse(path.read_text())
+        tree = ast.parse(path.read_text(encoding="utf-8"))
         top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
         assert [name for line, name in imported_modules(ast.Module(body=top, type_ignores=[]))
                 if name.split(".")[0] in COMFY_MODULES] == [], path

@@ -36,7 +36,7 @@ def test_sampler_benchmark_runs_and_prints_its_tables(comfyui, tmp_path):
     # every error level has a row per problem, with our best, the built-ins' best and the ratio
     rows = [line for line in out.splitlines() if line.startswith(tuple(f"| {lv} |" for lv in LEVELS))]
     assert len(rows) == len(LEVELS) * len(PROBLEMS)
-    summary = json.loads((tmp_path / "summary-smoke.json").read_text())
+    summary = json.loads((tmp_path / "summary-smoke.json").read_text(encoding="utf-8"))
     assert [p["problem"] for p in summary["problems"]] == list(PROBLEMS)
     for p in summary["problems"]:
         assert [lv["level"] for lv in p["levels"]] == [3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4]
@@ -44,7 +44,7 @@ def test_sampler_benchmark_runs_and_prints_its_tables(comfyui, tmp_path):
         reached = p["levels"][0]["peers"]["ComfyUI built-ins"]  # the loosest level is reached at smoke settings
         assert reached is not None and reached["error"] <= 3e-2 and " / " in reached["config"]  # sampler / scheduler
     assert set(summary["seconds_per_problem"]) == set(PROBLEMS)
-    assert (tmp_path / "summary-smoke.md").read_text().count("| 3e-02 |") == len(PROBLEMS)
+    assert (tmp_path / "summary-smoke.md").read_text(encoding="utf-8").count("| 3e-02 |") == len(PROBLEMS)
     if "matplotlib not installed" not in out:
         assert (tmp_path / "samplers-smoke.png").stat().st_size > 10_000
         assert not (tmp_path / "samplers.png").exists()  # the full run's plot is never overwritten
@@ -61,7 +61,7 @@ def test_benchmark_measures_a_held_out_mixture_from_the_command_line(comfyui, tm
                           check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "**gmm-k3-s5**: held-out 3-component mixture" in proc.stdout and "(not tuned on)" in proc.stdout
-    summary = json.loads((tmp_path / "summary-smoke.json").read_text())
+    summary = json.loads((tmp_path / "summary-smoke.json").read_text(encoding="utf-8"))
     assert [p["problem"] for p in summary["problems"]] == ["gmm-k3-s5"]  # only the named problems, none by default
     assert summary["problems"][0]["levels"][0]["peers"]["ComfyUI built-ins"] is not None
     for bad, named in (("components=3,seed=5", "missing std_lo"), (spec.replace("std_lo=0.05", "std_lo=0.9"), "std_lo"),

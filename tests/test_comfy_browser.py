@@ -28,7 +28,7 @@ def test_workflows_open_cleanly_from_the_template_browser(comfyui, tmp_path):
     if importlib.util.find_spec("playwright") is None:
         pytest.skip("no playwright package (pip install playwright)")
     check = load_check()
-    workflows = {p.name: json.loads(p.read_text()) for p in sorted((PACK_ROOT / "example_workflows").glob("*.json"))}
+    workflows = {p.name: json.loads(p.read_text(encoding="utf-8")) for p in sorted((PACK_ROOT / "example_workflows").glob("*.json"))}
     base, shots = tmp_path / "base", tmp_path / "shots"  # pytest's temporary folders, never the repository
     shots.mkdir()
     check.prepare_base(base, workflows)
@@ -52,4 +52,4 @@ def test_thumbnails_show_the_current_workflows():
     check = load_check()
     for path in sorted((PACK_ROOT / "example_workflows").glob("*.json")):
         with Image.open(path.with_suffix(".jpg")) as image:
-            assert image.info.get("comment", b"").decode() == check.thumbnail_comment(path.read_text()), path.stem
+            assert image.info.get("comment", b"").decode() == check.thumbnail_comment(path.read_text(encoding="utf-8")), path.stem

@@ -311,7 +311,7 @@ def test_bundled_workflows_validate_with_the_newer_loader_widgets(comfyui, monke
 
     monkeypatch.setitem(comfyui.nodes.NODE_CLASS_MAPPINGS, "TripleCLIPLoader", TripleCLIPLoaderWithDevice)
     for path in sorted((PACK_ROOT / "example_workflows").glob("*.json")):
-        workflow = json.loads(path.read_text())
+        workflow = json.loads(path.read_text(encoding="utf-8"))
         for node in workflow["nodes"]:  # empty files with the names the workflow uses: validation checks names
             if node["type"] in kit.FRONTEND_ONLY_NODES:
                 continue

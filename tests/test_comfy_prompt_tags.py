@@ -47,7 +47,7 @@ def test_users_tag_list_must_live_in_the_user_directory(comfyui, tmp_path):
     user = tmp_path / "user"
     (user / "tags").mkdir(parents=True)
     (user / "tags" / "mine.csv.gz").write_bytes(gzip.compress(b'my_oc,4,12,"oc_alias"\n'))
-    (tmp_path / "outside.csv").write_text("x,0,1,\n")
+    (tmp_path / "outside.csv").write_text("x,0,1,\n", encoding="utf-8")
     (user / "escape.csv").symlink_to(tmp_path / "outside.csv")
     previous = folder_paths.get_user_directory()
     folder_paths.set_user_directory(str(user))

@@ -29,7 +29,7 @@ def test_there_is_a_workflow_per_seed_checkpoint_and_one_for_the_calibrated_sche
 def stand_in_models(comfyui):
     """Empty files with the names the workflows use: enough for validation, which checks names."""
     for path in WORKFLOW_FILES:
-        for node in json.loads(path.read_text())["nodes"]:
+        for node in json.loads(path.read_text(encoding="utf-8"))["nodes"]:
             if node["type"] in kit.FRONTEND_ONLY_NODES:
                 continue
             for (name, *_), value in zip(_widget_specs(comfyui, node), node["widgets_values"]):
@@ -53,7 +53,7 @@ def _widget_specs(comfyui, node):
 
 @pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.stem)
 def test_workflow_structure_links_and_node_types(comfyui, path):
-    workflow = json.loads(path.read_text())
+    workflow = json.loads(path.read_text(encoding="utf-8"))
     assert workflow["version"] == 0.4 and {"nodes", "links", "last_node_id", "last_link_id"} <= set(workflow)
     nodes = {n["id"]: n for n in workflow["nodes"]}
     assert len(nodes) == len(workflow["nodes"])
@@ -82,7 +82,7 @@ def node_required_links(comfyui, node):
 
 @pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.stem)
 def test_widget_values_fit_the_declared_inputs(comfyui, stand_in_models, path):
-    for node in json.loads(path.read_text())["nodes"]:
+    for node in json.loads(path.read_text(encoding="utf-8"))["nodes"]:
         if node["type"] in kit.FRONTEND_ONLY_NODES:
             continue
         specs = _widget_specs(comfyui, node)
@@ -115,7 +115,7 @@ def _fresh_options(comfyui, node, name, options):
 
 @pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.stem)
 def test_comfyuis_validator_accepts_the_workflow(comfyui, stand_in_models, path):
-    api = kit.ui_to_api(json.loads(path.read_text()), comfyui.nodes.NODE_CLASS_MAPPINGS)
+    api = kit.ui_to_api(json.loads(path.read_text(encoding="utf-8")), comfyui.nodes.NODE_CLASS_MAPPINGS)
     valid, error, outputs, node_errors = comfyui.validate(api)
     assert valid, (error, node_errors)
     assert outputs, "no output node"
@@ -127,7 +127,7 @@ def test_committed_workflows_match_the_recipes(comfyui, stand_in_models):
     built = load_builder().build(comfyui.nodes.NODE_CLASS_MAPPINGS, comfyui.nodes.NODE_DISPLAY_NAME_MAPPINGS)
     assert sorted(built) == [p.name for p in WORKFLOW_FILES]
     for path in WORKFLOW_FILES:
-        assert json.loads(path.read_text()) == built[path.name], path.name
+        assert json.loads(path.read_text(encoding="utf-8")) == built[path.name], path.name
     assert len({w["id"] for w in built.values()}) == len(built)  # the editor tells open workflows apart by id
 
 
@@ -136,7 +136,7 @@ def run_workflow_small(comfyui, path, width, height):
     and the executor's result."""
     from PIL import Image
 
-    api = kit.ui_to_api(json.loads(path.read_text()), comfyui.nodes.NODE_CLASS_MAPPINGS)
+    api = kit.ui_to_api(json.loads(path.read_text(encoding="utf-8")), comfyui.nodes.NODE_CLASS_MAPPINGS)
     for node in api.values():
         if node["class_type"] == "FlowAnimeEmptyLatentForModel":
             node["inputs"].update(preset="custom", width=width, height=height)
@@ -155,7 +155,7 @@ def save_sd3_stand_ins(comfyui, path):
     and T5-XXL under its TripleCLIPLoader's names (call inside kit.shallow_text_encoders())."""
     from safetensors.torch import save_file
 
-    nodes = json.loads(path.read_text())["nodes"]
+    nodes = json.loads(path.read_text(encoding="utf-8"))["nodes"]
     ckpt = next(n for n in nodes if n["type"] == "CheckpointLoaderSimple")["widgets_values"][0]
     encoders = next(n for n in nodes if n["type"] == "TripleCLIPLoader")["widgets_values"]
     save_file(kit.make_sd3_checkpoint(), str(comfyui.models_dir / "checkpoints" / ckpt))
@@ -183,7 +183,7 @@ def test_calibrated_schedule_workflow_runs_end_to_end_and_reports_the_calibratio
         save_sd3_stand_ins(comfyui, path)
         image, result = run_workflow_small(comfyui, path, 64, 128)
     assert image.size == (64, 128) and image.format == "PNG"
-    schedule_id = next(n["id"] for n in json.loads(path.read_text())["nodes"] if n["type"] == "FlowAnimeCalibratedSchedule")
+    schedule_id = next(n["id"] for n in json.loads(path.read_text(encoding="utf-8"))["nodes"] if n["type"] == "FlowAnimeCalibratedSchedule")
     report = result.outputs[str(schedule_id)]["text"][0]
     assert "calls" in report, report
 
@@ -194,7 +194,7 @@ def test_sd15_workflow_runs_end_to_end_to_an_image(comfyui):
     from safetensors.torch import save_file
 
     path = next(p for p in WORKFLOW_FILES if "nai-v2-fm" in p.name)
-    nodes = json.loads(path.read_text())["nodes"]
+    nodes = json.loads(path.read_text(encoding="utf-8"))["nodes"]
     ckpt = next(n for n in nodes if n["type"] == "CheckpointLoaderSimple")["widgets_values"][0]
     save_file(kit.make_sd15_checkpoint(), str(comfyui.models_dir / "checkpoints" / ckpt))
     image, _ = run_workflow_small(comfyui, path, 64, 96)

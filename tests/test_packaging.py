@@ -18,7 +18,7 @@ NEWER_COMFYUI_PYTHON_FLOOR = (3, 10)
 
 
 def load_pyproject():
-    return tomllib.loads((PACK_ROOT / "pyproject.toml").read_text())
+    return tomllib.loads((PACK_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 
 
 def test_project_table_follows_the_registry_rules():
@@ -40,7 +40,7 @@ def test_dependencies_come_from_requirements_txt_without_torch():
     assert "dependencies" in pyproject["project"]["dynamic"]
     assert pyproject["tool"]["setuptools"]["dynamic"]["dependencies"]["file"] == ["requirements.txt"]
     requirements = [
-        line.split("#")[0].strip() for line in (PACK_ROOT / "requirements.txt").read_text().splitlines()
+        line.split("#")[0].strip() for line in (PACK_ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines()
     ]
     names = {re.split(r"[<>=!~\[; ]", r)[0].lower() for r in requirements if r}
     assert not names & {"torch", "torchvision", "torchaudio"}, "the user's ComfyUI brings torch"
@@ -48,7 +48,7 @@ def test_dependencies_come_from_requirements_txt_without_torch():
 
 def test_node_mappings_are_a_literal_the_manager_can_scan():
     """ComfyUI-Manager finds a pack's node ids by reading NODE_CLASS_MAPPINGS = {...} from source."""
-    tree = ast.parse((PACK_ROOT / "__init__.py").read_text())
+    tree = ast.parse((PACK_ROOT / "__init__.py").read_text(encoding="utf-8"))
     mapping = next(
         node.value for node in tree.body
         if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "NODE_CLASS_MAPPINGS" for t in node.targets)
@@ -62,7 +62,7 @@ def test_entry_point_imports_no_comfyui_module_at_top_level():
     """__init__.py and the node modules must import without ComfyUI (import-light entry point)."""
     cores = ("nodes", "model_sampling", "samplers", "prompt", "resolution")
     for path in [PACK_ROOT / "__init__.py", *(p for d in cores for p in (PACK_ROOT / d).glob("*.py"))]:
-        tree = ast.parse(path.read_text())
+        tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in tree.body:
             if isinstance(node, ast.Import):
                 names = [a.name for a in node.names]
@@ -89,7 +89,7 @@ def test_one_python_floor_for_pyproject_ruff_and_comfyui():
 
     comfy = kit.find_comfyui()
     if comfy is not None:  # the checkout's own floor is never above ours
-        spec = tomllib.loads((comfy / "pyproject.toml").read_text())["project"]["requires-python"]
+        spec = tomllib.loads((comfy / "pyproject.toml").read_text(encoding="utf-8"))["project"]["requires-python"]
         assert tuple(int(p) for p in re.findall(r"\d+", spec)[:2]) <= floor, spec
 
 
@@ -100,12 +100,12 @@ def test_every_module_parses_at_the_python_floor():
     for path in PACK_ROOT.rglob("*.py"):
         if {".git", "node_modules"} & set(path.parts):
             continue
-        ast.parse(path.read_text(), filename=str(path), feature_version=floor)
+        ast.parse(path.read_text(encoding="utf-8"), filename=str(path), feature_version=floor)
 
 
 def test_licence_is_gpl3_or_later_text_and_metadata():
     assert load_pyproject()["project"]["license"] == {"text": "GPL-3.0-or-later"}
-    text = (PACK_ROOT / "LICENSE").read_text()
+    text = (PACK_ROOT / "LICENSE").read_text(encoding="utf-8")
     assert text.lstrip().startswith("GNU GENERAL PUBLIC LICENSE") and "Version 3, 29 June 2007" in text
     assert "(at your option) any later version" in text and "END OF TERMS AND CONDITIONS" in text
 
@@ -113,7 +113,7 @@ def test_licence_is_gpl3_or_later_text_and_metadata():
 def test_the_registry_archive_leaves_out_only_what_runs_nowhere_in_comfyui():
     """`.comfyignore` drops development folders from `comfy node pack`'s archive. Nothing the pack
     loads in ComfyUI may sit there: no shipped module imports from them."""
-    ignored = [line.strip().rstrip("/") for line in (PACK_ROOT / ".comfyignore").read_text().splitlines()
+    ignored = [line.strip().rstrip("/") for line in (PACK_ROOT / ".comfyignore").read_text(encoding="utf-8").splitlines()
                if line.strip() and not line.startswith("#")]
     assert set(ignored) == {"tests", "bench", "scripts", ".ci", "pytest.ini"}
     shipped = [p for p in PACK_ROOT.rglob("*.py")
@@ -169,3 +169,20 @@ def test_the_folder_warning_names_exactly_the_folders_comfyui_cannot_serve(tmp_p
     found = asyncio.run(served())
     assert {name: folder_name_problem(name) is None for name in FOLDER_NAMES} == found, aiohttp.__version__
     assert not found["FlowAnime-main (1)"] and found["FlowAnime"]
+
+
+def test_shell_scripts_keep_lf_endings_on_any_checkout():
+    """Every tracked shell script (a .sh file or one that starts with a shebang) is checked out with LF endings, also where git
+    converts text to CRLF (core.autocrlf=true, the Git for Windows default)."""
+    import subprocess
+
+    if not (PACK_ROOT / ".git").exists():
+        pytest.skip("not a git checkout (a registry archive has no .gitattributes to check)")
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=PACK_ROOT, capture_output=True, check=True).stdout
+    scripts = [name for name in tracked.decode().split("\0")
+               if name and (PACK_ROOT / name).is_file()
+               and (name.endswith(".sh") or (PACK_ROOT / name).read_bytes()[:2] == b"#!")]
+    assert {".ci/run", "scripts/test.sh", "scripts/env.sh"} <= set(scripts)
+    attrs = subprocess.run(["git", "check-attr", "eol", "--", *scripts], cwd=PACK_ROOT, capture_output=True,
+                           text=True, check=True).stdout.splitlines()
+    assert [line for line in attrs if not line.endswith(": eol: lf")] == []

@@ -57,7 +57,7 @@ def test_spline_is_the_editors_bezier(builder):
 
 @pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.stem)
 def test_committed_layout_has_no_overlap_backward_link_or_link_behind_a_node(builder, path):
-    workflow = json.loads(path.read_text())
+    workflow = json.loads(path.read_text(encoding="utf-8"))
     nodes, links = workflow["nodes"], workflow["links"]
     for i, a in enumerate(nodes):
         for b in nodes[i + 1:]:
@@ -69,7 +69,7 @@ def test_committed_layout_has_no_overlap_backward_link_or_link_behind_a_node(bui
 
 @pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.stem)
 def test_latent_size_widgets_show_the_presets_size(path):
-    for node in json.loads(path.read_text())["nodes"]:
+    for node in json.loads(path.read_text(encoding="utf-8"))["nodes"]:
         if node["type"] == "FlowAnimeEmptyLatentForModel":
             preset, width, height = node["widgets_values"][:3]
             size = re.match(r"(\d+)x(\d+) ", preset)
