@@ -28,6 +28,7 @@ import logging
 import math
 import os
 import re
+import time
 import types
 import weakref
 from dataclasses import replace
@@ -56,6 +57,8 @@ MAX_CLOSURE_ITEMS = 256  # items of a closure's list of ints or names (layer ind
 MAX_FINGERPRINT_DEPTH = 8  # patches -> key -> list -> (strength, adapter, ...) -> adapter -> weights -> tensor
 MAX_CACHED_SCHEDULES = 2000  # the least recently used beyond this are deleted
 CACHE_FILE_NAME = re.compile(r"[0-9a-f]{64}\.json")  # what cache_key names; nothing else there is touched
+PARTIAL_FILE_NAME = re.compile(r"[0-9a-f]{64}\.[0-9]+\.partial")  # a write a killed process left behind
+STALE_PARTIAL_S = 3600.0  # older than any write in progress
 
 
 def cache_directory() -> Path:
@@ -364,15 +367,21 @@ def _write_cache(path: Path, data: dict) -> None:
 
 def prune_cache(directory: Path, keep: int) -> int:
     """Deletes the least recently used cache files beyond the newest `keep` (a read marks a file used),
-    so a year of prompts does not fill the user directory. Returns how many it deleted."""
+    so a year of prompts does not fill the user directory, and the partial writes of processes that
+    were killed while writing. Returns how many it deleted."""
     try:
-        entries = [(e.stat().st_mtime, e.path) for e in os.scandir(directory)
-                   if CACHE_FILE_NAME.fullmatch(e.name) and e.is_file()]
+        entries, partials = [], []
+        for entry in os.scandir(directory):
+            if CACHE_FILE_NAME.fullmatch(entry.name) and entry.is_file():
+                entries.append((entry.stat().st_mtime, entry.path))
+            elif PARTIAL_FILE_NAME.fullmatch(entry.name) and entry.is_file():
+                partials.append((entry.stat().st_mtime, entry.path))
     except OSError:
         return 0
     entries.sort(reverse=True)
+    oldest_write = time.time() - STALE_PARTIAL_S
     deleted = 0
-    for _, stale in entries[keep:]:
+    for _, stale in entries[keep:] + [p for p in partials if p[0] < oldest_write]:
         try:
             os.remove(stale)
             deleted += 1

@@ -554,8 +554,9 @@ def test_out_of_range_setting_in_a_graph_is_refused_by_name(comfyui, user_dir):
 
 
 def test_the_cache_keeps_the_most_recently_used_schedules(comfyui, user_dir, sd3_inputs, monkeypatch):
-    """The cache is bounded: a write deletes the least recently used schedules beyond the bound, a read
-    counts as a use, and files the cache did not name are left alone."""
+    """The cache is bounded: a write deletes the least recently used schedules beyond the bound and the
+    partial writes of killed processes, a read counts as a use, and files the cache did not name (or a
+    write in progress) are left alone."""
     import os
 
     cal = comfyui.pack_submodule("comfy_adapter.calibration")
@@ -567,10 +568,14 @@ def test_the_cache_keeps_the_most_recently_used_schedules(comfyui, user_dir, sd3
     for age, path in enumerate(stale):
         path.write_text("{}", encoding="utf-8")
         os.utime(path, (1e9 + age, 1e9 + age))  # stale[3] is the newest
-    kept_anyway = [folder / "notes.txt", folder / f"{0:064x}.json.bak"]
+    kept_anyway = [folder / "notes.txt", folder / f"{0:064x}.json.bak", folder / f"{5:064x}.77.partial"]
     for path in kept_anyway:
         path.write_text("mine", encoding="utf-8")
         os.utime(path, (1, 1))
+    os.utime(kept_anyway[-1])  # a write in progress in another ComfyUI
+    killed_write = folder / f"{6:064x}.78.partial"  # left by a process killed while writing, long ago
+    killed_write.write_text("{", encoding="utf-8")
+    os.utime(killed_write, (1, 1))
     sigmas, report = calibrate(comfyui, model, positive, negative, latent, cfg=3.0)
     names = {p.name for p in folder.iterdir()}
     written = names - {p.name for p in stale + kept_anyway}
