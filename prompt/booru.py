@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import gc
 import re
+import unicodedata
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from itertools import accumulate, compress, repeat
@@ -164,6 +165,8 @@ def _clean(text: str) -> tuple[str, bool]:
         raise TypeError(f"FlowAnime: the prompt must be text, got {type(text).__name__}.")
     if len(text) > MAX_PROMPT_CHARS:
         raise ValueError(f"FlowAnime: the prompt ('text') has {len(text):,} characters; the limit is {MAX_PROMPT_CHARS:,}.")
+    if not text.isascii():  # one spelling per tag: `é` typed as `e` + U+0301 (macOS) is the tag list's `é`
+        text = unicodedata.normalize("NFC", text)
     if text.isprintable():  # no control character, nothing invisible: no scan needed
         return text, True
     return _INVISIBLE.sub("", _CONTROL.sub(" ", text)), False
@@ -229,25 +232,29 @@ def _line_breaks_as_commas(text: str) -> str:
 
 WIDE_COMMAS = "\uff0c\u3001"  # `，` and `、`, as Chinese and Japanese keyboards type a list's commas
 _WIDE_COMMA = re.compile(f"[{WIDE_COMMAS}]")
-_CJK_START = 0x2E80  # CJK radicals, kana, ideographs, Hangul, full-width forms and beyond
+_CJK_START = 0x2E80  # CJK radicals, kana, ideographs, Hangul and beyond
+_FULL_WIDTH_ASCII = range(0xFF01, 0xFF5F)  # `（`, `ｌ`, `＿`: ASCII in full width, not a CJK language's words
+
+
+def _is_cjk_word_character(ch: str) -> bool:
+    return ord(ch) >= _CJK_START and ord(ch) not in _FULL_WIDTH_ASCII and ch.isalnum()
 
 
 def _wide_commas_as_commas(text: str) -> str:
     """`1girl，long_hair`: a full-width or ideographic comma between tags separates them, as `,` does
     (CLIP's tokenizer reads them as other characters). Between two words of a CJK language they stay:
-    that is prose. One character for one, so positions stay; linear: each run of spaces beside a comma is
-    read at most twice."""
+    that is prose. One character for one, so positions stay; linear: each run of spaces (U+3000, a
+    Japanese keyboard's, included) beside a comma is read at most twice."""
     chars = list(text)
     for found in _WIDE_COMMA.finditer(text):
         index = found.start()
         left = index - 1
-        while left >= 0 and text[left] == " ":
+        while left >= 0 and text[left].isspace():
             left -= 1
         right = index + 1
-        while right < len(text) and text[right] == " ":
+        while right < len(text) and text[right].isspace():
             right += 1
-        if not all(0 <= i < len(text) and ord(text[i]) >= _CJK_START and text[i] not in WIDE_COMMAS
-                   for i in (left, right)):
+        if not all(0 <= i < len(text) and _is_cjk_word_character(text[i]) for i in (left, right)):
             chars[index] = ","
     return "".join(chars)
 

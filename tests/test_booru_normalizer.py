@@ -140,11 +140,28 @@ def test_a_tag_line_after_a_sentence_line_is_not_part_of_the_sentence(prompt, ex
     ("\u521d\u97f3\u30df\u30af\u3001hatsune_miku", "\u521d\u97f3\u30df\u30af, hatsune miku"),  # a tag on one side
     # between two CJK words it is the language's own punctuation: prose, kept
     ("\u5c11\u5973\uff0c\u957f\u53d1\u3002", "\u5c11\u5973\uff0c\u957f\u53d1\u3002"),
+    # a Japanese keyboard's space (U+3000) beside the comma is a space (a review found it read as a CJK word)
+    ("long_hair\u3000\uff0c\u3000blue_eyes", "long hair, blue eyes"),
+    # full-width brackets and letters are not words of a CJK language
+    ("\uff08masterpiece\uff09\uff0c\uff08long_hair\uff09\uff0csmile",
+     "\uff08masterpiece\uff09, \uff08long hair\uff09, smile"),
+    ("\uff4c\uff4f\uff4e\uff47\uff3f\uff48\uff41\uff49\uff52\uff0c\uff42\uff4c\uff55\uff45",
+     "\uff4c\uff4f\uff4e\uff47\uff3f\uff48\uff41\uff49\uff52, \uff42\uff4c\uff55\uff45"),
 ])
 def test_wide_commas_between_tags_separate_them(prompt, expected):
     assert normalize(prompt) == expected
     rouwei = preset_options("rouwei", NormalizeOptions())
     assert normalize("masterpiece\uff0c1girl\uff0cby_wlop", rouwei) == normalize("masterpiece, 1girl, by_wlop", rouwei)
+
+
+def test_decomposed_accents_are_the_tags_they_spell():
+    """macOS can send `é` as `e` + U+0301 (NFD): the tag list and a second copy of the tag, written NFC,
+    must still match it (CLIP reads both forms as the same tokens)."""
+    import unicodedata
+
+    nfd = unicodedata.normalize("NFD", "pok\u00e9mon, caf\u00e9") + ", caf\u00e9"
+    options = NormalizeOptions(resolve_aliases=True)
+    assert normalize(nfd, options) == normalize(unicodedata.normalize("NFC", nfd), options) == "pok\u00e9mon, caf\u00e9"
 
 
 def test_the_anima_preset_puts_period_and_rating_tags_first():
@@ -298,6 +315,15 @@ def test_idempotent_with_sentence_pieces_under_every_preset(pieces, preset):
 @settings(max_examples=300, deadline=None)
 @given(st.text(alphabet="ab_ (),:\\.@1BREAK\n", max_size=40), options)
 def test_idempotent_on_arbitrary_text(text, opts):
+    once = normalize(text, opts)
+    assert normalize(once, opts) == once
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.text(alphabet="ab_ (),:\u3000\uff0c\u3001\uff08\uff09\u521d\u00a0e\u0301\u00e9", max_size=30), options)
+def test_idempotent_on_text_typed_on_cjk_and_macos_keyboards(text, opts):
+    """Ideographic space and commas, full-width brackets, a CJK word, NBSP, a decomposed accent (a
+    review's fuzz found a second run changing `long_hair\u3000，\u3000blue_eyes`)."""
     once = normalize(text, opts)
     assert normalize(once, opts) == once
 
