@@ -454,8 +454,13 @@ def _emphasis_before_text(text: str, tags) -> bool:
     return tag_key(upto.replace("_", " ")) not in tags and tag_key(text.replace("_", " ")) not in tags
 
 
+_BREAK_EDGES = frozenset(",()\uff0c\u3001")  # and white space: `a, BREAK, b`, `(x:1.2)BREAK y`, `a，BREAK，b`
+
+
 def _is_break_edge(ch: str) -> bool:
-    return ch == "," or ch.isspace()
+    """What may stand beside a BREAK. A1111's rule is a word boundary; `@BREAK` and `BREAK_a` stay words
+    here (an `@artist` trigger, a tag)."""
+    return ch in _BREAK_EDGES or ch.isspace()
 
 
 def _is_number(s: str) -> bool:

@@ -90,6 +90,12 @@ def chunk_cap(tokens: int) -> int:
 
 
 def too_many_chunks(chunks: int, tokens: int, segments: int) -> PromptTooLarge:
+    stock = math.ceil(tokens / CHUNK_LENGTH)
+    if stock > MAX_CHUNKS:  # too long in itself, BREAKs or not
+        return PromptTooLarge(
+            f"FlowAnime: this prompt is {tokens:,} CLIP tokens, {stock:,} chunks of {CHUNK_LENGTH}; the limit is "
+            f"{MAX_CHUNKS:,} chunks. Use a shorter prompt (a character of Chinese, Japanese or Korean, or an "
+            "emoji, often costs CLIP 2 or 3 tokens).")
     return PromptTooLarge(
         f"FlowAnime: this prompt would make more than {chunks} CLIP chunks ({segments} BREAK segments, {tokens} "
         f"tokens), where CLIPTextEncode makes {math.ceil(tokens / CHUNK_LENGTH)} for the same tokens. The limit is "
@@ -110,6 +116,9 @@ class ChunkPlan:
     # (chunk index before the cut, tokens of the tag that was cut, whether that run went on past
     # CUT_CONTEXT tokens either side)
     split_tags: list[tuple[int, list, bool]]
+    # which of split_tags were cut in a chunk with no comma at all (a list separated by `，` or line
+    # breaks, which CLIP does not read as commas): a larger comma_backtrack cannot move them
+    commaless: list[int] = field(default_factory=list)
 
 
 def chunk_segments(segments: Sequence[Sequence[tuple]], is_comma: Callable[[object], bool],
@@ -125,7 +134,7 @@ def chunk_segments(segments: Sequence[Sequence[tuple]], is_comma: Callable[[obje
     tokens = sum(len(stream) for stream in segments)
     cap = chunk_cap(tokens)
     chunks: list[Chunk] = []
-    split_tags = []
+    split_tags, commaless = [], []
     for seg_index, stream in enumerate(segments):
         if not stream:
             continue
@@ -145,6 +154,8 @@ def chunk_segments(segments: Sequence[Sequence[tuple]], is_comma: Callable[[obje
             if len(chunk.tokens) == chunk_length:
                 # a hard cut: if no comma ends the chunk and none starts the next, a tag is cut in two
                 if not is_comma(chunk.tokens[-1][0]) and not is_comma(token):
+                    if last_comma == -1:
+                        commaless.append(len(split_tags))
                     split_tags.append((len(chunks), *_tag_at(stream, pos, is_comma)))
                 chunks.append(chunk)
                 chunk, last_comma = Chunk(segment=seg_index), -1
@@ -154,7 +165,7 @@ def chunk_segments(segments: Sequence[Sequence[tuple]], is_comma: Callable[[obje
         raise too_many_chunks(cap, tokens, len(segments))
     if not chunks:
         chunks.append(Chunk())
-    return ChunkPlan(chunks, split_tags)
+    return ChunkPlan(chunks, split_tags, commaless)
 
 
 def _tag_at(stream, pos, is_comma, context: int = CUT_CONTEXT):

@@ -115,7 +115,7 @@ def chunk_summary(plan, decode) -> dict:
         chunks.append({"tokens": len(chunk.tokens), "segment": chunk.segment, "moved": moved,
                        "text": decode([t for t, _ in chunk.tokens])})
     return {"chunks": chunks, "split_tags": [f"…{decode(t)}…" if clipped else decode(t) for _, t, clipped in plan.split_tags],
-            "cuts": [index for index, *_ in plan.split_tags]}
+            "cuts": [index for index, *_ in plan.split_tags], "commaless": list(plan.commaless)}
 
 
 def report_lines(chunking: dict) -> list[str]:
@@ -125,9 +125,12 @@ def report_lines(chunking: dict) -> list[str]:
         moved = f", {chunk['moved']} moved on" if chunk["moved"] else ""
         lines.append(f"  chunk {i + 1}: {chunk['tokens']:2d}/{CHUNK_LENGTH} tokens, segment {chunk['segment'] + 1}{moved}"
                      f" | {chunk['text']}")
-    for index, tag in zip(chunking["cuts"], chunking["split_tags"]):
-        lines.append(f"  warning: '{tag}' is cut between chunks {index + 1} and {index + 2}"
-                     " (no comma close enough: raise comma_backtrack or add a BREAK)")
+    commaless = set(chunking.get("commaless", ()))
+    for n, (index, tag) in enumerate(zip(chunking["cuts"], chunking["split_tags"])):
+        advice = ("no comma in the chunk: separate the tags with ',' (CLIP reads neither '，' nor '、' nor a line "
+                  "break as one; the Booru Prompt Normalizer writes them as commas) or add a BREAK") \
+            if n in commaless else "no comma close enough: raise comma_backtrack or add a BREAK"
+        lines.append(f"  warning: '{tag}' is cut between chunks {index + 1} and {index + 2} ({advice})")
     return lines
 
 

@@ -75,6 +75,9 @@ CASES = [
      "oil painting \\(medium\\)"),
     # A BREAK inside a word stays text: without its underscore it would split the prompt next time
     ("BREAK_a, @BREAK, long_hair", NormalizeOptions(), "BREAK_a, @BREAK, long hair"),
+    # Beside a wide comma or a parenthesis it is a BREAK (A1111's word boundary)
+    ("by wlop\uff0cBREAK\uff0c1girl, (by kantoku:1.2)BREAK smile", NormalizeOptions(),
+     "by wlop BREAK 1girl, (by kantoku:1.2) BREAK smile"),
     # One tag per line: a line break separates tags as a comma does, but not in a sentence (after its end
     # or five words), in the middle of a weight or where the next line goes on with a comma
     ("masterpiece\nlong_hair\r\n\r\nblue_eyes, smile\nBREAK\nby_wlop\n", NormalizeOptions(),

@@ -173,6 +173,35 @@ def test_the_report_shows_non_ascii_text_as_written(comfyui, clips, family):
     assert "å" not in result.report and "\ufffd" in result.report
 
 
+@pytest.mark.parametrize("text", ["by wlop，BREAK，1girl, solo", "by wlop、BREAK、1girl, solo",
+                                  "(by wlop:1.2)BREAK 1girl, solo", "by wlop, BREAK(1girl:1.1), solo"])
+def test_a_break_beside_a_wide_comma_or_a_parenthesis_starts_a_chunk(comfyui, clips, text):
+    """A1111 splits at a BREAK with a word boundary on each side; `，` and `)` are such boundaries (a
+    review found these read as the word, and `)BREAK` reported as inside parentheses)."""
+    cond, report = encode(comfyui, clips["sd15"], text)
+    assert cond[0][0].shape[1] == 2 * 77 and "note:" not in report, report
+
+
+def test_a_prompt_too_long_without_break_is_told_to_be_shorter(comfyui, clips):
+    """A CJK character costs CLIP 2-3 tokens: 40,000 of them pass the character limit and exceed the
+    1,000-chunk cap. The message says the prompt is too long, not that it has too many BREAKs."""
+    with pytest.raises(ValueError, match="shorter prompt") as error:
+        encode(comfyui, clips["sd15"], "初音" * 20000)
+    assert "BREAK" not in str(error.value)
+
+
+def test_a_tag_cut_in_a_list_without_ascii_commas_gets_advice_that_works(comfyui, clips):
+    """CLIP reads neither `，` nor a line break as a comma, so backtracking finds none and raising
+    comma_backtrack cannot help: the warning says what does."""
+    tags = ["long hair", "blue eyes", "school uniform", "pleated skirt", "red ribbon", "thighhighs"] * 6
+    for separator in ("，", "\n"):
+        result = tokenize(comfyui, clips["sd15"], separator.join(tags), backtrack=74)
+        assert result.split_tags, separator
+        assert "separate the tags with ','" in result.report and "raise comma_backtrack" not in result.report
+    result = tokenize(comfyui, clips["sd15"], long_tag_prompt(), backtrack=2)
+    assert result.split_tags and "raise comma_backtrack" in result.report
+
+
 @pytest.mark.parametrize("text", ["", "BREAK BREAK", "(unbalanced, ((tag", "1girl\x00\x07, \U0001F600, smile, \u200b",
                                   ")) stray BREAK (", "tag, " * 5000])
 def test_awkward_input_gives_a_result(comfyui, clips, text):
