@@ -34,7 +34,7 @@ import re
 import unicodedata
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
-from itertools import accumulate, compress, repeat
+from itertools import accumulate, repeat
 from operator import itemgetter
 
 # Kaomoji whose underscores are part of the tag (toriato/stable-diffusion-webui-wd14-tagger #7 list,
@@ -117,7 +117,7 @@ class NormalizeOptions:
     lowercase: bool = False
     resolve_aliases: bool = False  # needs a tag list
     artist_prefix: str = ""  # "by " or "@": how artist tags are written ("" keeps each as written)
-    style_chunk: str = ""  # "first" / "last": artists (and quality tags) in their own BREAK segment there
+    style_chunk: str = ""  # "first" / "last": artists (style and quality tags) in their own BREAK segment there
     tag_order: tuple = ()  # categories in prompt order; those not named keep their place after them
     remove_break: bool = False  # sequence encoders (Anima's Qwen) have no chunks: BREAK means nothing
 
@@ -1070,6 +1070,27 @@ def _render(item: _Item) -> str:
     return "".join(out)
 
 
+# The style tags RouWei's card lists ("General styles", "Booru tags styles"; and every `(style)` tag):
+# with the artists they go to the style chunk, which the card asks for ("YOU MUST ADD BREAK after
+# artists/style tags").
+STYLE_TAGS = frozenset({
+    "2.5d", "anime screencap", "bold line", "sketch", "cgi", "digital painting", "flat colors", "smooth shading",
+    "minimalistic", "ink style", "oil style", "pastel style", "animification", "art nouveau", "nihonga", "shikishi",
+    "minimalism", "fine art parody",
+})
+
+
+def is_style_tag(item: _Item) -> bool:
+    """A tag that names an art style (see STYLE_TAGS); a weighted group of them is one too."""
+    if item[2] not in (GENERAL, TEXT):
+        return False
+    if isinstance(item[1], str):
+        key = tag_key(item[1])
+        return key in STYLE_TAGS or key.endswith(" (style)")
+    children = item[3] if len(item) > 3 else None
+    return bool(children) and all(is_style_tag(c) for c in children)
+
+
 def _without_duplicates(items: list[_Item]) -> list[_Item]:
     """The first of each key, in order (segments merged into one)."""
     seen: set = set()
@@ -1090,12 +1111,17 @@ def _arrange(segments: list[list[_Item]], opts: NormalizeOptions) -> list[list[_
         segments = [list(map(seg.__getitem__, sorted(range(len(seg)), key=r.__getitem__))) for seg, r in zip(segments, ranks)]
     style: list[_Item] = []
     if opts.style_chunk or opts.artists_to_own_chunk:
-        moved = frozenset((ARTIST, QUALITY, META) if opts.style_chunk == "last" else (ARTIST, QUALITY) if opts.style_chunk else (ARTIST,))
-        kept = frozenset(_CATEGORIES) - moved
-        if any(ARTIST in set(map(category, seg)) for seg in segments):
-            style = _without_duplicates([i for seg in segments for i in compress(seg, map(moved.__contains__, map(category, seg)))])
-            segments = [list(compress(seg, map(kept.__contains__, map(category, seg)))) for seg in segments]
-            style.sort(key=lambda i: i[2] != ARTIST)  # artists first, then quality (the cards' order)
+        categories = frozenset((ARTIST, QUALITY, META) if opts.style_chunk == "last"
+                               else (ARTIST, QUALITY) if opts.style_chunk else (ARTIST,))
+
+        def moves(item: _Item) -> bool:
+            return item[2] in categories or (bool(opts.style_chunk) and is_style_tag(item))
+
+        if any(i[2] == ARTIST or (opts.style_chunk and is_style_tag(i)) for seg in segments for i in seg):
+            style = _without_duplicates([i for seg in segments for i in seg if moves(i)])
+            segments = [[i for i in seg if not moves(i)] for seg in segments]
+            # artists first, then styles, then quality (the RouWei card's order)
+            style.sort(key=lambda i: 0 if i[2] == ARTIST else 1 if is_style_tag(i) else 2)
     segments = [seg for seg in segments if seg]
     if style:
         segments = [style, *segments] if opts.style_chunk == "first" else [*segments, style]

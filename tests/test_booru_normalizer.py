@@ -167,6 +167,16 @@ def test_decomposed_accents_are_the_tags_they_spell():
     assert normalize(nfd, options) == normalize(unicodedata.normalize("NFC", nfd), options) == "pok\u00e9mon, caf\u00e9"
 
 
+def test_the_rouwei_preset_puts_style_tags_in_the_artists_chunk():
+    """RouWei's card: "YOU MUST ADD BREAK after artists/style tags"; its style tags are a list it gives
+    (general styles, booru style tags) and every `(style)` tag. Artists, then styles, then quality."""
+    rouwei = preset_options("rouwei", NormalizeOptions())
+    assert normalize("1girl, masterpiece, by_kantoku, flat_colors, 1990s_(style), smile", rouwei) == (
+        "by kantoku, flat colors, 1990s \\(style\\), masterpiece BREAK 1girl, smile")
+    assert normalize("1girl, (anime screencap:1.2), smile", rouwei) == "(anime screencap:1.2) BREAK 1girl, smile"
+    assert normalize("1girl, sketch", preset_options("nai-v2-fm", NormalizeOptions())) == "1girl, sketch"
+
+
 def test_the_anima_preset_puts_period_and_rating_tags_first():
     """Anima's tag order: quality, period (`year 2025`, `newest`) and rating (`safe`) tags, then 1girl,
     character, series, @artist, general tags."""
