@@ -350,7 +350,9 @@ def nekofantasia_calibrated(g):
                                     "(user/flowanime/schedules): more seeds of the same prompt cost no calibration. Its "
                                     "report gives the calls it spent and the schedule's error against the accurate "
                                     "solve: if it warns, raise steps. Keep cfg equal on the calibration node and the "
-                                    "CFGGuider. For one image per prompt, the Dopri5 workflow costs fewer calls in all."})
+                                    "CFGGuider. For one image per prompt, the Dopri5 workflow costs fewer calls in all. "
+                                    "Not the card's recipe: it asks for a Runge-Kutta sampler (Dopri5 or Bosh3), which "
+                                    "the Dopri5 workflow is; this one trades some accuracy for a fixed cost."})
 
 
 def nai_v2_fm(g):
