@@ -328,9 +328,26 @@ def model_fingerprint(model) -> dict:
         "weights": {k: _tensor_digest(v, full=False, as_dtype=model_dtypes.get(k)) for k, v in sorted(weights.items())},
         "patches": _fingerprint(getattr(model, "patches", {})),
         "sampling": sampling,
-        "options": _fingerprint({k: v for k, v in model.model_options.items() if k != "transformer_options"}),
-        "transformer_options": _fingerprint(model.model_options.get("transformer_options", {})),
+        "options": _fingerprint({k: v for k, v in model.model_options.items()
+                                 if k not in ("transformer_options", COMPILE_OPTION)}),
+        "transformer_options": _fingerprint(_without_compile(model.model_options.get("transformer_options", {}))),
     }
+
+
+# TorchCompileModel changes how the model runs, not what it computes: its APPLY_MODEL wrapper and its
+# options stay out of the key (comfy_api/torch_helpers/torch_compile.py, 0.3.64 and @10448e6).
+COMPILE_OPTION, COMPILE_WRAPPER = "torch_compile_kwargs", "torch.compile"
+
+
+def _without_compile(transformer_options):
+    wrappers = transformer_options.get("wrappers") if isinstance(transformer_options, dict) else None
+    if not isinstance(wrappers, dict):
+        return transformer_options
+    kept = {kind: {k: v for k, v in by_key.items() if k != COMPILE_WRAPPER} if isinstance(by_key, dict) else by_key
+            for kind, by_key in wrappers.items()}
+    kept = {kind: by_key for kind, by_key in kept.items() if by_key}  # an emptied kind is as none
+    rest = {k: v for k, v in transformer_options.items() if k != "wrappers"}
+    return {**rest, "wrappers": kept} if kept else rest
 
 
 def conditioning_fingerprint(conditioning) -> list:
@@ -467,7 +484,9 @@ def calibrate(model, positive, negative, cfg: float, latent: dict, settings: Cal
     guider.set_conds(positive, negative)
     guider.set_cfg(cfg)
     noise = comfy.sample.prepare_noise(latent_image, seed)
-    sigmas = torch.tensor([sigma_max, 0.0])
+    # as long as the schedule the sampler will run: ComfyUI hands the sigmas to the model as
+    # transformer_options["sample_sigmas"], and a compiled UNet guards on their length
+    sigmas = torch.linspace(sigma_max, 0.0, settings.steps + 1)
     guider.sample(noise, latent_image, comfy.samplers.KSAMPLER(calibration_sampler), sigmas, seed=seed)
     result: Calibration = found["result"]
     report = result.summary()

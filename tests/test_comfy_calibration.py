@@ -337,6 +337,30 @@ def test_what_changes_the_model_changes_the_cache_key(comfyui):
     assert len(keys) == 3
 
 
+def test_compiling_the_model_keeps_the_cache_key(comfyui):
+    """TorchCompileModel (comfy_api/torch_helpers/torch_compile.py: an APPLY_MODEL wrapper keyed
+    "torch.compile" and model_options["torch_compile_kwargs"]) changes how the model runs, not what it
+    computes: a schedule calibrated eager is read from the cache when the model is compiled, and back."""
+    from comfy_api.torch_helpers import set_torch_compile_wrapper
+
+    cal = comfyui.pack_submodule("comfy_adapter.calibration")
+    settings = cal.CalibrationSettings(steps=6)
+    sd15 = comfyui.node_class("UNETLoader")().load_unet(kit.SD15_UNET, "default")[0]
+    conditioning = [[torch.zeros(1, 77, 768), {"pooled_output": torch.zeros(1, 768)}]]
+
+    def key(model):
+        return cal.cache_key(model, conditioning, conditioning, 4.0, torch.zeros(4, 8, 8), 1, 0, settings)
+
+    keys = {key(sd15)}
+    for backend in ("inductor", "cudagraphs"):
+        compiled = sd15.clone()
+        set_torch_compile_wrapper(model=compiled, backend=backend)
+        keys.add(key(compiled))
+    assert len(keys) == 1
+    rescaled = comfyui.node_class("RescaleCFG")().patch(compiled, 0.7)[0]
+    assert key(rescaled) != key(compiled)  # the other options still count
+
+
 def test_a_weight_a_load_casts_in_place_to_its_recorded_dtype_keeps_the_cache_key(comfyui):
     """Newer ComfyUI records each weight's run dtype as `<name>_comfy_model_dtype` on its module, and
     its dynamic-VRAM load casts some weights to it in place, with no backup (model_patcher.py@e59d85a):
@@ -609,3 +633,20 @@ def test_a_cache_write_leaves_no_partial_file(comfyui, user_dir, sd3_inputs, mon
     monkeypatch.setattr(cal.os, "replace", full_disk)
     calibrate(comfyui, model, positive, negative, latent, cfg=2.0)  # a warning, and the schedule
     assert list(folder.iterdir()) == [path]
+
+
+def test_the_teacher_shows_the_model_sigmas_as_many_as_the_schedule_has(comfyui, user_dir, sd3_inputs):
+    """ComfyUI hands the sigmas to the model as transformer_options["sample_sigmas"], and a UNet compiled
+    by TorchCompileModel guards on their length: the teacher's are as many as the schedule it makes
+    (steps + 1), so sampling on that schedule compiles nothing again (a review saw one recompile)."""
+    model, positive, negative, latent = sd3_inputs
+    lengths = []
+    observed = model.clone()
+
+    def wrapper(apply_model, args):
+        lengths.append(len(args["c"]["transformer_options"]["sample_sigmas"]))
+        return apply_model(args["input"], args["timestep"], **args["c"])
+
+    observed.set_model_unet_function_wrapper(wrapper)
+    sigmas, _ = calibrate(comfyui, observed, positive, negative, latent, use_cache=False, steps=6)
+    assert len(sigmas) == 7 and set(lengths) == {7}
