@@ -4,8 +4,6 @@ ComfyUI imports this file from custom_nodes/. Keep it light: node modules import
 heavy libraries only inside their functions.
 """
 
-import os
-
 from .comfy_adapter.models import install_load_check
 from .comfy_adapter.prompt_support import register_routes
 from .comfy_adapter.web_folder import warn_about_folder_name
@@ -44,6 +42,6 @@ install_load_check()
 # The counter's server route (only when ComfyUI's server is running).
 register_routes()
 # A folder named "FlowAnime-main (1)" gets no editor extension from ComfyUI: say so in the log.
-warn_about_folder_name(os.path.dirname(os.path.abspath(__file__)))
+warn_about_folder_name(__file__)
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "WEB_DIRECTORY"]

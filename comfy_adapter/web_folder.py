@@ -10,6 +10,7 @@ route only when the name needs no percent-escape in a URL path: a folder unpacke
 from __future__ import annotations
 
 import logging
+import os
 import re
 
 log = logging.getLogger("FlowAnime")
@@ -28,10 +29,9 @@ def folder_name_problem(name: str) -> str | None:
             "the preset sizes and the templates are missing. Rename the folder to FlowAnime and restart ComfyUI.")
 
 
-def warn_about_folder_name(folder: str) -> str | None:
-    import os
-
-    problem = folder_name_problem(os.path.basename(os.path.normpath(folder)))
+def warn_about_folder_name(entry_file: str) -> str | None:
+    """Logs the warning for the folder that holds the pack's entry file (its __init__.py)."""
+    problem = folder_name_problem(os.path.basename(os.path.dirname(os.path.abspath(entry_file))))
     if problem:
         log.warning(problem)
     return problem

@@ -1111,17 +1111,22 @@ def _arrange(segments: list[list[_Item]], opts: NormalizeOptions) -> list[list[_
         segments = [list(map(seg.__getitem__, sorted(range(len(seg)), key=r.__getitem__))) for seg, r in zip(segments, ranks)]
     style: list[_Item] = []
     if opts.style_chunk or opts.artists_to_own_chunk:
-        categories = frozenset((ARTIST, QUALITY, META) if opts.style_chunk == "last"
-                               else (ARTIST, QUALITY) if opts.style_chunk else (ARTIST,))
+        categories = frozenset((QUALITY, META) if opts.style_chunk == "last" else (QUALITY,) if opts.style_chunk else ())
 
-        def moves(item: _Item) -> bool:
-            return item[2] in categories or (bool(opts.style_chunk) and is_style_tag(item))
+        def place(item: _Item) -> int | None:
+            """Where the item goes in the style chunk (artists, styles, then quality: the RouWei card's
+            order), or None where it stays."""
+            if item[2] == ARTIST:
+                return 0
+            if opts.style_chunk and is_style_tag(item):
+                return 1
+            return 2 if item[2] in categories else None
 
-        if any(i[2] == ARTIST or (opts.style_chunk and is_style_tag(i)) for seg in segments for i in seg):
-            style = _without_duplicates([i for seg in segments for i in seg if moves(i)])
-            segments = [[i for i in seg if not moves(i)] for seg in segments]
-            # artists first, then styles, then quality (the RouWei card's order)
-            style.sort(key=lambda i: 0 if i[2] == ARTIST else 1 if is_style_tag(i) else 2)
+        placed = [[(place(i), i) for i in seg] for seg in segments]
+        if any(p is not None and p < 2 for seg in placed for p, _ in seg):  # an artist or a style tag
+            moved = sorted(((p, i) for seg in placed for p, i in seg if p is not None), key=itemgetter(0))
+            style = _without_duplicates([i for _, i in moved])
+            segments = [[i for p, i in seg if p is None] for seg in placed]
     segments = [seg for seg in segments if seg]
     if style:
         segments = [style, *segments] if opts.style_chunk == "first" else [*segments, style]
