@@ -35,12 +35,18 @@ class EmptyLatentForModel:
                                   "step": 8, "tooltip": "Used only when preset is custom."}),
                 "height": ("INT", {"default": PRESETS[DEFAULT_PRESET][1], "min": SIDE_RANGE[0], "max": SIDE_RANGE[1],
                                    "step": 8, "tooltip": "Used only when preset is custom."}),
-                "batch_size": ("INT", {"default": 1, "min": BATCH_RANGE[0], "max": BATCH_RANGE[1]}),
+                "batch_size": ("INT", {"default": 1, "min": BATCH_RANGE[0], "max": BATCH_RANGE[1],
+                                       "tooltip": "Images sampled together."}),
             }
         }
 
     RETURN_TYPES = ("LATENT", "INT", "INT")
     RETURN_NAMES = ("latent", "width", "height")
+    OUTPUT_TOOLTIPS = (
+        "The empty latent, for a sampler's latent_image input.",
+        "The image's width in pixels (the preset's, or width for custom), for nodes that ask for it.",
+        "The image's height in pixels (the preset's, or height for custom), for nodes that ask for it.",
+    )
     FUNCTION = "generate"
     CATEGORY = "FlowAnime/latent"
     DESCRIPTION = (

@@ -24,7 +24,7 @@ class ModelSamplingRectifiedFlow:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "model": ("MODEL",),
+                "model": ("MODEL", {"tooltip": "The model to patch, from a checkpoint, UNET or LoRA loader."}),
                 "shift": ("FLOAT", {
                     "default": 3.0, "min": 0.01, "max": 100.0, "step": 0.01,
                     "tooltip": "SD3 time shift s: sigma' = s*t / (1 + (s-1)*t). Higher spends more steps at high "
@@ -63,6 +63,7 @@ class ModelSamplingRectifiedFlow:
         }
 
     RETURN_TYPES = ("MODEL",)
+    OUTPUT_TOOLTIPS = ("The model, sampling as a rectified flow with this shift: for any sampler or guider.",)
     FUNCTION = "patch"
     CATEGORY = "FlowAnime/model"
     DESCRIPTION = (

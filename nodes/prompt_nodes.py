@@ -56,6 +56,11 @@ class BooruPromptNormalizer:
 
     RETURN_TYPES = ("STRING", "STRING")
     RETURN_NAMES = ("text", "tag_report")
+    OUTPUT_TOOLTIPS = (
+        "The tidied prompt, for a text encoder's text input.",
+        "The tags the tag list knows (with post counts), the aliases found and the tags it does not know; "
+        "also shown on the node after a run.",
+    )
     FUNCTION = "normalize"
     CATEGORY = "FlowAnime/prompt"
     DESCRIPTION = (
@@ -82,7 +87,8 @@ class CLIPTextEncodeBreak:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "clip": ("CLIP",),
+                "clip": ("CLIP", {"tooltip": "The text encoder, from the checkpoint or a CLIP loader (SD1.5, SDXL, SD3's "
+                                             "three, Flux, Anima's Qwen)."}),
                 "text": ("STRING", {"multiline": True, "dynamicPrompts": True,
                                     "tooltip": "The prompt. BREAK (upper-case, outside parentheses) starts a new 75-token "
                                                "CLIP chunk; (tag:1.2) weights work as in CLIPTextEncode."}),
@@ -96,6 +102,11 @@ class CLIPTextEncodeBreak:
 
     RETURN_TYPES = ("CONDITIONING", "STRING")
     RETURN_NAMES = ("conditioning", "chunk_report")
+    OUTPUT_TOOLTIPS = (
+        "For a sampler's or guider's positive or negative input.",
+        "How the prompt was split into 75-token chunks, per encoder, and any tag cut between two; "
+        "also shown on the node after a run.",
+    )
     OUTPUT_NODE = False
     FUNCTION = "encode"
     CATEGORY = "FlowAnime/prompt"

@@ -90,6 +90,7 @@ class SamplerRungeKuttaODE:
         }
 
     RETURN_TYPES = ("SAMPLER",)
+    OUTPUT_TOOLTIPS = ("For SamplerCustom's or SamplerCustomAdvanced's sampler input.",)
     FUNCTION = "get_sampler"
     CATEGORY = "FlowAnime/sampling"
     DESCRIPTION = (

@@ -12,8 +12,9 @@ class CalibratedSchedule:
         return {
             "required": {
                 "model": ("MODEL", {"tooltip": "The model to calibrate for, with its LoRAs and model-sampling patch."}),
-                "positive": ("CONDITIONING",),
-                "negative": ("CONDITIONING",),
+                "positive": ("CONDITIONING", {"tooltip": "The prompt you will sample with (the schedule depends on it)."}),
+                "negative": ("CONDITIONING", {"tooltip": "The negative prompt you will sample with (unused at CFG 1, "
+                                                         "as in sampling)."}),
                 "cfg": ("FLOAT", {"default": 4.0, "min": 0.0, "max": 100.0, "step": 0.1, "round": 0.01,
                                   "tooltip": "The CFG you will sample with (the schedule depends on it)."}),
                 "latent": ("LATENT", {"tooltip": "Sets the latent's size and channels (for an eps or v model, the first image's values "
@@ -53,6 +54,11 @@ class CalibratedSchedule:
 
     RETURN_TYPES = ("SIGMAS", "STRING")
     RETURN_NAMES = ("sigmas", "report")
+    OUTPUT_TOOLTIPS = (
+        "For SamplerCustomAdvanced's sigmas input, with the Runge-Kutta ODE Sampler's exp_multistep method.",
+        "The sigmas, the calibration's model calls (none when read from the cache) and the schedule's error "
+        "against the teacher; also shown on the node after a run.",
+    )
     FUNCTION = "calibrate"
     CATEGORY = "FlowAnime/sampling"
     DESCRIPTION = (
