@@ -46,7 +46,8 @@ class BooruPromptNormalizer:
                 "preset": (list(PRESET_NAMES), {
                     "default": "custom",
                     "tooltip": "Per-model settings from the model cards. nekofantasia: no quality tags. rouwei: "
-                               "'by artist' tags and quality tags in their own first BREAK chunk. nai-v2-fm: the card's "
+                               "'by artist' tags, style tags and quality tags in their own first BREAK chunk (when the "
+                               "prompt has an artist or style tag). nai-v2-fm: the card's "
                                "order in one list: 1girl, character, series, other tags, artists (as written), "
                                "quality/meta tags. anima: quality, 1girl, "
                                "character, series, @artist, general tags, sentences; no BREAK. custom: the options above.",

@@ -67,11 +67,12 @@ QUALITY_TAGS = frozenset({
 BREAK = "BREAK"
 MAX_PROMPT_CHARS = 1_000_000  # ~60,000 tags; beyond this no encoder would use the text anyway
 
-# Control characters mean nothing to any encoder (tab and newlines are white space and stay); bidi
-# overrides, zero-width spaces and soft hyphens are invisible and would make two equal-looking tags
+# Control characters mean nothing to any encoder (tab and newlines are white space and stay), and a
+# zero-width space is a word break (CLIP's tokenizer ends a word there): both become spaces. Bidi
+# overrides, soft hyphens and joiners of words are invisible and would make two equal-looking tags
 # differ. Zero-width (non-)joiners stay: they shape emoji and scripts.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-_INVISIBLE = re.compile("[\u00ad\u061c\u180e\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b]")
+_INVISIBLE = re.compile("[\u00ad\u061c\u180e\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 
 # What the parser reacts to: an escape (a backslash and the character after it, which is text), then,
 # outside escapes, a parenthesis, a comma, or BREAK standing alone (white space or a comma, or the start
@@ -81,7 +82,7 @@ _ESCAPE = re.compile(r"\\.", re.S)
 # parenthesis, comma or BREAK inside, can only be text (weight syntax encloses a whole item); read as
 # text at once, they need no group. ("B" stays out: a BREAK inside would end an emoticon's piece.) _scan
 # blanks them (same length) before it looks for parentheses.
-_QUALIFIER = re.compile(r"\((?<=[^\s,()]\()[^(),B]*\)")
+_QUALIFIER = re.compile(r"\((?<=[^\s,()\[{]\()[^(),B]*\)")
 _UNESCAPED_PAREN = re.compile(r"(?<!\\)([()])")
 _ARTIST_PREFIXES = ("@", "by ", "artist:")
 _VERBATIM_PREFIXES = ("embedding:", "<lora:", "<lyco:", "<hypernet:")
@@ -356,7 +357,7 @@ def _is_emoticon(piece: str) -> bool:
     p = " ".join(piece.split())
     if "( " in p or " )" in p:  # `( :d )` reads as `(:d)`, the way the output writes it
         p = p.replace("( ", "(").replace(" )", ")")
-    if len(p) > 10:
+    if len(p) > 10 or not p.strip("()"):  # `))` after `((a, b,`: the edges of groups, no face
         return False
     if _unescape(p).lower() in KAOMOJI:
         return True
@@ -364,6 +365,8 @@ def _is_emoticon(piece: str) -> bool:
     if len(closed) < len(p) and _weighs_text(closed):  # `(^_^):1.2)` closes a weighted group
         return False
     inner = closed.lstrip("(")
+    if len(closed) - len(inner) == len(p) - len(closed) >= 2 and inner.strip():  # `((b&w))`: no face is doubled
+        return False
     if len(inner) < len(p) and "(" not in inner and ")" not in inner:
         if _weighs_text(inner) or inner.lower() in KAOMOJI or inner.lower() in FACE_TAGS:
             return False
@@ -374,6 +377,13 @@ def _is_emoticon(piece: str) -> bool:
     if _opens_or_closes_a_group(p):
         return False
     return 0 < len(p) and " " not in p and ("(" in p or ")" in p) and sum(c.isalnum() for c in p) <= 2
+
+
+def _without_weight(text: str) -> str:
+    """`masterpiece:1.2` (a weight written outside its group, `(masterpiece:1.2, best quality)`) ->
+    `masterpiece`; other text as it is."""
+    head, _, weight = text.rpartition(":")
+    return head.strip() if head and _is_number(weight.strip()) else text
 
 
 def _weighs_text(text: str) -> bool:
@@ -473,6 +483,35 @@ def _is_number(s: str) -> bool:
 
 
 # --- the scan -----------------------------------------------------------------------------------------
+
+
+AND = "AND"
+
+
+def _and_subprompts(text: str) -> list[str]:
+    """The text between the ANDs that stand alone (as a BREAK does) outside brackets of any kind: A1111's
+    composable diffusion and the prompt nodes that read it. Linear: the brackets and ANDs are found by
+    str.split and walked once, in order."""
+    if AND not in text:
+        return [text]
+    masked = _ESCAPE.sub("\0\0", text) if "\\" in text else text
+    end = len(text)
+    ands = [pos for pos in _positions(masked, AND)
+            if (pos == 0 or _is_break_edge(text[pos - 1])) and (pos + 3 == end or _is_break_edge(text[pos + 3]))]
+    if not ands:
+        return [text]
+    marks = sorted([*((pos, 1) for c in "([{" for pos in _positions(masked, c)),
+                    *((pos, -1) for c in ")]}" for pos in _positions(masked, c)),
+                    *((pos, 0) for pos in ands)])
+    parts, start, depth = [], 0, 0
+    for pos, step in marks:
+        if step:
+            depth = max(0, depth + step)  # a stray closer is text, as ComfyUI reads it
+        elif depth == 0:
+            parts.append(text[start:pos])
+            start = pos + len(AND)
+    parts.append(text[start:])
+    return parts
 
 
 def _positions(text: str, sub: str) -> list[int]:
@@ -813,6 +852,7 @@ class _Normalizer:
                 continue
             lower = text.lower()
             if (not text.isascii() or "," in text or ":" in text or "@" in text or "\\" in text or "BREAK" in text
+                    or ("(" in text and ("[" in text or "{" in text or "((" in text))
                     or ("(" in text and (_calls_a_function(text) or (tag_info is not None and _GROUP_BEFORE_TEXT.search(text))))):
                 add(general(text, lower, start))
                 continue
@@ -879,7 +919,7 @@ class _Normalizer:
         if not tag:  # "_" alone, say
             return None
         low = tag.replace("\\", "").lower() if "\\" in tag else tag.lower()
-        if low in QUALITY_TAGS or (low.startswith("score_") and SCORE_TAG.fullmatch(low) is not None):
+        if _is_quality_lower(low) or (":" in low and _is_quality_lower(_without_weight(low))):
             if opts.drop_quality_tags:
                 return None
             category = QUALITY
@@ -911,10 +951,14 @@ class _Normalizer:
           (`karin (blue archive) smiling`, `evangelion: 3.0 you can (not) redo`);
         - embeddings, LoRA syntax and wildcards (`__animals__`): file names, underscores included;
         - functions of a later prompt node (`STYLE(A1111)`, `TE(l=a_b)`);
+        - emphasis inside A1111's `[...]` or NovelAI's `{...}` (`[(dark hair)]`), and doubled parentheses
+          after a word (`white ((unbuttoned shirt))`): no Danbooru qualifier is doubled;
         - a BREAK inside a word (`BREAK_a`): without its underscore it would split the prompt next time."""
         if "," in text or "BREAK" in text or _holds_a_file_name(text, lower):
             return True
         if "(" in text and _calls_a_function(text):
+            return True
+        if "(" in text and ("[" in text or "{" in text or ("((" in text and "))" in text)):
             return True
         if ")" not in text:
             return False
@@ -941,6 +985,7 @@ class _Normalizer:
                 report.positions.setdefault(tag, position)
                 if opts.resolve_aliases:
                     tag = info.prompt.lower() if opts.lowercase else info.prompt
+                    category = _general_category(info.prompt.replace("\\", "").lower())  # `2 girls` -> `2girls`: people
             else:
                 report.unknown.setdefault(tag, None)
                 report.positions.setdefault(tag, position)
@@ -1052,20 +1097,25 @@ _SENTENCE_END_INSIDE = re.compile(r"(?<=[^\W\d_]{3})[.!?] (\w)")
 def _render(item: _Item) -> str:
     """An item's text (a group's nesting may be deep: an explicit stack, no recursion)."""
     out: list = []
-    stack = [item]
+    stack: list = [(item, False)]  # (item, the only child of a group)
     while stack:
-        top = stack.pop()
+        top, wrapped = stack.pop()
         if isinstance(top, str):
             out.append(top)
         elif top[0] is not None:
             out.append(top[0])
         else:
+            children, weight = top[3], top[4]
+            if not (weight or wrapped) and len(children) == 1 and children[0][0] is not None and _is_emoticon(f"({children[0][0]})"):
+                # `(:a, )` tidied to `(:a)` would read as a face next time, its parentheses as text:
+                # the weight ComfyUI gives the group, written out, keeps it a group
+                weight = ":1.1"
             out.append("(")
-            parts: list = [top[4] + ")"]
-            for n, child in enumerate(reversed(top[3])):
+            parts: list = [(weight + ")", False)]
+            for n, child in enumerate(reversed(children)):
                 if n:
-                    parts.append(", ")
-                parts.append(child)
+                    parts.append((", ", False))
+                parts.append((child, len(children) == 1))
             stack.extend(parts)
     return "".join(out)
 
@@ -1143,22 +1193,38 @@ def normalize_with_report(prompt: str, options: NormalizeOptions = NormalizeOpti
     collecting = gc.isenabled()
     gc.disable()
     try:
-        text, report, sentence_ends = _normalize_with_report(prompt, options, tags)
-        # A preset's order can bring a sentence's start next to its end by moving a tag from between
-        # them (`Night city, 1girl, rain falls. Neon lights`): run again on the output until nothing
-        # more joins, so that normalising the result changes nothing. Each pass that changes the text
-        # joined pieces (an order of the same items is kept), so few passes are ever needed.
-        for _ in range(MAX_ORDER_PASSES):
-            if not (sentence_ends and options.tag_order):
-                break
-            again, _, sentence_ends = _normalize_with_report(text, options, tags)
-            if again == text:
-                break
-            text = again
-        return text, report
+        subprompts = _and_subprompts(_clean(prompt)[0])
+        if len(subprompts) == 1:
+            return _normalize_subprompt(prompt, options, tags)
+        # AND sub-prompts (composable diffusion, Latent Couple, comfyui-prompt-control) are encoded
+        # apart: each is a prompt of its own, with its own duplicates, BREAKs and preset order.
+        results = [_normalize_subprompt(text, options, tags) for text in subprompts]
+        report = results[0][1]
+        for _, more in results[1:]:
+            for name in ("known", "aliases", "unknown"):
+                entries = getattr(report, name)
+                for key, value in getattr(more, name).items():
+                    entries.setdefault(key, value)
+        return f" {AND} ".join(text for text, _ in results).strip(), report
     finally:
         if collecting:
             gc.enable()
+
+
+def _normalize_subprompt(prompt: str, options: NormalizeOptions, tags) -> tuple[str, TagReport]:
+    text, report, sentence_ends = _normalize_with_report(prompt, options, tags)
+    # A preset's order can bring a sentence's start next to its end by moving a tag from between
+    # them (`Night city, 1girl, rain falls. Neon lights`): run again on the output until nothing
+    # more joins, so that normalising the result changes nothing. Each pass that changes the text
+    # joined pieces (an order of the same items is kept), so few passes are ever needed.
+    for _ in range(MAX_ORDER_PASSES):
+        if not (sentence_ends and options.tag_order):
+            break
+        again, _, sentence_ends = _normalize_with_report(text, options, tags)
+        if again == text:
+            break
+        text = again
+    return text, report
 
 
 MAX_ORDER_PASSES = 8

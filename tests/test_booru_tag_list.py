@@ -415,3 +415,39 @@ def test_callers_at_once_read_the_list_once(tmp_path, monkeypatch):
     for thread in threads:
         thread.join()
     assert len(reads) == 1 and len(results) == 6 and all(r is results[0] for r in results)
+
+
+# Real prompts that an earlier version misread (a review's corpus of 2,283 public prompts: Civitai
+# sample images, NAI prompt books, A1111 style files, regional-prompter examples), shortened.
+REAL_PROMPT_CASES = [
+    # AND sub-prompts (Latent Couple, composable diffusion, comfyui-prompt-control), one per line:
+    # each is a prompt of its own, so its tags are not duplicates of another's
+    ("2girls, park\nAND 2girls, park, red hair\nAND 2girls, park, blue hair", NormalizeOptions(),
+     "2girls, park AND 2girls, park, red hair AND 2girls, park, blue hair"),
+    ("by wlop, 1girl, masterpiece AND by kantoku, 1boy", preset_options("rouwei", NormalizeOptions()),
+     "by wlop, masterpiece BREAK 1girl AND by kantoku BREAK 1boy"),
+    ("1girl, smile AND 1girl, smile", preset_options("anima", NormalizeOptions()), "1girl, smile AND 1girl, smile"),
+    ("a cat and a dog, ANDROID, (a AND b)", NormalizeOptions(), "a cat and a dog, ANDROID, (a AND b)"),
+    # a doubled group is emphasis: no emoticon or Danbooru qualifier is written `((…))`
+    ("1girl, ((b&w)), blurry", NormalizeOptions(), "1girl, ((b&w)), blurry"),
+    ("1girl, white ((unbuttoned shirt)), smile", NormalizeOptions(), "1girl, white ((unbuttoned shirt)), smile"),
+    # emphasis inside A1111's [...] and NovelAI's {...}
+    ("1girl, [(dark hair)], {(flowery bubbles)}, [(white background)::0.2]", NormalizeOptions(),
+     "1girl, [(dark hair)], {(flowery bubbles)}, [(white background)::0.2]"),
+    # a comma before a group's close
+    ("((best quality, masterpiece, perfect face,)), 1girl", NormalizeOptions(),
+     "((best quality, masterpiece, perfect face)), 1girl"),
+    # a quality tag with a misplaced weight inside a group: dropped in one run, the group with it
+    ("(masterpiece:1.2, best quality), 1girl, solo", NormalizeOptions(drop_quality_tags=True), "1girl, solo"),
+    ("((masterpiece:1.4, best quality)), 1girl", NormalizeOptions(drop_quality_tags=True), "1girl"),
+    # a zero-width space between two words is a word break (CLIP reads it as one)
+    ("blurry, bad feet\u200b\u200blowres, bad anatomy", NormalizeOptions(), "blurry, bad feet lowres, bad anatomy"),
+    # an alias that resolves to a people tag is ordered as one in the same run
+    ("smile, 2 girls", preset_options("nai-v2-fm", NormalizeOptions(resolve_aliases=True)), "2girls, smile"),
+]
+
+
+@pytest.mark.parametrize("prompt, options, expected", REAL_PROMPT_CASES)
+def test_real_prompts_an_earlier_version_misread(tags, prompt, options, expected):
+    assert normalize(prompt, options, tags) == expected
+    assert normalize(expected, options, tags) == expected
