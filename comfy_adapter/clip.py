@@ -84,8 +84,9 @@ _COMMA_TOKENS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # per su
 
 
 def _comma_tokens(sub, comma_token) -> frozenset:
-    """The comma, and the tokens CLIP's BPE makes of punctuation that ends in one (`),` `.,` `!,`: the
-    normaliser writes `\\(qualifier\\),` and `sentence., next`): each ends a tag as a lone comma does."""
+    """The comma, and the tokens CLIP's BPE makes of a comma merged with punctuation before it (`),` `.,`
+    `!,`: the normaliser writes `\\(qualifier\\),` and `sentence., next`) or after it (the bare `,` of
+    `{a},{b}` and `[a],[b]`, `,)` `,@`): each ends a tag as a lone comma does."""
     try:
         cached = _COMMA_TOKENS.get(sub)
     except TypeError:  # not weakly referable: read it each time
@@ -94,7 +95,8 @@ def _comma_tokens(sub, comma_token) -> frozenset:
         return cached
     ids = {comma_token} if comma_token is not None else set()
     for token, word in getattr(sub, "inv_vocab", {}).items():
-        if isinstance(word, str) and word.endswith(",</w>") and not any(ch.isalnum() for ch in word[:-5]):
+        text = word[:-4] if isinstance(word, str) and word.endswith("</w>") else word
+        if isinstance(text, str) and "," in text and not any(ch.isalnum() for ch in text):
             ids.add(token)
     found = frozenset(ids)
     try:

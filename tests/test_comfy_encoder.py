@@ -141,6 +141,17 @@ def test_a_comma_merged_into_a_token_ends_a_tag_as_a_lone_comma_does(comfyui, cl
     assert chunks[0]["text"].endswith("( fate / extra ),") and chunks[1]["text"].startswith("fate / grand order")
 
 
+@pytest.mark.parametrize("separator", ["},{", "],[", ">,<"])
+def test_a_comma_merged_into_a_token_with_what_follows_ends_a_tag_too(comfyui, clips, separator):
+    """`{a},{b}` (NovelAI-style braces typed without spaces), `[a],[b]`: CLIP's BPE reads the comma as a
+    bare `,` token, without the end-of-word mark a lone comma has; it still ends a tag."""
+    tags = ["long flowing silver hair", "ornate golden armor", "glowing red eyes", "crimson battle standard"] * 6
+    prompt = separator[0] + separator.join(tags) + separator[-1]
+    ours = tokenize(comfyui, clips["sd15"], prompt, backtrack=20)
+    chunks = ours.chunkings[0]["chunks"]
+    assert ours.split_tags == [] and len(chunks) == 2 and chunks[0]["text"].endswith(",")
+
+
 def test_without_backtracking_the_cut_tag_is_reported(comfyui, clips):
     result = tokenize(comfyui, clips["sd15"], long_tag_prompt(), backtrack=0)
     assert result.split_tags and "is cut between chunks 1 and 2" in result.report
