@@ -379,6 +379,15 @@ def _is_emoticon(piece: str) -> bool:
     return 0 < len(p) and " " not in p and ("(" in p or ")" in p) and sum(c.isalnum() for c in p) <= 2
 
 
+def _is_bracketed_quality(low: str) -> bool:
+    """`{{masterpiece}}`, `[best quality]`: a quality tag in NovelAI's emphasis braces or A1111's
+    de-emphasis brackets, as many opening as closing."""
+    inner = low.lstrip("[{")
+    opened = len(low) - len(inner)
+    stripped = inner.rstrip("]}")
+    return 0 < opened == len(inner) - len(stripped) and _is_quality_lower(stripped.strip())
+
+
 def _without_weight(text: str) -> str:
     """`masterpiece:1.2` (a weight written outside its group, `(masterpiece:1.2, best quality)`) ->
     `masterpiece`; other text as it is."""
@@ -874,7 +883,7 @@ class _Normalizer:
                 tag, low = text, lower
             if lowercase:
                 tag = low
-            if low in QUALITY_TAGS:
+            if low in QUALITY_TAGS or (low[:1] in "[{" and _is_bracketed_quality(low)):
                 add(None if drop_quality else (tag, low, QUALITY))
                 continue
             if low.startswith("by "):
@@ -911,6 +920,8 @@ class _Normalizer:
 
     def general_leaf(self, text: str, lower: str, start: int) -> _Item | None:
         tags, opts = self.tags, self.opts
+        if lower[:1] in "[{" and _is_bracketed_quality(lower):
+            return None if opts.drop_quality_tags else (text, lower, QUALITY)
         if start in self.kept or self.kept_as_written(text, lower):
             return text, lower, TEXT
         if _is_sentence_collapsed(text) and not (tags is not None and tag_key(text) in tags):

@@ -440,6 +440,10 @@ REAL_PROMPT_CASES = [
     # a quality tag with a misplaced weight inside a group: dropped in one run, the group with it
     ("(masterpiece:1.2, best quality), 1girl, solo", NormalizeOptions(drop_quality_tags=True), "1girl, solo"),
     ("((masterpiece:1.4, best quality)), 1girl", NormalizeOptions(drop_quality_tags=True), "1girl"),
+    # quality tags in NovelAI's braces or A1111's brackets (in linked text: the editor's box reads `{x}` as a choice)
+    ("{{masterpiece}}, {best quality}, [[worst quality]], [masterpiece, 1girl], 1girl",
+     NormalizeOptions(drop_quality_tags=True), "[masterpiece, 1girl], 1girl"),
+    ("1girl, {{masterpiece}}", preset_options("anima", NormalizeOptions()), "{{masterpiece}}, 1girl"),
     # a zero-width space between two words is a word break (CLIP reads it as one)
     ("blurry, bad feet\u200b\u200blowres, bad anatomy", NormalizeOptions(), "blurry, bad feet lowres, bad anatomy"),
     # an alias that resolves to a people tag is ordered as one in the same run
