@@ -268,6 +268,10 @@ def check(port: int, expected_chunks, expected_report: str, shots: Path, vue_nod
         except Exception:
             problems.append("with its text linked, the counter did not say so: "
                             + page.evaluate("() => window.faEncoder.flowanimeCounter.innerText"))
+        else:
+            shown = page.evaluate("() => window.faEncoder.flowanimeCounter.innerText")
+            if not shown.startswith("text comes from a linked node"):
+                problems.append(f"with its text linked from the normaliser, the counter says {shown!r}")
         page.evaluate("""() => {
             const enc = window.faEncoder, slot = enc.inputs.findIndex(i => i.name === "text" || i.widget?.name === "text");
             enc.disconnectInput(slot);
@@ -312,6 +316,30 @@ def check(port: int, expected_chunks, expected_report: str, shots: Path, vue_nod
             problems.append("after the server came back with the route (reconnected), the counter did not count again: "
                             + page.evaluate("() => window.faEncoder.flowanimeCounter.innerText"))
         print(f"{'OK  ' if not problems else 'FAIL'} the counter after a reconnect to a server with the route")
+
+        # The encoder in a subgraph, its text promoted to the subgraph's input (as the editor promotes a
+        # widget): typed on the subgraph node, where no counter is; the one inside says where it comes from.
+        shown = page.evaluate("""async ([enc]) => {
+            const g = window.app.graph;
+            g.clear();
+            const n = window.LiteGraph.createNode(enc);
+            n.pos = [100, 100];
+            g.add(n);
+            window.app.canvas.deselectAll();
+            window.app.canvas.select(n);
+            await window.app.extensionManager.command.execute("Comfy.Graph.ConvertToSubgraph");
+            const sg = window.app.graph.nodes[0].subgraph;
+            const inner = [...sg.nodes][0];
+            const slot = inner.inputs.findIndex(i => i.name === "text" || i.widget?.name === "text");
+            sg.addInput("text", "STRING").connect(inner.inputs[slot], inner);
+            inner.flowanimeSchedule?.();
+            for (let i = 0; i < 100 && !JSON.parse(inner.flowanimeCounter.dataset.result || "{}").linked; i++)
+                await new Promise(r => setTimeout(r, 50));
+            return inner.flowanimeCounter.innerText;
+        }""", [ENCODER])
+        if not shown.startswith("text comes from the subgraph's input"):
+            problems.append(f"with its text promoted to a subgraph input, the counter says {shown!r}")
+        print(f"{'OK  ' if not problems else 'FAIL'} the counter in a subgraph: {shown}")
         browser.close()
     return problems
 

@@ -76,7 +76,8 @@ function renderCount(el, data, text) {
     return;
   }
   if (data.linked) {
-    el.textContent = "text comes from a linked node: its tokens and chunks are reported on this node after a run";
+    el.textContent = (data.linked === "subgraph" ? "text comes from the subgraph's input" : "text comes from a linked node") +
+      ": its tokens and chunks are reported on this node after a run";
     return;
   }
   const chunks = data.chunks || [];
@@ -164,11 +165,17 @@ function firstChoices(text) {
 }
 
 // The text input fed by another node (a normaliser, a string node): the widget's value is not what
-// the encoder will read, so there is nothing to count before a run.
-function textIsLinked(node) {
+// the encoder will read, so there is nothing to count before a run. Returns null (typed here), "node"
+// or "subgraph": the text is typed on the subgraph node, whose input the link starts from (LiteGraph's
+// SUBGRAPH_INPUT_ID, -10: no node of this graph).
+function textSource(node) {
   // isInputConnected: newer frontends log a deprecation warning on reading input.link
-  return (node.inputs || []).some((i, slot) => (i.name === "text" || i.widget?.name === "text") &&
-    (node.isInputConnected ? node.isInputConnected(slot) : i.link != null));
+  const slot = (node.inputs || []).findIndex((i, n) => (i.name === "text" || i.widget?.name === "text") &&
+    (node.isInputConnected ? node.isInputConnected(n) : i.link != null));
+  if (slot < 0) return null;
+  let origin;
+  try { origin = node.getInputLink?.(slot)?.origin_id; } catch { origin = undefined; }
+  return Number(origin) < 0 ? "subgraph" : "node"; // 1.5x frontends give node ids as strings
 }
 
 // The server answers 404/405 when it runs a FlowAnime without the route: the pack was installed or
@@ -200,9 +207,10 @@ async function ask(body) {
 }
 
 async function count(node, el, retries = BUSY_RETRIES) {
-  if (textIsLinked(node)) {
+  const source = textSource(node);
+  if (source) {
     ++node.flowanimeRequest; // an answer still in flight for the old text is stale
-    renderCount(el, { linked: true }, null);
+    renderCount(el, { linked: source }, null);
     return;
   }
   const widget = node.widgets?.find((w) => w.name === "text");
