@@ -67,8 +67,9 @@ class ModelSamplingRectifiedFlow:
     FUNCTION = "patch"
     CATEGORY = "FlowAnime/model"
     DESCRIPTION = (
-        "Make any model sample as rectified flow: CONST (velocity) prediction with a shifted sigma table. "
-        "Turns an eps-loaded SD1.5/SDXL flow finetune into a flow model; place it before or after LoRA loaders."
+        "Make a model trained as a rectified flow sample as one: CONST (velocity) prediction with a shifted sigma "
+        "table. Turns an eps-loaded SD1.5/SDXL flow finetune into a flow model; place it before or after LoRA "
+        "loaders. Not for eps or v-prediction models."
     )
 
     def patch(self, model, shift, timestep_multiplier, custom_multiplier, timestep_convention, velocity,

@@ -25,8 +25,9 @@ class BooruPromptNormalizer:
                 }),
                 "artists_to_own_chunk": ("BOOLEAN", {
                     "default": False,
-                    "tooltip": "Move @artist / by artist tags into their own BREAK segment at the end (RouWei "
-                               "needs artist tags in a separate CLIP chunk). Used with preset 'custom'.",
+                    "tooltip": "Move @artist / by artist tags into their own BREAK segment at the end. Used with "
+                               "preset 'custom'; for RouWei use the rouwei preset, which also writes artists as "
+                               "'by x' and puts their chunk first, as its card asks.",
                 }),
                 "lowercase": ("BOOLEAN", {"default": False, "tooltip": "Lower-case the tags (not sentences)."}),
             },
@@ -50,7 +51,8 @@ class BooruPromptNormalizer:
                                "prompt has an artist or style tag). nai-v2-fm: the card's "
                                "order in one list: 1girl, character, series, other tags, artists (as written), "
                                "quality/meta tags. anima: quality, 1girl, "
-                               "character, series, @artist, general tags, sentences; no BREAK. custom: the options above.",
+                               "character, series, @artist, general tags, sentences; no BREAK (RDBT's card: leave quality tags "
+                               "out of the prompt, the preset keeps what you write). custom: the options above.",
                 }),
             },
         }

@@ -40,12 +40,13 @@ class SamplerRungeKuttaODE:
                     "tooltip": "Adaptive (choose their own steps): dopri5 (5th order, 6 calls/step), bosh3 (3rd, 3 "
                                "calls/step), heun_euler and fehlberg2 (2nd, cheap), adams_pc (multistep predictor-"
                                "corrector in log sigma, 1 call/step), flow_adams_pc (the same on the flow's velocity "
-                               "in sigma, 1 call/step: the fewest calls of the adaptive methods). Fixed-step (follow "
+                               "in sigma, 1 call/step: the fewest calls of the adaptive methods on flow models; on eps/v "
+                               "models use adams_pc). Fixed-step (follow "
                                "the scheduler's sigmas): euler (= DDIM here), heun, midpoint, ralston3, rk4, exp_multistep "
                                "(adams_pc's predictor-corrector on the scheduler's sigmas, order 3: one call per step, "
                                "like UniPC), flow_multistep (the same on the flow's velocity in sigma, order 2: "
-                               "one call per step, the fewest calls for a visually clean image on the beta "
-                               "scheduler in our benchmark) and exp_singlestep (DPM-Solver-3's single-step "
+                               "one call per step; made for flow models, best on the beta scheduler in our "
+                               "benchmark) and exp_singlestep (DPM-Solver-3's single-step "
                                "exponential integrator, 3 calls per step, no history: the fewest calls on few "
                                "steps where the last stretch down to sigma 0 bends, e.g. linear_quadratic or "
                                "simple at 2-4 steps).",
@@ -53,8 +54,9 @@ class SamplerRungeKuttaODE:
                 "log10_rtol": ("FLOAT", {
                     "default": -2.5, "min": -12.0, "max": 0.0, "step": 0.1,
                     "tooltip": "Relative tolerance as a power of ten (adaptive methods). Lower = more accurate, more "
-                               "model calls. -2.5 keeps the latent error below what an 8-bit image shows on every "
-                               "benchmark problem (README) for adams_pc, flow_adams_pc and dopri5; bosh3 needs -3.",
+                               "model calls. -2.5 kept the latent error below what an 8-bit image shows on the benchmark "
+                               "problems (README, which names the exceptions) for adams_pc, flow_adams_pc and dopri5; "
+                               "bosh3 needs -3 with log10_atol -4.",
                 }),
                 "log10_atol": ("FLOAT", {
                     "default": -3.5, "min": -12.0, "max": 0.0, "step": 0.1,
@@ -83,8 +85,8 @@ class SamplerRungeKuttaODE:
                     "default": "default", "advanced": True,
                     "tooltip": "Predictor order of exp_multistep and flow_multistep (the corrector is one higher), "
                                "and the order of exp_singlestep (= its model calls per step). default: 3 for "
-                               "exp_multistep and exp_singlestep, 2 for flow_multistep; for flow_multistep 3 was "
-                               "measured better from about 24 steps, 2 below. Other methods ignore it.",
+                               "exp_multistep and exp_singlestep, 2 for flow_multistep (3 can need fewer calls on long "
+                               "schedules and more on short ones: README benchmark). Other methods ignore it.",
                 }),
             },
         }
