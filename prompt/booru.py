@@ -71,7 +71,7 @@ MAX_PROMPT_CHARS = 1_000_000  # ~60,000 tags; beyond this no encoder would use t
 # zero-width space is a word break (CLIP's tokenizer ends a word there): both become spaces. Bidi
 # overrides, soft hyphens and joiners of words are invisible and would make two equal-looking tags
 # differ. Zero-width (non-)joiners stay: they shape emoji and scripts.
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b]")
 _INVISIBLE = re.compile("[\u00ad\u061c\u180e\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 
 # What the parser reacts to: an escape (a backslash and the character after it, which is text), then,
@@ -1204,7 +1204,7 @@ def normalize_with_report(prompt: str, options: NormalizeOptions = NormalizeOpti
     collecting = gc.isenabled()
     gc.disable()
     try:
-        subprompts = _and_subprompts(_clean(prompt)[0])
+        subprompts = _and_subprompts(_clean(prompt)[0]) if not isinstance(prompt, str) or AND in prompt else [prompt]
         if len(subprompts) == 1:
             return _normalize_subprompt(prompt, options, tags)
         # AND sub-prompts (composable diffusion, Latent Couple, comfyui-prompt-control) are encoded
