@@ -498,9 +498,9 @@ AND = "AND"
 
 
 def _and_subprompts(text: str) -> list[str]:
-    """The text between the ANDs that stand alone (as a BREAK does) outside brackets of any kind: A1111's
-    composable diffusion and the prompt nodes that read it. Linear: the brackets and ANDs are found by
-    str.split and walked once, in order."""
+    """The text between the ANDs that stand alone outside parentheses, by BREAK's rule (A1111's
+    composable diffusion and the prompt nodes that read it): the parentheses are the weight syntax
+    _scan finds, so an emoticon's or an escaped one hides nothing. Only text that holds an AND is scanned."""
     if AND not in text:
         return [text]
     masked = _ESCAPE.sub("\0\0", text) if "\\" in text else text
@@ -509,13 +509,12 @@ def _and_subprompts(text: str) -> list[str]:
             if (pos == 0 or _is_break_edge(text[pos - 1])) and (pos + 3 == end or _is_break_edge(text[pos + 3]))]
     if not ands:
         return [text]
-    marks = sorted([*((pos, 1) for c in "([{" for pos in _positions(masked, c)),
-                    *((pos, -1) for c in ")]}" for pos in _positions(masked, c)),
+    marks = sorted([*((pos, 1 if kind == "(" else -1) for pos, kind in _scan(text)[0] if kind != "B"),
                     *((pos, 0) for pos in ands)])
     parts, start, depth = [], 0, 0
     for pos, step in marks:
         if step:
-            depth = max(0, depth + step)  # a stray closer is text, as ComfyUI reads it
+            depth += step
         elif depth == 0:
             parts.append(text[start:pos])
             start = pos + len(AND)

@@ -428,6 +428,8 @@ REAL_PROMPT_CASES = [
      "by wlop, masterpiece BREAK 1girl AND by kantoku BREAK 1boy"),
     ("1girl, smile AND 1girl, smile", preset_options("anima", NormalizeOptions()), "1girl, smile AND 1girl, smile"),
     ("a cat and a dog, ANDROID, (a AND b)", NormalizeOptions(), "a cat and a dog, ANDROID, (a AND b)"),
+    # an emoticon's parenthesis is text, as the parser reads it, and does not hide the AND after it
+    ("1girl, smile, >:( AND 1boy, smile", NormalizeOptions(), "1girl, smile, >:\\( AND 1boy, smile"),
     # a doubled group is emphasis: no emoticon or Danbooru qualifier is written `((…))`
     ("1girl, ((b&w)), blurry", NormalizeOptions(), "1girl, ((b&w)), blurry"),
     ("1girl, white ((unbuttoned shirt)), smile", NormalizeOptions(), "1girl, white ((unbuttoned shirt)), smile"),
