@@ -98,7 +98,7 @@ def too_many_chunks(chunks: int, tokens: int, segments: int) -> PromptTooLarge:
             "emoji, often costs CLIP 2 or 3 tokens).")
     return PromptTooLarge(
         f"FlowAnime: this prompt would make more than {chunks} CLIP chunks ({segments} BREAK segments, {tokens} "
-        f"tokens), where CLIPTextEncode makes {math.ceil(tokens / CHUNK_LENGTH)} for the same tokens. The limit is "
+        f"tokens), where CLIPTextEncode makes {stock} for the same tokens. The limit is "
         f"{chunk_cap(tokens)}: {CHUNK_CAP_FLOOR} or twice CLIPTextEncode's count, whichever is larger, at most "
         f"{MAX_CHUNKS}. Each BREAK starts a chunk: use fewer BREAKs (empty ones cost nothing) or a shorter prompt."
     )

@@ -27,6 +27,13 @@ GENERATED_MARK = "<!-- Below: written by scripts/build_node_docs.py from the nod
 _MARKDOWN_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_|<>[]#"})
 
 
+def declared(name: str) -> ast.Dict:
+    """The dict literal __init__.py assigns to `name` (NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS)."""
+    tree = ast.parse((PACK_ROOT / "__init__.py").read_text(encoding="utf-8"))
+    return next(node.value for node in tree.body if isinstance(node, ast.Assign)
+                and any(getattr(t, "id", None) == name for t in node.targets))
+
+
 def node_classes() -> dict[str, type]:
     """NODE_CLASS_MAPPINGS as __init__.py declares it, without running __init__.py (it registers samplers)."""
     if "flowanime" not in sys.modules:
@@ -36,8 +43,7 @@ def node_classes() -> dict[str, type]:
     tree = ast.parse((PACK_ROOT / "__init__.py").read_text(encoding="utf-8"))
     modules = {alias.asname or alias.name: node.module for node in tree.body if isinstance(node, ast.ImportFrom)
                for alias in node.names}
-    mapping = next(node.value for node in tree.body if isinstance(node, ast.Assign)
-                   and any(getattr(t, "id", None) == "NODE_CLASS_MAPPINGS" for t in node.targets))
+    mapping = declared("NODE_CLASS_MAPPINGS")
     classes = {}
     for key, value in zip(mapping.keys, mapping.values):
         module = importlib.import_module("flowanime" + "." + modules[value.id].lstrip("."))

@@ -24,9 +24,7 @@ NODES = BUILDER.node_classes()
 
 
 def display_names() -> dict:
-    tree = ast.parse((PACK_ROOT / "__init__.py").read_text(encoding="utf-8"))
-    assignment = next(n for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "NODE_DISPLAY_NAME_MAPPINGS")
-    return ast.literal_eval(assignment.value)
+    return ast.literal_eval(BUILDER.declared("NODE_DISPLAY_NAME_MAPPINGS"))
 
 
 def test_every_node_has_a_page_and_no_page_is_left_over():
