@@ -260,6 +260,56 @@ def _wide_commas_as_commas(text: str) -> str:
     return "".join(chars)
 
 
+# `（long hair：1.2）`: a weighted group with its colon, number or closing parenthesis typed in full width
+# (an IME left on), where ComfyUI reads no weight. [^()（）]* stops at the next parenthesis: each is
+# scanned once. An escaped `\(` is text.
+_FULL_WIDTH_SYNTAX = re.compile("[\uff08\uff09\uff1a\uff0e\uff10-\uff19]")
+_TYPED_WEIGHT = re.compile(r"(?<!\\)[(\uff08]([^()\uff08\uff09]*)([:\uff1a])[\s_]*([0-9\uff10-\uff19.\uff0e+-]+)[\s_]*([)\uff09])")
+
+
+def _typed_weight(m: re.Match) -> str:
+    inner, colon, number, closing = m.groups()
+    if (colon + number + closing).isascii():  # `（初:1.1)`: the weight ours (or ComfyUI's) already
+        return m.group()
+    number = unicodedata.normalize("NFKC", number)  # `１．２` -> `1.2`
+    if not inner.strip() or not _is_number(number) or float(number) > MAX_WRITTEN_WEIGHT:
+        return m.group()  # `（午後：1999）`: a time or a title's number, not a weight
+    return f"({inner}:{number})"
+
+
+_TYPED_GROUP = re.compile(r"(?<!\\)[(\uff08]([^()\uff08\uff09,]*)[)\uff09]")  # within one comma item
+_ITEM_EDGES = frozenset(",\uff0c\u3001")  # the wide ones where they stay (between CJK words)
+
+
+def _typed_group(m: re.Match) -> str:
+    whole, inner = m.group(), m.group(1)
+    if whole.isascii() or not any(c.isalnum() for c in inner) or inner[-1] == "\\":  # `（a\)`: `)` escaped
+        return whole
+    if (whole[0] == "(") == (whole[-1] == ")"):  # both full width: CJK punctuation, unless a whole item of ASCII text
+        text, start, end = m.string, m.start(), m.end()
+        while start and text[start - 1].isspace():
+            start -= 1
+        while end < len(text) and text[end].isspace():
+            end += 1
+        if not ("".join(inner.split()).isascii() and (not start or text[start - 1] in _ITEM_EDGES)
+                and (end == len(text) or text[end] in _ITEM_EDGES)):
+            return whole
+    return f"({inner})"
+
+
+def _has_typed_syntax(text: str) -> bool:
+    return not text.isascii() and _FULL_WIDTH_SYNTAX.search(text) is not None and _typed_weights_as_weights(text) != text
+
+
+def _typed_weights_as_weights(text: str) -> str:
+    """`（long hair：1.2）` -> `(long hair:1.2)`: the weight syntax typed in full width becomes ASCII; so
+    does a group with one parenthesis of each width, `(2girls）`, and a whole item of ASCII text in
+    full-width parentheses, `, （mutual gaze）,`. Other full-width parentheses (`少女（黒髪）`,
+    `凝视（mutual gaze）`) are CJK punctuation and stay."""
+    text = _TYPED_WEIGHT.sub(_typed_weight, text)
+    return _TYPED_GROUP.sub(_typed_group, text) if "\uff08" in text or "\uff09" in text else text
+
+
 def _unescape(text: str) -> str:
     return text.replace("\\(", "(").replace("\\)", ")")
 
@@ -380,12 +430,19 @@ def _is_emoticon(piece: str) -> bool:
 
 
 def _is_bracketed_quality(low: str) -> bool:
-    """`{{masterpiece}}`, `[best quality]`: a quality tag in NovelAI's emphasis braces or A1111's
-    de-emphasis brackets, as many opening as closing."""
+    """`{{masterpiece}}`, `[best quality]`, `{masterpiece, best_quality:1.2}`: quality tags in NovelAI's
+    emphasis braces or A1111's de-emphasis brackets, as many opening as closing; in a list, every item
+    one (`{masterpiece, 1girl}` and a choice `{masterpiece|best quality}` are not)."""
     inner = low.lstrip("[{")
     opened = len(low) - len(inner)
     stripped = inner.rstrip("]}")
-    return 0 < opened == len(inner) - len(stripped) and _is_quality_lower(stripped.strip())
+    if not 0 < opened == len(inner) - len(stripped):
+        return False
+    if "," not in stripped:
+        return _is_quality_lower(stripped.strip())
+    pieces = [_without_weight(" ".join(piece.split())) for piece in stripped.split(",")]
+    return any(pieces) and all(_is_quality_lower(piece) or _is_quality_lower(piece.replace("_", " "))
+                               for piece in pieces if piece)
 
 
 def _without_weight(text: str) -> str:
@@ -987,6 +1044,10 @@ class _Normalizer:
         report, opts = self.report, self.opts
         key = _unescape(tag).lower() if "\\" in tag else tag.lower()
         info = self.tag_info(key)
+        if info is None and "\u2019" in key:  # `jeanne d’arc (fate)`, as a word processor types the apostrophe
+            info = self.tag_info(key.replace("\u2019", "'"))
+            if info is not None:
+                tag = tag.replace("\u2019", "'")
         if info is None:
             canonical = self.alias_of(key)
             if canonical is not None:
@@ -1122,10 +1183,14 @@ def _render(item: _Item) -> str:
                 weight = ":1.1"
             out.append("(")
             parts: list = [(weight + ")", False)]
+            if len(children) > 1 and children[-1][0] is not None and _is_emoticon(f"{children[-1][0]}{weight})"):
+                parts.append((", ", False))  # `(a, :, )`: tidied to `(a, :)`, it would end in a face next time
             for n, child in enumerate(reversed(children)):
                 if n:
                     parts.append((", ", False))
                 parts.append((child, len(children) == 1))
+            if len(children) > 1 and children[0][0] is not None and _is_emoticon(f"({children[0][0]}"):
+                parts.append((", ", False))  # `(, :, a)` likewise: `(:, a)` opens with a face
             stack.extend(parts)
     return "".join(out)
 
@@ -1227,8 +1292,10 @@ def _normalize_subprompt(prompt: str, options: NormalizeOptions, tags) -> tuple[
     # them (`Night city, 1girl, rain falls. Neon lights`): run again on the output until nothing
     # more joins, so that normalising the result changes nothing. Each pass that changes the text
     # joined pieces (an order of the same items is kept), so few passes are ever needed.
+    # Likewise where the output has full-width syntax that the first pass did not read (its tidying can
+    # close `（a，）` into a group): each pass turns some into ASCII and none back, so few are needed.
     for _ in range(MAX_ORDER_PASSES):
-        if not (sentence_ends and options.tag_order):
+        if not ((sentence_ends and options.tag_order) or _has_typed_syntax(text)):
             break
         again, _, sentence_ends = _normalize_with_report(text, options, tags)
         if again == text:
@@ -1244,6 +1311,8 @@ def _normalize_with_report(prompt: str, options: NormalizeOptions, tags) -> tupl
     text, printable = _clean(prompt)
     if _WIDE_COMMA.search(text):  # first: a line break decides by the commas before it
         text = _wide_commas_as_commas(text)
+    if not text.isascii() and _FULL_WIDTH_SYNTAX.search(text):
+        text = _typed_weights_as_weights(text)
     if not printable:
         text = _line_breaks_as_commas(text)
     report = TagReport(source=tags.source, size=len(tags)) if tags is not None else TagReport()

@@ -145,9 +145,9 @@ def test_a_tag_line_after_a_sentence_line_is_not_part_of_the_sentence(prompt, ex
     ("\u5c11\u5973\uff0c\u957f\u53d1\u3002", "\u5c11\u5973\uff0c\u957f\u53d1\u3002"),
     # a Japanese keyboard's space (U+3000) beside the comma is a space (a review found it read as a CJK word)
     ("long_hair\u3000\uff0c\u3000blue_eyes", "long hair, blue eyes"),
-    # full-width brackets and letters are not words of a CJK language
-    ("\uff08masterpiece\uff09\uff0c\uff08long_hair\uff09\uff0csmile",
-     "\uff08masterpiece\uff09, \uff08long hair\uff09, smile"),
+    # full-width brackets and letters are not words of a CJK language (and a whole item of ASCII text in
+    # full-width parentheses is emphasis, as an IME left on types it)
+    ("\uff08masterpiece\uff09\uff0c\uff08long_hair\uff09\uff0csmile", "(masterpiece), (long hair), smile"),
     ("\uff4c\uff4f\uff4e\uff47\uff3f\uff48\uff41\uff49\uff52\uff0c\uff42\uff4c\uff55\uff45",
      "\uff4c\uff4f\uff4e\uff47\uff3f\uff48\uff41\uff49\uff52, \uff42\uff4c\uff55\uff45"),
 ])
@@ -330,6 +330,18 @@ def test_idempotent_with_sentence_pieces_under_every_preset(pieces, preset):
 def test_idempotent_on_arbitrary_text(text, opts):
     once = normalize(text, opts)
     assert normalize(once, opts) == once
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("(,:,a)", "(, :, a)"), ("(a,:,)", "(a, :, )"), ("(,;,b,^,)", "(, ;, b, ^, )"),
+    ("(, :d, a)", "(:d, a)"), ("(:, a)", "\\(:, a\\)"),
+])
+def test_a_group_whose_tidied_edge_would_read_as_a_face_keeps_its_blank_item(text, expected):
+    """`(,:,a)` tidied to `(:, a)` would open with the face `(:` next time, its parentheses then text
+    (a fuzz run found it): the blank item stays, so a second run reads the same group."""
+    once = normalize(text, NormalizeOptions())
+    assert once == expected
+    assert normalize(once, NormalizeOptions()) == once
 
 
 @settings(max_examples=1000, deadline=None)

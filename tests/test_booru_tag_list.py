@@ -457,3 +457,37 @@ REAL_PROMPT_CASES = [
 def test_real_prompts_an_earlier_version_misread(tags, prompt, options, expected):
     assert normalize(prompt, options, tags) == expected
     assert normalize(expected, options, tags) == expected
+
+
+# What CJK keyboards and word processors type, read as the ASCII syntax and spelling they stand for.
+TYPED_VARIANT_CASES = [
+    # a weight in full-width parentheses, colon or digits (an IME left on): ComfyUI reads no weight there
+    ("\uff08long hair\uff1a1.2\uff09, 1girl", NormalizeOptions(), "(long hair:1.2), 1girl"),
+    ("1girl, (smile\uff1a\uff11\uff0e\uff13)", NormalizeOptions(), "1girl, (smile:1.3)"),
+    ("(\u9ed2\u9aea\uff1a0.8), \u5c11\u5973", NormalizeOptions(), "(\u9ed2\u9aea:0.8), \u5c11\u5973"),
+    # a group with one parenthesis of each width, and a whole item of ASCII text in full-width ones
+    ("(2girls\uff09, \uff08mutual gaze\uff09, smile", NormalizeOptions(), "(2girls), (mutual gaze), smile"),
+    # not a weight: CJK prose in full-width parentheses, a title's number, an unclosed group
+    ("\u5c11\u5973\uff08\u9ed2\u9aea\uff09\u304c\u7acb\u3064", NormalizeOptions(),
+     "\u5c11\u5973\uff08\u9ed2\u9aea\uff09\u304c\u7acb\u3064"),
+    ("\u6642\u523b\uff08\u5348\u5f8c\uff1a1999\uff09", NormalizeOptions(), "\u6642\u523b\uff08\u5348\u5f8c\uff1a1999\uff09"),
+    ("\uff08long hair\uff1a1.2, 1girl", NormalizeOptions(), "\uff08long hair\uff1a1.2, 1girl"),
+    ("\u51dd\u89c6\uff08mutual gaze\uff09, \uff08\u9ed2\u9aea\uff09", NormalizeOptions(),
+     "\u51dd\u89c6\uff08mutual gaze\uff09, \uff08\u9ed2\u9aea\uff09"),
+    # a list of quality tags in NovelAI's braces or A1111's brackets (linked text) is dropped whole
+    ("{masterpiece, best quality}, 1girl, [worst_quality, score_9:1.2], solo", NormalizeOptions(drop_quality_tags=True),
+     "1girl, solo"),
+    ("{masterpiece, 1girl}, {masterpiece|best quality}, [masterpiece:best quality:0.5]",
+     NormalizeOptions(drop_quality_tags=True), "{masterpiece, 1girl}, {masterpiece|best quality}, [masterpiece:best quality:0.5]"),
+    # a typographic apostrophe in a tag the list knows with a straight one
+    ("1girl, jeanne d\u2019arc (fate), smile", NormalizeOptions(), "1girl, jeanne d'arc \\(fate\\), smile"),
+    ("jeanne_d\u2019arc_(fate), 1girl", NormalizeOptions(), "jeanne d'arc \\(fate\\), 1girl"),
+    # prose keeps its apostrophes
+    ("A girl\u2019s smile lights the room.", NormalizeOptions(), "A girl\u2019s smile lights the room."),
+]
+
+
+@pytest.mark.parametrize("prompt, options, expected", TYPED_VARIANT_CASES)
+def test_typed_variants_of_weights_quality_lists_and_apostrophes(tags, prompt, options, expected):
+    assert normalize(prompt, options, tags) == expected
+    assert normalize(expected, options, tags) == expected

@@ -80,6 +80,10 @@ HOSTILE = {
     "line breaks in a group": lambda n: "(" + "a\n" * n + ":1.2)",
     "wide commas and spaces": lambda n: "a \uff0c " * n + "\u3001" * n + " " * n + "\uff0c",
     "wide commas in CJK prose": lambda n: "\u5c11\u5973\uff0c" * n,
+    "full-width weight digits": lambda n: "\uff08a\uff1a" + "\uff11" * n + "x\uff09",
+    "full-width weight colons": lambda n: "\uff08a" + "\uff1a1" * n + "x\uff09",
+    "full-width opens": lambda n: "\uff08" * n + "a\uff1a1.2\uff09",
+    "quality lists in braces": lambda n: "{" + "masterpiece, " * n + "best quality}",
 }
 
 
