@@ -30,7 +30,7 @@ class EmptyLatentForModel:
                                                "Anima) and which sizes are allowed."}),
                 "preset": (list(PRESETS), {"default": DEFAULT_PRESET,
                                            "tooltip": "Sizes the model cards recommend (about 1 MP; 768x1024 for "
-                                                      "nai-v2-fm, 512x768 for SD1.5); custom uses width and height."}),
+                                                      "nai-v2-fm; 512x768, a common SD1.5 size); custom uses width and height."}),
                 "width": ("INT", {"default": PRESETS[DEFAULT_PRESET][0], "min": SIDE_RANGE[0], "max": SIDE_RANGE[1],
                                   "step": 8, "tooltip": "Used only when preset is custom."}),
                 "height": ("INT", {"default": PRESETS[DEFAULT_PRESET][1], "min": SIDE_RANGE[0], "max": SIDE_RANGE[1],

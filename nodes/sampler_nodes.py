@@ -48,29 +48,31 @@ class SamplerRungeKuttaODE:
                                "one call per step; made for flow models, best on the beta scheduler in our "
                                "benchmark) and exp_singlestep (DPM-Solver-3's single-step "
                                "exponential integrator, 3 calls per step, no history: the fewest calls on few "
-                               "steps where the last stretch down to sigma 0 bends, e.g. linear_quadratic or "
-                               "simple at 2-4 steps).",
+                               "steps where the last stretch down to sigma 0 bends; at 2-4 steps use "
+                               "linear_quadratic, whose short first step keeps each image on its subject).",
                 }),
                 "log10_rtol": ("FLOAT", {
                     "default": -2.5, "min": -12.0, "max": 0.0, "step": 0.1,
                     "tooltip": "Relative tolerance as a power of ten (adaptive methods). Lower = more accurate, more "
-                               "model calls. -2.5 kept the latent error below what an 8-bit image shows on the benchmark "
+                               "model calls; below about -4.9 (float32 rounding) it is clamped, with a log line. "
+                               "-2.5 kept the latent error below what an 8-bit image shows on the benchmark "
                                "problems (README, which names the exceptions) for adams_pc, flow_adams_pc and dopri5; "
                                "bosh3 needs -3 with log10_atol -4.",
                 }),
                 "log10_atol": ("FLOAT", {
                     "default": -3.5, "min": -12.0, "max": 0.0, "step": 0.1,
-                    "tooltip": "Absolute tolerance as a power of ten (adaptive methods), in latent units.",
+                    "tooltip": "Absolute tolerance as a power of ten (adaptive methods), in latent units; clamped "
+                               "as log10_rtol is.",
                 }),
                 "max_model_calls": ("INT", {
                     "default": 300, "min": 4, "max": 100000,
-                    "tooltip": "Budget of model calls per image (a CFG pair counts once; adaptive methods: a fixed "
-                               "method makes the calls its schedule asks for). When it runs out the image is finished "
+                    "tooltip": "Budget of model calls per image, for the adaptive methods (a fixed-step method makes "
+                               "the calls its schedule asks for); a CFG pair counts once. When it runs out the image is finished "
                                "with one large step and a warning is logged. dopri5 needs at least 7.",
                 }),
                 "sigma_min": ("FLOAT", {
                     "default": 0.001, "min": 0.00001, "max": 0.5, "step": 0.0001, "round": False,
-                    "tooltip": "An adaptive solve stops here (or at the model's own smallest sigma, if larger) and "
+                    "tooltip": "An adaptive solve stops here (eps/v models: no lower than their smallest trained sigma) and "
                                "returns the model's denoised prediction, instead of evaluating at sigma=0; "
                                "exp_singlestep ends its last step here.",
                 }),
@@ -78,8 +80,10 @@ class SamplerRungeKuttaODE:
             "optional": {
                 "ode_form": (list(ODE_FORMS), {
                     "default": "data", "advanced": True,
-                    "tooltip": "data: integrate x/sigma over 1/sigma, where the right-hand side is the denoised "
-                               "prediction (smooth to the end). velocity: dx/dsigma as other ODE packs do.",
+                    "tooltip": "The Runge-Kutta methods' variable (adams_pc, flow_adams_pc, the multistep and singlestep "
+                               "methods have their own). data: integrate x/sigma over 1/sigma, where the right-hand "
+                               "side is the denoised prediction (smooth to the end). velocity: dx/dsigma as other "
+                               "ODE packs do.",
                 }),
                 "order": (list(ORDER_CHOICES), {
                     "default": "default", "advanced": True,

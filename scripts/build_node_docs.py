@@ -56,9 +56,14 @@ def _cell(text) -> str:
 
 
 def _number(value) -> str:
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-        return str(int(value)) if abs(value) >= 1 or value == 0 else repr(value)
-    return repr(value) if isinstance(value, float) else str(value)
+    """As a reader writes it: `0.00001`, not Python's `1e-05`; `2^64 - 1`, not twenty digits."""
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return format(value, ".15f").rstrip("0").rstrip(".") if abs(value) >= 1e-9 else repr(value)
+    if value >= 2**32 and (value + 1) & value == 0:  # the seed's 0xffffffffffffffff
+        return f"2^{value.bit_length()} - 1"
+    return str(value)
 
 
 def _setting(kind, options: dict, optional: bool) -> str:

@@ -79,3 +79,24 @@ def test_markdown_in_a_tooltip_reads_as_written():
     part = BUILDER.generated_part(Node)
     assert r"{a\|b} picks one; s\*t / (1 + (s-1)\*t); log10\_rtol \<x\>" in part
     assert [len(cells(r)) for r in part.splitlines() if r.startswith("| `")] == [4, 3]
+
+
+def test_ranges_read_as_a_person_writes_them():
+    """Python's `1e-05` and the seed's twenty digits are what repr gives, not what a reader expects."""
+    class Node:
+        RETURN_TYPES = ("INT",)
+        OUTPUT_TOOLTIPS = ("n",)
+
+        @classmethod
+        def INPUT_TYPES(cls):
+            return {"required": {
+                "floor": ("FLOAT", {"default": 0.001, "min": 1e-05, "max": 0.5, "tooltip": "f"}),
+                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "tooltip": "s"}),
+                "steps": ("INT", {"default": 48, "min": 1, "max": 10000, "tooltip": "t"}),
+                "shift": ("FLOAT", {"default": 3.0, "min": 0.0, "max": 100.0, "tooltip": "h"})}}
+
+    part = BUILDER.generated_part(Node)
+    assert "`0.001` (0.00001 to 0.5)" in part
+    assert "`0` (0 to 2^64 - 1)" in part
+    assert "`48` (1 to 10000)" in part and "`3` (0 to 100)" in part
+    assert not re.search(r"\de-\d|\d{12}", part)
