@@ -297,6 +297,28 @@ def _typed_group(m: re.Match) -> str:
     return f"({inner})"
 
 
+_UNESCAPED_BRACKET = re.compile(r"(?<!\\)[\[\]{}()]")
+_OPENING = {"]": "[", "}": "{", ")": "("}
+
+
+def _may_regroup(text: str, options: NormalizeOptions) -> bool:
+    """Whether moving items may have changed how the output's brackets pair: items moved and a bracket
+    is left unpaired (`)[1girl` moved before `]: BREAK [` pairs anew next time)."""
+    moves = options.tag_order or options.remove_break or options.style_chunk or options.artists_to_own_chunk
+    if not moves:
+        return False
+    depth = {"[": 0, "{": 0, "(": 0}
+    for bracket in _UNESCAPED_BRACKET.findall(text):
+        if bracket in depth:
+            depth[bracket] += 1
+        else:
+            opening = _OPENING[bracket]
+            if not depth[opening]:
+                return True
+            depth[opening] -= 1
+    return any(depth.values())
+
+
 def _has_typed_syntax(text: str) -> bool:
     return not text.isascii() and _FULL_WIDTH_SYNTAX.search(text) is not None and _typed_weights_as_weights(text) != text
 
@@ -634,22 +656,27 @@ def _scan(text: str) -> tuple[list[tuple[int, str]], list[int]]:
 def _outside_brackets(masked: str, commas: list[int]) -> list[int]:
     """The commas outside matched `[...]` and `{...}`: A1111's prompt editing `[a, b:c, d:0.5]` and
     alternation, NovelAI's emphasis and Dynamic Prompts' `{a, b|c}` hold whole lists that a later node
-    reads, so they are one item (kept as written). Linear: one pass over the brackets."""
+    reads, so they are one item (kept as written). An unmatched bracket is text (`{a, [b, c]`: the
+    `[b, c]` is one item still). Linear: one pass over the brackets, one over the pairs."""
     marks = sorted([*zip(_positions(masked, "["), repeat("[")), *zip(_positions(masked, "]"), repeat("]")),
                     *zip(_positions(masked, "{"), repeat("{")), *zip(_positions(masked, "}"), repeat("}"))])
     stacks: dict = {"[": [], "{": []}
-    spans, region = [], 0  # region: where the brackets open now first opened
+    pairs = []
     for pos, kind in marks:
         if kind in stacks:
-            if not stacks["["] and not stacks["{"]:
-                region = pos
             stacks[kind].append(pos)
         else:
             opened = stacks["[" if kind == "]" else "{"]
             if opened:
-                opened.pop()
-                if not stacks["["] and not stacks["{"]:  # all closed: one span, inner and crossing pairs included
-                    spans.append((region, pos))
+                pairs.append((opened.pop(), pos))
+    pairs.sort()
+    spans: list = []  # the matched pairs' extents merged: inner and crossing pairs are one span
+    for opening, closing in pairs:
+        if spans and opening < spans[-1][1]:
+            if closing > spans[-1][1]:
+                spans[-1] = (spans[-1][0], closing)
+        else:
+            spans.append((opening, closing))
     if not spans:
         return commas
     kept, index = [], 0
@@ -1038,6 +1065,8 @@ class _Normalizer:
         if not name:
             return as_written
         prefix = self.opts.artist_prefix
+        if prefix == "by " and name.lower().split(" ", 1)[0] in _NOT_NAMES:
+            return as_written  # `@a`, `@the band`: `by a` would read as a place (`by a river`) next time
         return as_written if not prefix else prefix + name
 
     def look_up(self, tag: str, category: str, position: int) -> tuple[str, str]:
@@ -1183,7 +1212,10 @@ def _render(item: _Item) -> str:
                 weight = ":1.1"
             out.append("(")
             parts: list = [(weight + ")", False)]
-            if len(children) > 1 and children[-1][0] is not None and _is_emoticon(f"{children[-1][0]}{weight})"):
+            last = children[-1][0] if children else None
+            if not weight and last is not None and last[-1:] == "\\" and (len(last) - len(last.rstrip("\\"))) % 2:
+                parts.append(("\\", False))  # `(a, b\_)`: a lone backslash before the `)` would escape it
+            elif len(children) > 1 and last is not None and _is_emoticon(f"{last}{weight})"):
                 parts.append((", ", False))  # `(a, :, )`: tidied to `(a, :)`, it would end in a face next time
             for n, child in enumerate(reversed(children)):
                 if n:
@@ -1295,7 +1327,7 @@ def _normalize_subprompt(prompt: str, options: NormalizeOptions, tags) -> tuple[
     # Likewise where the output has full-width syntax that the first pass did not read (its tidying can
     # close `（a，）` into a group): each pass turns some into ASCII and none back, so few are needed.
     for _ in range(MAX_ORDER_PASSES):
-        if not ((sentence_ends and options.tag_order) or _has_typed_syntax(text)):
+        if not ((sentence_ends and options.tag_order) or _has_typed_syntax(text) or _may_regroup(text, options)):
             break
         again, _, sentence_ends = _normalize_with_report(text, options, tags)
         if again == text:

@@ -332,6 +332,35 @@ def test_idempotent_on_arbitrary_text(text, opts):
     assert normalize(once, opts) == once
 
 
+@pytest.mark.parametrize("preset", ["rouwei", "nai-v2-fm", "anima"])
+@pytest.mark.parametrize("text", [
+    "smile, [1girl, by wlop], masterpiece, {a", "{masterpiece,  },} ][[b(", "{masterpiece, (){:^[[}:[){,}",
+    ")[1girl\nyear 2024]: BREAK [", "[1girl, masterpiece, by wlop, smile", "@a, b, @", "(a, b\\_ )",
+])
+def test_unpaired_brackets_and_moved_items_normalise_once(text, preset):
+    """A preset moves items; where a bracket is left unpaired, the moved items can pair it anew on the
+    next run (fuzz runs found these): the normaliser runs again until nothing changes."""
+    options = preset_options(preset, NormalizeOptions(artists_to_own_chunk=True))
+    once = normalize(text, options)
+    assert normalize(once, options) == once
+
+
+def test_a_matched_bracket_after_an_unmatched_one_is_still_one_item():
+    """`{a, [b, c]`: the `{` is text, the `[b, c]` one item (A1111's prompt editing), not two."""
+    anima = preset_options("anima", NormalizeOptions())
+    assert normalize("{a, [1girl, by wlop], smile", anima) == "{a, smile, [1girl, by wlop]"
+    assert normalize("[[1girl, by wlop], smile", anima) == "smile, [[1girl, by wlop]"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="ab (),:;^{}[]|@_", max_size=30), st.sampled_from(["custom", "nekofantasia", "rouwei",
+                                                                          "nai-v2-fm", "anima"]))
+def test_idempotent_on_bracket_fragments_under_every_preset(text, preset):
+    options = preset_options(preset, NormalizeOptions(artists_to_own_chunk=True))
+    once = normalize(text, options)
+    assert normalize(once, options) == once
+
+
 @pytest.mark.parametrize("text, expected", [
     ("(,:,a)", "(, :, a)"), ("(a,:,)", "(a, :, )"), ("(,;,b,^,)", "(, ;, b, ^, )"),
     ("(, :d, a)", "(:d, a)"), ("(:, a)", "\\(:, a\\)"),
