@@ -297,28 +297,6 @@ def _typed_group(m: re.Match) -> str:
     return f"({inner})"
 
 
-_UNESCAPED_BRACKET = re.compile(r"(?<!\\)[\[\]{}()]")
-_OPENING = {"]": "[", "}": "{", ")": "("}
-
-
-def _may_regroup(text: str, options: NormalizeOptions) -> bool:
-    """Whether moving items may have changed how the output's brackets pair: items moved and a bracket
-    is left unpaired (`)[1girl` moved before `]: BREAK [` pairs anew next time)."""
-    moves = options.tag_order or options.remove_break or options.style_chunk or options.artists_to_own_chunk
-    if not moves:
-        return False
-    depth = {"[": 0, "{": 0, "(": 0}
-    for bracket in _UNESCAPED_BRACKET.findall(text):
-        if bracket in depth:
-            depth[bracket] += 1
-        else:
-            opening = _OPENING[bracket]
-            if not depth[opening]:
-                return True
-            depth[opening] -= 1
-    return any(depth.values())
-
-
 def _has_typed_syntax(text: str) -> bool:
     return not text.isascii() and _FULL_WIDTH_SYNTAX.search(text) is not None and _typed_weights_as_weights(text) != text
 
@@ -1325,7 +1303,8 @@ def _normalize_subprompt(prompt: str, options: NormalizeOptions, tags) -> tuple[
     # more joins, so that normalising the result changes nothing. Each pass that changes the text
     # joined pieces (an order of the same items is kept), so few passes are ever needed.
     # Likewise where the output has full-width syntax that the first pass did not read (its tidying can
-    # close `（a，）` into a group): each pass turns some into ASCII and none back, so few are needed.
+    # close `（a，）` into a group): each pass turns some into ASCII and none back; and where the preset
+    # moved items past a bracket left unpaired, which they may pair anew.
     for _ in range(MAX_ORDER_PASSES):
         if not ((sentence_ends and options.tag_order) or _has_typed_syntax(text) or _may_regroup(text, options)):
             break
@@ -1337,6 +1316,28 @@ def _normalize_subprompt(prompt: str, options: NormalizeOptions, tags) -> tuple[
 
 
 MAX_ORDER_PASSES = 8
+
+
+_UNESCAPED_BRACKET = re.compile(r"(?<!\\)[\[\]{}()]")
+_OPENING = {"]": "[", "}": "{", ")": "("}
+
+
+def _may_regroup(text: str, options: NormalizeOptions) -> bool:
+    """Whether moving items may have changed how the output's brackets pair: items moved and a bracket
+    is left unpaired (`)[1girl` moved before `]: BREAK [` pairs anew next time)."""
+    moves = options.tag_order or options.remove_break or options.style_chunk or options.artists_to_own_chunk
+    if not moves:
+        return False
+    depth = {"[": 0, "{": 0, "(": 0}
+    for bracket in _UNESCAPED_BRACKET.findall(text):
+        if bracket in depth:
+            depth[bracket] += 1
+        else:
+            opening = _OPENING[bracket]
+            if not depth[opening]:
+                return True
+            depth[opening] -= 1
+    return any(depth.values())
 
 
 def _normalize_with_report(prompt: str, options: NormalizeOptions, tags) -> tuple[str, TagReport, bool]:
