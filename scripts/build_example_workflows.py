@@ -358,7 +358,7 @@ def nekofantasia_calibrated(g):
 def nai_v2_fm(g):
     ckpt = g.add("CheckpointLoaderSimple", 0, TOP, {"ckpt_name": "naiV2FmAlpha_v10.safetensors"})
     flow = g.add(kit.PATCH, 1, MODEL_Y, {"shift": 3.5}, model=(ckpt, 0))
-    pos, neg = encode_pair(g, (ckpt, 1), NAI_PROMPT, NAI_NEGATIVE, {})
+    pos, neg = encode_pair(g, (ckpt, 1), NAI_PROMPT, NAI_NEGATIVE, {"preset": "nai-v2-fm"})
     latent = g.add("FlowAnimeEmptyLatentForModel", 2, LATENT_Y, {"preset": "768x1024 (3:4, nai-v2-fm)"}, model=(flow, 0))
     sample_decode_save(g, (flow, 0), pos, neg, latent, (ckpt, 2), "nai-v2-fm", steps=48, cfg=6.0,
                        sampler_name="euler", scheduler="simple")
@@ -379,7 +379,8 @@ def rouwei(g):
                                     "normalizer's rouwei preset puts them, with the quality tags, in a first chunk "
                                     "before a BREAK (the card's example), the encoder starts a chunk there. Card "
                                     "recipe for v-pred: v_prediction + zsnr, Euler a, 20-28 steps, CFG 3-5, ~1 MP "
-                                    "with sides divisible by 32."})
+                                    "with sides divisible by 32. The epsilon version: bypass ModelSamplingDiscrete "
+                                    "(Ctrl+B) and set CFG 7 (card: 4-9)."})
 
 
 def rdbt_anima(g):
@@ -399,7 +400,8 @@ def rdbt_anima(g):
                        sampler_name="er_sde", scheduler="simple")
     g.add("Note", 0, None, {"text": "RDBT on Anima: guidance-distilled, so CFG 1 (one model pass per step). v0.35 has no "
                                     "step distillation: 30 steps (24 was the advice for v0.32.b). It has no style of its "
-                                    "own: stack style LoRAs, or write a specific @artist; the @ category triggers "
+                                    "own: stack style LoRAs (the two loaders name placeholder files: pick yours, or "
+                                    "bypass them with Ctrl+B), or write a specific @artist; the @ category triggers "
                                     "(@digital anime illustration, ...) are not a style. Natural-language captions, as it "
                                     "was trained on. Anima feeds its "
                                     "network sigma itself: the FlowAnime patch uses multiplier 1. Needs a ComfyUI with "
