@@ -260,54 +260,102 @@ def _wide_commas_as_commas(text: str) -> str:
     return "".join(chars)
 
 
-# `（long hair：1.2）`: a weighted group with its colon, number or closing parenthesis typed in full width
-# (an IME left on), where ComfyUI reads no weight. [^()（）]* stops at the next parenthesis: each is
-# scanned once. An escaped `\(` is text.
+# Weight syntax typed with a CJK input method left on: `（long hair：1.2）`, `(smile:１．３)`, `（（masterpiece））`.
+# ComfyUI reads no weight or emphasis in full-width parentheses, colons or digits.
 _FULL_WIDTH_SYNTAX = re.compile("[\uff08\uff09\uff1a\uff0e\uff10-\uff19]")
-_TYPED_WEIGHT = re.compile(r"(?<!\\)[(\uff08]([^()\uff08\uff09]*)([:\uff1a])[\s_]*([0-9\uff10-\uff19.\uff0e+-]+)[\s_]*([)\uff09])")
+_PARENTHESES = re.compile("(?<!\\\\)[()\uff08\uff09]")
+_MAYBE_CJK = re.compile("[\u2e80-\uff00\uff5f-\U0010ffff]")  # _is_cjk_word_character decides
+_TYPED_NUMBER_CHARS = frozenset("0123456789.+-\uff0e" + "".join(map(chr, range(0xFF10, 0xFF1A))))
+_TYPED_TO_ASCII = {0xFF1A: ":", 0xFF0E: ".", 0x3000: " ", **{0xFF10 + d: str(d) for d in range(10)}}
+# The largest weight typed in full width that is taken for one: above it `（16：9）`, `（年龄：5）` are a
+# ratio and an age (written weights stay within 0.5-2; ASCII ones are read up to MAX_WRITTEN_WEIGHT).
+MAX_TYPED_WEIGHT = 3.0
 
 
-def _typed_weight(m: re.Match) -> str:
-    inner, colon, number, closing = m.groups()
-    if (colon + number + closing).isascii():  # `（初:1.1)`: the weight ours (or ComfyUI's) already
-        return m.group()
-    number = unicodedata.normalize("NFKC", number)  # `１．２` -> `1.2`
-    if not inner.strip() or not _is_number(number) or float(number) > MAX_WRITTEN_WEIGHT:
-        return m.group()  # `（午後：1999）`: a time or a title's number, not a weight
-    return f"({inner}:{number})"
+def _group_tail(text: str, opening: int, closing: int):
+    """The weight that ends the group text[opening:closing + 1]: (colon position, ASCII weight) when it
+    reads as one (0 to MAX_TYPED_WEIGHT, after a letter; `（16：9）` and `（７：００）` are a ratio and a time),
+    False when a colon and a number end it but are no weight, None when none does. Scans back over
+    spaces and digits only."""
+    i = closing
+    while i > opening + 1 and text[i - 1].isspace():
+        i -= 1
+    j = i
+    while j > opening + 1 and text[j - 1] in _TYPED_NUMBER_CHARS:
+        j -= 1
+    k = j
+    while k > opening + 1 and text[k - 1].isspace():
+        k -= 1
+    if j == i or k <= opening + 1 or text[k - 1] not in ":\uff1a":
+        return None
+    number = text[j:i].translate(_TYPED_TO_ASCII)
+    if not _is_number(number) or (number[:1] == "0" and number[1:2].isdigit()):
+        return False
+    if not 0 <= float(number) <= MAX_TYPED_WEIGHT or not any(c.isalpha() for c in text[opening + 1:k - 1]):
+        return False
+    return k - 1, number
 
 
-_TYPED_GROUP = re.compile(r"(?<!\\)[(\uff08]([^()\uff08\uff09,]*)[)\uff09]")  # within one comma item
-_ITEM_EDGES = frozenset(",\uff0c\u3001")  # the wide ones where they stay (between CJK words)
-
-
-def _typed_group(m: re.Match) -> str:
-    whole, inner = m.group(), m.group(1)
-    if whole.isascii() or not any(c.isalnum() for c in inner) or inner[-1] == "\\":  # `（a\)`: `)` escaped
-        return whole
-    if (whole[0] == "(") == (whole[-1] == ")"):  # both full width: CJK punctuation, unless a whole item of ASCII text
-        text, start, end = m.string, m.start(), m.end()
-        while start and text[start - 1].isspace():
-            start -= 1
-        while end < len(text) and text[end].isspace():
-            end += 1
-        if not ("".join(inner.split()).isascii() and (not start or text[start - 1] in _ITEM_EDGES)
-                and (end == len(text) or text[end] in _ITEM_EDGES)):
-            return whole
-    return f"({inner})"
+def _typed_syntax_as_ascii(text: str) -> str:
+    """Parentheses, colons and digits typed in full width that are weight syntax become ASCII:
+    - a group ending in a weight that reads as one, `（黒髪：1.2）`, `(smile：１．３)`;
+    - a group with one parenthesis of each width, `(2girls）`;
+    - a group of ASCII text (full-width punctuation aside) that stands apart from CJK words,
+      `，（mutual gaze），`, `（（masterpiece））`, `（a）（b）`, and every group inside a converted one.
+    Other full-width parentheses are the language's punctuation and stay: `少女（黒髪）`, `凝视（mutual
+    gaze）`, `（16：9）`. One character for one. Linear: parentheses are paired on a stack, CJK words
+    counted by bisection over their positions, and each space between a group and its neighbours read
+    at most twice."""
+    pairs, stack, parent = [], [], {}
+    for m in _PARENTHESES.finditer(text):
+        if m.group() in "(\uff08":
+            parent[m.start()] = stack[-1] if stack else None
+            stack.append(m.start())
+        elif stack:
+            pairs.append((stack.pop(), m.start()))
+    if not pairs:
+        return text
+    pairs.sort()
+    cjk = [m.start() for m in _MAYBE_CJK.finditer(text) if _is_cjk_word_character(m.group())]
+    chars = None
+    converted: dict = {}
+    for opening, closing in pairs:
+        wide = text[opening] == "\uff08" or text[closing] == "\uff09"
+        tail = _group_tail(text, opening, closing)
+        typed_tail = bool(tail) and not text[tail[0]:closing].isascii()
+        if not (wide or typed_tail):
+            converted[opening] = True  # ASCII syntax already: what it holds is read inside a group
+            continue
+        inner = text[opening + 1:closing]
+        if tail is False or not any(c.isalnum() for c in inner):
+            converted[opening] = False
+            continue
+        up = parent.get(opening)
+        convert = bool(tail) or (text[opening] == "(") != (text[closing] == ")")
+        if not convert and bisect_left(cjk, opening) == bisect_left(cjk, closing):  # no CJK word inside
+            if up is not None and converted.get(up):
+                convert = True
+            else:
+                before, after = opening - 1, closing + 1
+                while before >= 0 and text[before].isspace():
+                    before -= 1
+                while after < len(text) and text[after].isspace():
+                    after += 1
+                convert = not ((before >= 0 and _is_cjk_word_character(text[before]))
+                               or (after < len(text) and _is_cjk_word_character(text[after])))
+        converted[opening] = convert
+        if convert:
+            if chars is None:
+                chars = list(text)
+            chars[opening], chars[closing] = "(", ")"
+            if tail:
+                for index in range(tail[0], closing):
+                    chars[index] = chars[index].translate(_TYPED_TO_ASCII)
+    return text if chars is None else "".join(chars)
 
 
 def _has_typed_syntax(text: str) -> bool:
-    return not text.isascii() and _FULL_WIDTH_SYNTAX.search(text) is not None and _typed_weights_as_weights(text) != text
-
-
-def _typed_weights_as_weights(text: str) -> str:
-    """`（long hair：1.2）` -> `(long hair:1.2)`: the weight syntax typed in full width becomes ASCII; so
-    does a group with one parenthesis of each width, `(2girls）`, and a whole item of ASCII text in
-    full-width parentheses, `, （mutual gaze）,`. Other full-width parentheses (`少女（黒髪）`,
-    `凝视（mutual gaze）`) are CJK punctuation and stay."""
-    text = _TYPED_WEIGHT.sub(_typed_weight, text)
-    return _TYPED_GROUP.sub(_typed_group, text) if "\uff08" in text or "\uff09" in text else text
+    return not text.isascii() and _FULL_WIDTH_SYNTAX.search(text) is not None and _typed_syntax_as_ascii(text) != text
 
 
 def _unescape(text: str) -> str:
@@ -995,7 +1043,7 @@ class _Normalizer:
             if opts.drop_quality_tags:
                 return None
             category = QUALITY
-        elif _names_an_artist(low) and not self.names_a_scene(low):
+        elif (_names_an_artist(low) and not self.names_a_scene(low)) or (low.startswith("by ") and self.lists_an_artist(low[3:])):
             prefix_length = 1 if tag[0] == "@" else 3 if low.startswith("by ") else len("artist:")
             tag, category = self.artist(tag[prefix_length:], tag), ARTIST
         else:
@@ -1005,6 +1053,13 @@ class _Normalizer:
         if _is_sentence_collapsed(tag) and not (tags is not None and tag_key(tag) in tags):
             category = TEXT  # as in listed()
         return tag, tag.lower(), category
+
+    def lists_an_artist(self, name: str) -> bool:
+        """`a re`, `the only shoe`: the tag list knows the name as an artist's (`by a re` is no place)."""
+        if self.tags is None:
+            return False
+        info = self.tag_info(tag_key(name))
+        return info is not None and info.category == 1
 
     def names_a_scene(self, low: str) -> bool:
         """`by moonlight`, `by night`: `by` and what the tag list knows as a general tag, not an artist."""
@@ -1043,7 +1098,7 @@ class _Normalizer:
         if not name:
             return as_written
         prefix = self.opts.artist_prefix
-        if prefix == "by " and name.lower().split(" ", 1)[0] in _NOT_NAMES:
+        if prefix == "by " and name.lower().split(" ", 1)[0] in _NOT_NAMES and not self.lists_an_artist(name):
             return as_written  # `@a`, `@the band`: `by a` would read as a place (`by a river`) next time
         return as_written if not prefix else prefix + name
 
@@ -1052,9 +1107,10 @@ class _Normalizer:
         key = _unescape(tag).lower() if "\\" in tag else tag.lower()
         info = self.tag_info(key)
         if info is None and "\u2019" in key:  # `jeanne d’arc (fate)`, as a word processor types the apostrophe
-            info = self.tag_info(key.replace("\u2019", "'"))
-            if info is not None:
-                tag = tag.replace("\u2019", "'")
+            straight = key.replace("\u2019", "'")
+            if self.tag_info(straight) is not None or self.alias_of(straight) is not None:
+                key, tag = straight, tag.replace("\u2019", "'")
+                info = self.tag_info(key)
         if info is None:
             canonical = self.alias_of(key)
             if canonical is not None:
@@ -1191,8 +1247,14 @@ def _render(item: _Item) -> str:
             out.append("(")
             parts: list = [(weight + ")", False)]
             last = children[-1][0] if children else None
+            tail = _trailing_weight(last, 0, len(last)) if not weight and last is not None and ":" in last else None
+            if tail is not None and last[:tail[1]].strip("( "):
+                # `(long hair: 1.2,)`: tidied to `(long hair: 1.2)`, its weight is read next time: read it now
+                last = last[:tail[1]].rstrip()
+                children, weight = [*children[:-1], (last, *children[-1][1:])], tail[0]
+                parts[0] = (weight + ")", False)
             if not weight and last is not None and last[-1:] == "\\" and (len(last) - len(last.rstrip("\\"))) % 2:
-                parts.append(("\\", False))  # `(a, b\_)`: a lone backslash before the `)` would escape it
+                parts.append((" ", False))  # `(a, b\_)`: a lone backslash before the `)` would escape it
             elif len(children) > 1 and last is not None and _is_emoticon(f"{last}{weight})"):
                 parts.append((", ", False))  # `(a, :, )`: tidied to `(a, :)`, it would end in a face next time
             for n, child in enumerate(reversed(children)):
@@ -1278,7 +1340,7 @@ def normalize_with_report(prompt: str, options: NormalizeOptions = NormalizeOpti
     collecting = gc.isenabled()
     gc.disable()
     try:
-        subprompts = _and_subprompts(_clean(prompt)[0]) if not isinstance(prompt, str) or AND in prompt else [prompt]
+        subprompts = _and_subprompts(_read_as_typed(prompt)) if not isinstance(prompt, str) or AND in prompt else [prompt]
         if len(subprompts) == 1:
             return _normalize_subprompt(prompt, options, tags)
         # AND sub-prompts (composable diffusion, Latent Couple, comfyui-prompt-control) are encoded
@@ -1340,12 +1402,23 @@ def _may_regroup(text: str, options: NormalizeOptions) -> bool:
     return any(depth.values())
 
 
-def _normalize_with_report(prompt: str, options: NormalizeOptions, tags) -> tuple[str, TagReport, bool]:
-    text, printable = _clean(prompt)
+def _read_as_typed(prompt: str) -> str:
+    """The prompt cleaned, and its wide commas and full-width weight syntax read as ASCII: what the
+    AND split and the parser see (`AND（a：1.2）` splits as `AND(a:1.2)` will)."""
+    return _typed_and_wide_as_ascii(_clean(prompt)[0])
+
+
+def _typed_and_wide_as_ascii(text: str) -> str:
     if _WIDE_COMMA.search(text):  # first: a line break decides by the commas before it
         text = _wide_commas_as_commas(text)
     if not text.isascii() and _FULL_WIDTH_SYNTAX.search(text):
-        text = _typed_weights_as_weights(text)
+        text = _typed_syntax_as_ascii(text)
+    return text
+
+
+def _normalize_with_report(prompt: str, options: NormalizeOptions, tags) -> tuple[str, TagReport, bool]:
+    text, printable = _clean(prompt)
+    text = _typed_and_wide_as_ascii(text)
     if not printable:
         text = _line_breaks_as_commas(text)
     report = TagReport(source=tags.source, size=len(tags)) if tags is not None else TagReport()

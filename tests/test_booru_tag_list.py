@@ -484,6 +484,33 @@ TYPED_VARIANT_CASES = [
     ("jeanne_d\u2019arc_(fate), 1girl", NormalizeOptions(), "jeanne d'arc \\(fate\\), 1girl"),
     # prose keeps its apostrophes
     ("A girl\u2019s smile lights the room.", NormalizeOptions(), "A girl\u2019s smile lights the room."),
+    # a review's cases (helper-65): nested and listed emphasis typed in full width is converted whole
+    ("\uff08\uff08masterpiece\uff09\uff09\uff0c\uff081girl\uff09\uff0csolo", NormalizeOptions(),
+     "((masterpiece)), (1girl), solo"),
+    ("\uff08\uff08best quality\uff1a1.2\uff09\uff09, 1girl", NormalizeOptions(), "((best quality:1.2)), 1girl"),
+    ("\uff08masterpiece\uff0cbest quality\uff09\uff0c\uff08smile\uff09", NormalizeOptions(),
+     "(masterpiece, best quality), (smile)"),
+    ("\uff08masterpiece\uff09\uff08smile\uff09", NormalizeOptions(), "(masterpiece)(smile)"),
+    # ratios, times and ages are no weights
+    ("1girl, \uff0816\uff1a9\uff09", NormalizeOptions(), "1girl, \uff0816\uff1a9\uff09"),
+    ("\u5c11\u5973\uff0c\uff08\u62cd\u6444\u4e8e\u65e9\u4e0a\uff17\uff1a\uff10\uff10\uff09", NormalizeOptions(),
+     "\u5c11\u5973, \uff08\u62cd\u6444\u4e8e\u65e9\u4e0a\uff17\uff1a\uff10\uff10\uff09"),
+    ("\uff08\u5e74\u9f84\uff1a5\uff09", NormalizeOptions(), "\uff08\u5e74\u9f84\uff1a5\uff09"),
+    ("\u753b\u9762\u6bd4\u4f8b\uff0816\uff1a9\uff09", NormalizeOptions(), "\u753b\u9762\u6bd4\u4f8b\uff0816\uff1a9\uff09"),
+    # one tag per line, BREAK and AND around a full-width group
+    ("1girl\n\uff08smile\uff09\nblush", NormalizeOptions(), "1girl, (smile), blush"),
+    ("1girl BREAK \uff08smile\uff09", NormalizeOptions(), "1girl BREAK (smile)"),
+    ("1girl AND\uff08long hair\uff1a1.2\uff09", NormalizeOptions(), "1girl AND (long hair:1.2)"),
+    # a typographic apostrophe in an alias
+    ("valentine\u2019s day, 1girl", NormalizeOptions(), "valentine's day, 1girl"),
+    # artists the list knows keep `by ` even where their name starts like a place (`by a river`)
+    ("a re, 1girl", preset_options("rouwei", NormalizeOptions()), "by a re BREAK 1girl"),
+    ("artist:the only shoe, 1girl", preset_options("rouwei", NormalizeOptions()), "by the only shoe BREAK 1girl"),
+    ("@a, 1girl", preset_options("rouwei", NormalizeOptions()), "@a BREAK 1girl"),
+    # a weight before a stray comma at a group's close is read as the weight it becomes once tidied
+    ("1girl, (long hair: 1.2,), smile", NormalizeOptions(), "1girl, (long hair:1.2), smile"),
+    # a lone backslash before a group's close: a space keeps the `)` a close for ComfyUI (`\\)` escapes it)
+    ("(a, b\\_ )", NormalizeOptions(), "(a, b\\ )"),
 ]
 
 
@@ -491,3 +518,9 @@ TYPED_VARIANT_CASES = [
 def test_typed_variants_of_weights_quality_lists_and_apostrophes(tags, prompt, options, expected):
     assert normalize(prompt, options, tags) == expected
     assert normalize(expected, options, tags) == expected
+
+
+def test_the_report_reads_full_width_groups_on_their_own_lines(tags):
+    """The report comes from the first pass: that pass reads `（smile）` between lines as `(smile)`."""
+    _, report = normalize_with_report("1girl\n\uff08smile\uff09\nblush", NormalizeOptions(), tags)
+    assert "smile" in report.known and not report.unknown
