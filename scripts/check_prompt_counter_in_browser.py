@@ -6,8 +6,11 @@
    prompt on a real CLIP (given by the caller).
 2. Runs a small graph (CLIPLoader -> encoder -> Preview Any; normaliser -> Preview Any) and checks that
    the encoder's chunk report and the normaliser's tag report appear on the nodes.
+   The reports come back on the nodes the editor rebuilds after a workflow-tab round trip and an undo.
 3. Answers the counter's requests as a server without its route does (405): one request, then the
    message on the node.
+4. A node deleted right after an edit sends no count (neither the pending one nor a busy answer's retry);
+   a group node (frontend 1.27.10) sends none for its hidden inner nodes when the prompt is queued.
 Screenshots go to a temporary folder (printed), never into the repository.
 
 Needs Chromium (Debian: apt-get install chromium) and the playwright package; uses the test
@@ -100,6 +103,131 @@ def old_style_workflow() -> dict:
     return workflow
 
 
+ROUTE = "/flowanime/prompt_tokens"
+
+
+def removal_problems(page, requests: list) -> list[str]:
+    """A node deleted right after an edit sends no count request: neither the debounced one pending (350 ms)
+    nor the retry a busy answer schedules (1.5 s)."""
+    problems = []
+    add_and_type = """async ([enc, text]) => {
+        const g = window.app.graph;
+        g.clear();
+        const n = window.LiteGraph.createNode(enc);
+        n.pos = [80, 80];
+        g.add(n);
+        const box = n.widgets.find(w => w.name === "text");
+        const el = box.element ?? box.inputEl;
+        for (let i = 0; i < 100 && n.flowanimeCounter.dataset.forText === undefined; i++)
+            await new Promise(r => setTimeout(r, 50));  // the new node's own first count
+        el.value = text;
+        el.dispatchEvent(new Event("input", { bubbles: true }));
+        window.faRemoved = n;
+    }"""
+    page.evaluate(add_and_type, [ENCODER, "1girl, smile, deleted at once"])
+    page.wait_for_timeout(100)
+    before = len(requests)
+    page.evaluate("() => window.app.graph.remove(window.faRemoved)")
+    page.wait_for_timeout(1200)
+    if len(requests) != before:
+        problems.append(f"a node deleted 100 ms after an edit still sent {len(requests) - before} count request(s)")
+    print(f"{'OK  ' if not problems else 'FAIL'} a node deleted right after an edit: "
+          f"{len(requests) - before} count requests after its removal")
+
+    # the server busy: the node would ask again 1.5 s later; deleted meanwhile, it must not
+    page.route(f"**{ROUTE}", lambda route: route.fulfill(status=200, content_type="application/json",
+                                                         body=json.dumps({"busy": True, "tokens": 0, "chunks": []})))
+    try:
+        page.evaluate(add_and_type, [ENCODER, "1girl, smile, busy server"])
+        page.wait_for_function("() => window.faRemoved.flowanimeCounter.dataset.forText === '1girl, smile, busy server'",
+                               timeout=10000)
+        before = len(requests)
+        page.evaluate("() => window.app.graph.remove(window.faRemoved)")
+        page.wait_for_timeout(2500)
+    finally:
+        page.unroute(f"**{ROUTE}")
+    retried = len(requests) - before
+    if retried:
+        problems.append(f"a node deleted after a busy answer still asked again {retried} time(s)")
+    print(f"{'OK  ' if not retried else 'FAIL'} a node deleted after a busy answer: {retried} retries after its removal")
+    return problems
+
+
+def group_node_problems(page, requests: list) -> list[str]:
+    """Frontend 1.27.10's group nodes: queueing the prompt sets the hidden inner nodes' text, which sent one
+    count request per inner node on every Run; none now. Skipped where the frontend has no group nodes."""
+    has_group_nodes = page.evaluate("""() => { const c = window.app.extensionManager.command;
+        const all = c.commands ?? []; return all.some?.(x => x.id === "Comfy.GroupNode.ConvertSelectedNodesToGroupNode"); }""")
+    if not has_group_nodes:
+        print("     (no group nodes in this frontend: not checked)")
+        return []
+    page.evaluate("""async ([enc, norm]) => {
+        const g = window.app.graph, L = window.LiteGraph;
+        g.clear();
+        const add = (type, pos, text) => { const n = L.createNode(type); n.pos = pos; g.add(n);
+            n.widgets.find(w => w.name === "text").value = text; n.flowanimeSchedule(); return n; };
+        const a = add(norm, [50, 100], "blue_eyes, long_hair"), b = add(enc, [500, 100], "1girl, solo");
+        for (let i = 0; i < 100 && !(a.flowanimeCounter.dataset.forText && b.flowanimeCounter.dataset.forText); i++)
+            await new Promise(r => setTimeout(r, 50));
+        window.app.canvas.deselectAll();
+        window.app.canvas.select(a);
+        window.app.canvas.select(b);
+        window.app.extensionManager.command.execute("Comfy.GroupNode.ConvertSelectedNodesToGroupNode");
+    }""", [ENCODER, NORMALIZER])
+    page.locator("[role=dialog] input").first.fill("flowanime group")  # the group node's name
+    page.keyboard.press("Enter")
+    page.wait_for_timeout(1500)
+    grouped = page.evaluate("() => window.app.graph.nodes.map(n => n.type)")
+    before = len(requests)
+    for _ in range(3):
+        page.evaluate("async () => { await window.app.graphToPrompt(); }")
+        page.wait_for_timeout(800)
+    sent = len(requests) - before
+    problems = []
+    if len(grouped) != 1 or not str(grouped[0]).startswith("workflow>"):
+        problems.append(f"could not make a group node: the graph holds {grouped}")
+    elif sent:
+        problems.append(f"a group node holding the encoder and the normaliser: {sent} count requests for 3 prompts queued")
+    print(f"{'OK  ' if not problems else 'FAIL'} a group node: {sent} count requests for 3 prompts queued")
+    return problems
+
+
+REPORTS = """() => window.app.graph.nodes.filter(n => n.flowanimeCounter).map(n => [n.type, n.flowanimeReport?.innerText ?? null])"""
+
+
+def reports_after_rebuild_problems(page) -> list[str]:
+    """After a run, the editor rebuilds the nodes on a workflow-tab round trip and on an undo: the reports
+    are shown on the new nodes again (the editor hands back the outputs it keeps for the workflow)."""
+    problems = []
+    before = sorted(page.evaluate(REPORTS))
+    if not before or not all(report for _, report in before):
+        return [f"no reports to follow through a tab switch and an undo: {before}"]
+    tracker = "() => window.app.extensionManager.workflow.activeWorkflow?.changeTracker?.checkState?.()"
+    page.evaluate(tracker)  # the graph built by script: the tab's saved state holds it
+    page.evaluate("() => window.app.extensionManager.command.execute('Comfy.NewBlankWorkflow')")
+    page.wait_for_timeout(1500)
+    page.evaluate("() => window.app.extensionManager.command.execute('Workspace.PreviousOpenedWorkflow')")
+    page.wait_for_timeout(2000)
+    after_tabs = sorted(page.evaluate(REPORTS))
+    if after_tabs != before:
+        problems.append(f"after a workflow-tab round trip the reports are {after_tabs}, before {before}")
+    print(f"{'OK  ' if not problems else 'FAIL'} the reports after a workflow-tab round trip: "
+          f"{[(t, (r or '')[:25]) for t, r in after_tabs]}")
+    page.evaluate("() => { const n = window.app.graph.nodes.find(n => n.flowanimeCounter); n.pos = [n.pos[0] + 10, n.pos[1]]; }")
+    page.evaluate(tracker)
+    page.evaluate("() => window.app.extensionManager.command.execute('Comfy.Undo')")
+    page.wait_for_timeout(2000)
+    after_undo = sorted(page.evaluate(REPORTS))
+    if after_undo != before:
+        problems.append(f"after an undo the reports are {after_undo}, before {before}")
+    print(f"{'OK  ' if after_undo == before else 'FAIL'} the reports after an undo: "
+          f"{[(t, (r or '')[:25]) for t, r in after_undo]}")
+    # the nodes the later checks use are the rebuilt ones
+    page.evaluate("""([enc, norm]) => { window.faEncoder = window.app.graph.nodes.find(n => n.type === enc);
+        window.faNormalizer = window.app.graph.nodes.find(n => n.type === norm); }""", [ENCODER, NORMALIZER])
+    return problems
+
+
 def _shown(chunks) -> list:
     return [(c["tokens"], c["segment"], c["moved"]) for c in chunks]
 
@@ -120,6 +248,8 @@ def check(port: int, expected_chunks, expected_report: str, shots: Path, vue_nod
             page.add_init_script(NEWER_FRONTEND_TAGGING)
         page.on("console", lambda msg: console.append((msg.type, msg.text))
                 if not newer_frontend or msg.text.startswith(OURS) else None)
+        requests = []  # the counter's requests
+        page.on("request", lambda r: requests.append(r.url) if r.url.endswith(ROUTE) else None)
         page.goto(f"http://127.0.0.1:{port}/", wait_until="networkidle")
         page.wait_for_function("() => window.app && window.app.graph && window.LiteGraph", timeout=120000)
         page.wait_for_timeout(1000)
@@ -205,6 +335,9 @@ def check(port: int, expected_chunks, expected_report: str, shots: Path, vue_nod
         print(f"{'OK  ' if not problems or 'seed control' not in problems[-1] else 'FAIL'} Calibrated Schedule's "
               f"seed control: new {controls[0]}, loaded {controls[1]}")
 
+        problems += removal_problems(page, requests)
+        problems += group_node_problems(page, requests)
+
         # A run: the encoder's chunk report and the normaliser's tag report appear on the nodes.
         graph_prompt = PROMPTS[1][0]
         page.evaluate("""([enc, norm, clip, text, ntext]) => {
@@ -255,6 +388,7 @@ def check(port: int, expected_chunks, expected_report: str, shots: Path, vue_nod
                 problems.append(f"a report panel is not visible on its node: {visible}")
             print(f"{'OK  ' if not problems else 'FAIL'} reports on the nodes after a run:\n{shown}\n{tag_report}")
         page.screenshot(path=str(shots / "reports_after_run.png"))
+        problems += reports_after_rebuild_problems(page)
 
         # The encoder's text fed by the normaliser: the widget's text is not what the encoder reads, so
         # the counter says so instead of counting it; unlinked, it counts the widget again.

@@ -9,9 +9,11 @@ validates (tests/flowanime_testkit.ui_to_api); and the layout the editor compute
 as large as LGraphNode.computeSize() asks (no widget cut off), every widget inside its node, no two
 nodes (title bars and badges included) overlapping, every link running left to right and behind no
 other node. Then, on each Empty Latent node, picking another preset shows its size in the width and
-height widgets. A screenshot of each loaded workflow goes to a folder under /tmp (printed). Last, the
-node help panel of each FlowAnime node shows its page from web/docs/ (title, one table row per input
-and output, each with all its cells) without an error.
+height widgets; and on an Empty Latent node in a subgraph, its preset, width and height promoted to the
+subgraph node, a preset picked there (a click, then the menu entry) shows its size in the subgraph
+node's width and height, which the queued prompt then carries. A screenshot of each loaded workflow
+goes to a folder under /tmp (printed). Last, the node help panel of each FlowAnime node shows its page
+from web/docs/ (title, one table row per input and output, each with all its cells) without an error.
 
 Needs: Chromium (Debian: apt-get install chromium) and the playwright package (pip install
 playwright; no browser download: it drives /usr/bin/chromium). Uses the test environment's ComfyUI.
@@ -219,6 +221,74 @@ def preset_size_problems(page, preset: str = "1216x832 (19:13 landscape)") -> li
             for node_id, width, height in page.evaluate(PICK_PRESET, preset) if (width, height) != (1216, 832)]
 
 
+# An Empty Latent node in a subgraph, its preset, width and height promoted to the subgraph's inputs (as
+# the editor promotes a widget: a subgraph input linked to the widget's slot); returns the subgraph node's
+# preset widget's place on the page, to click.
+PROMOTE_LATENT = """async () => {
+    window.app.graph.clear();
+    const inner = window.LiteGraph.createNode("FlowAnimeEmptyLatentForModel");
+    inner.pos = [100, 100];
+    window.app.graph.add(inner);
+    window.app.canvas.deselectAll();
+    window.app.canvas.select(inner);
+    await window.app.extensionManager.command.execute("Comfy.Graph.ConvertToSubgraph");
+    const host = window.app.graph.nodes[0], sg = host.subgraph;
+    const latent = [...sg.nodes][0];
+    for (const name of ["preset", "width", "height"]) {
+        const slot = latent.inputs.findIndex(i => i.name === name || i.widget?.name === name);
+        sg.addInput(name, String(latent.inputs[slot].type)).connect(latent.inputs[slot], latent);
+    }
+    host.pos = [100, 100];
+    host.setSize([360, Math.max(host.size[1], host.computeSize()[1])]);
+    window.app.canvas.ds.offset = [0, 0];
+    window.app.canvas.ds.scale = 1;
+    window.app.graph.setDirtyCanvas(true, true);
+    window.faHost = host;
+    window.faInner = latent;
+}"""
+COMBO_AT = """() => {
+    const node = window.faHost, w = node.widgets.find(w => w.name === "preset");
+    const [x, y] = window.app.canvas.ds.convertOffsetToCanvas(
+        [node.pos[0] + node.size[0] / 2, node.pos[1] + w.y + window.LiteGraph.NODE_WIDGET_HEIGHT / 2]);
+    const r = window.app.canvas.canvas.getBoundingClientRect();
+    return [r.left + x, r.top + y];
+}"""
+SHOWN_AND_QUEUED = """async () => {
+    const values = node => ["preset", "width", "height"].map(n => node.widgets.find(w => w.name === n)?.value);
+    const queued = Object.values((await window.app.graphToPrompt()).output)
+        .filter(v => v.class_type === "FlowAnimeEmptyLatentForModel").map(v => [v.inputs.preset, v.inputs.width, v.inputs.height]);
+    return {host: values(window.faHost), inner: values(window.faInner), queued};
+}"""
+
+
+def promoted_preset_problems(page) -> list[str]:
+    """A preset picked (a click on the combo, then its menu entry) on a subgraph node whose Empty Latent
+    widgets are promoted shows its size in the subgraph node's width and height, and the prompt queued
+    is what the node shows; `custom` then starts from that size."""
+    page.evaluate(PROMOTE_LATENT)
+    page.wait_for_timeout(800)
+    problems = []
+    picks = [("640x1536 (5:12 portrait)", [640, 1536]), ("custom", [640, 1536])]
+    for entry, size in picks:
+        x, y = page.evaluate(COMBO_AT)
+        page.mouse.click(x, y)
+        menu = page.locator(".litecontextmenu .litemenu-entry", has_text=entry)
+        try:
+            menu.first.wait_for(state="visible", timeout=5000)
+        except Exception:  # noqa: BLE001 - reported
+            return [f"subgraph node: clicking its promoted preset opened no menu with {entry!r}"]
+        menu.first.click()
+        page.wait_for_timeout(500)
+        got = page.evaluate(SHOWN_AND_QUEUED)
+        want = [entry, *size]
+        if got["host"] != want or got["queued"] != [want]:
+            problems.append(f"subgraph node: after picking {entry!r} on its promoted preset it shows {got['host']}"
+                            f" (inner node {got['inner']}) and queues {got['queued']}, expected {want}")
+        print(f"{'OK  ' if not problems else 'FAIL'} preset {entry!r} picked on a subgraph node: shows {got['host']},"
+              f" queues {got['queued']}")
+    return problems
+
+
 # What a newer frontend asks of the 0.3.64 server and does not find (templates' logo index): not ours.
 NEWER_FRONTEND_MISSING = ("/templates/index_logo.json",)
 OURS = "[from FlowAnime's extension] "
@@ -335,6 +405,14 @@ def check(port: int, workflows: dict, node_classes: dict, shots_dir: Path | None
         page.goto(f"http://127.0.0.1:{port}/", wait_until="networkidle")
         page.wait_for_function("() => window.app && window.app.graph && window.LiteGraph", timeout=120000)
         page.wait_for_timeout(1000)
+        page.keyboard.press("Escape")  # any dialog left open
+        events.clear()
+        try:
+            found = promoted_preset_problems(page)
+        except Exception as e:  # noqa: BLE001 - reported with the rest
+            found = [f"could not check the preset on a subgraph node: {str(e).splitlines()[0]}"]
+        found += [f"console / network while picking a preset on a subgraph node: {e}" for e in events]
+        problems += found
         events.clear()
         try:
             found = node_help_problems(page, node_classes)

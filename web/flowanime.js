@@ -2,8 +2,10 @@
 // - Under the text of "CLIP Text Encode with BREAK" and "Booru Prompt Normalizer": a live token count and
 //   where each 75-token CLIP chunk ends (BREAK segments and comma-backtracking moves included), counted
 //   on the server by the pack's own chunking (POST /flowanime/prompt_tokens), as the user types.
-// - After a run: the encoder's chunk report and the normaliser's tag report, shown on the node.
-// - Empty Latent for Model: a picked preset's size shown in its width and height widgets.
+// - After a run: the encoder's chunk report and the normaliser's tag report, shown on the node, and again
+//   when the editor rebuilds the node (undo, redo, a workflow-tab switch) from the outputs it keeps.
+// - Empty Latent for Model: a picked preset's size shown in its width and height widgets, on the node and
+//   on a subgraph node its widgets are promoted to.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 
@@ -53,9 +55,7 @@ function addPanel(node, name, height) {
 
 // After a run, the node's report (output[key][0]) in a panel under its widgets.
 function showReportAfterRun(nodeType, key) {
-  const onExecuted = nodeType.prototype.onExecuted;
-  nodeType.prototype.onExecuted = function (output) {
-    onExecuted?.apply(this, arguments);
+  nodeType.prototype.flowanimeShowReport = function (output) {
     const text = output?.[key]?.[0];
     if (typeof text !== "string") return;
     if (!this.flowanimeReport) {
@@ -65,6 +65,36 @@ function showReportAfterRun(nodeType, key) {
     this.flowanimeReport.textContent = text;
     this.setDirtyCanvas(true, true);
   };
+  const onExecuted = nodeType.prototype.onExecuted;
+  nodeType.prototype.onExecuted = function (output) {
+    onExecuted?.apply(this, arguments);
+    this.flowanimeShowReport(output);
+  };
+}
+
+// The graphs of the open workflow: the root (app.graph, also while a subgraph is shown) and the subgraph
+// definitions it holds (frontend 1.27 on).
+function allGraphs() {
+  return [app.graph, ...(app.graph?.subgraphs?.values?.() ?? [])].filter(Boolean);
+}
+
+function allNodes() {
+  return allGraphs().flatMap((graph) => graph.nodes ?? graph._nodes ?? []);
+}
+
+// The node an output key of app.nodeOutputs names: its id at the root, "<subgraph id>:<id>" (a node
+// locator, frontends 1.27 on) or "<subgraph node id>:...:<id>" (an execution id, which 1.27.10's
+// per-workflow store keeps).
+function nodeForOutput(key) {
+  const parts = String(key).split(":");
+  const subgraph = parts.length === 2 ? app.graph?.subgraphs?.get?.(parts[0]) : undefined;
+  if (subgraph) return subgraph.getNodeById(parts[1]);
+  let graph = app.graph, node = null;
+  for (const id of parts) {
+    node = graph?.getNodeById?.(id) ?? null;
+    graph = node?.subgraph;
+  }
+  return node;
 }
 
 function renderCount(el, data, text) {
@@ -186,8 +216,7 @@ let routeMissing = false;
 api.addEventListener?.("reconnected", () => {
   if (!routeMissing) return;
   routeMissing = false;
-  const graphs = [app.graph, ...(app.graph?.subgraphs?.values?.() ?? [])]; // subgraphs: frontend 1.27 on
-  for (const graph of graphs) for (const node of graph?.nodes ?? graph?._nodes ?? []) node.flowanimeSchedule?.();
+  for (const node of allNodes()) node.flowanimeSchedule?.();
 });
 const BUSY_RETRIES = 2;
 const BUSY_RETRY_MS = 1500;
@@ -206,7 +235,14 @@ async function ask(body) {
   }
 }
 
+// A node the user can see: in its graph. Not a deleted one, nor a group node's hidden inner node (frontend
+// 1.27.10 builds those outside the graph, then sets their text on every Run).
+function inGraph(node) {
+  return node.graph?.getNodeById?.(node.id) === node;
+}
+
 async function count(node, el, retries = BUSY_RETRIES) {
+  if (!inGraph(node)) return;
   const source = textSource(node);
   if (source) {
     ++node.flowanimeRequest; // an answer still in flight for the old text is stale
@@ -235,7 +271,9 @@ async function count(node, el, retries = BUSY_RETRIES) {
   }
   if (sent !== node.flowanimeRequest) return; // a later keystroke's answer wins
   if (data.busy && retries > 0) { // the server's counter was busy (many nodes at once): ask again shortly
-    setTimeout(() => { if (sent === node.flowanimeRequest) count(node, el, retries - 1); }, BUSY_RETRY_MS);
+    clearTimeout(node.flowanimeRetry);
+    node.flowanimeRetry = setTimeout(() => { if (sent === node.flowanimeRequest) count(node, el, retries - 1); },
+                                     BUSY_RETRY_MS);
   }
   renderCount(el, { ...data, choices: queued.choices }, typed);
 }
@@ -248,6 +286,7 @@ function watch(node, el) {
   };
   node.flowanimeRequest = 0;
   node.flowanimeSchedule = schedule;
+  const boxes = [];
   for (const w of node.widgets || []) {
     if (w.name?.startsWith("flowanime_")) continue;
     const original = w.callback;
@@ -257,8 +296,23 @@ function watch(node, el) {
     };
     // the multiline text widget is a textarea: count as the user types, not only on blur (`element`; the
     // older `inputEl` is the same textarea, deprecated in newer frontends; the Vue renderer calls `callback`)
-    w.element?.addEventListener?.("input", schedule);
+    if (w.element?.addEventListener) boxes.push(w.element);
   }
+  const listen = () => { for (const box of boxes) box.addEventListener("input", schedule); }; // once per box
+  listen();
+  // Removed from its graph (deleted, or the graph cleared for an undo, a tab switch or a load, which build
+  // new nodes): no timer of it may still send a count, an answer in flight is dropped, its text box stops
+  // listening. Added again (the same node put back), it listens and counts again.
+  node.flowanimeStop = () => {
+    clearTimeout(timer);
+    clearTimeout(node.flowanimeRetry);
+    ++node.flowanimeRequest;
+    for (const box of boxes) box.removeEventListener("input", schedule);
+  };
+  node.flowanimeStart = () => {
+    listen();
+    schedule();
+  };
   schedule();
 }
 
@@ -294,7 +348,29 @@ app.registerExtension({
       return result;
     };
 
+    const onRemoved = nodeType.prototype.onRemoved;
+    nodeType.prototype.onRemoved = function (...args) {
+      this.flowanimeStop?.();
+      this.flowanimeRemoved = true;
+      return onRemoved?.apply(this, args);
+    };
+
+    const onAdded = nodeType.prototype.onAdded;
+    nodeType.prototype.onAdded = function (...args) {
+      const result = onAdded?.apply(this, args);
+      if (this.flowanimeRemoved) {
+        this.flowanimeRemoved = false;
+        this.flowanimeStart?.();
+      }
+      return result;
+    };
+
     showReportAfterRun(nodeType, reportKey);
+  },
+  // The editor keeps each workflow's last outputs (app.nodeOutputs) and hands them back when it rebuilds the
+  // graph (undo, redo, a workflow-tab switch): the nodes it built are new, without their report; show it again.
+  onNodeOutputsUpdated(outputs) {
+    for (const [key, output] of Object.entries(outputs ?? {})) nodeForOutput(key)?.flowanimeShowReport?.(output);
   },
 });
 
@@ -322,11 +398,89 @@ app.registerExtension({
 });
 
 // Empty Latent for Model: picking a sized preset shows its size in the width and height widgets, which
-// count only for `custom` (so `custom` starts from the size last picked).
+// count only for `custom` (so `custom` starts from the size last picked). Where the node sits in a subgraph
+// with its widgets promoted (linked to the subgraph's inputs), the subgraph node shows them too: there the
+// editor queues the subgraph node's values (1.27.10 copies them into the inner widgets when it serializes,
+// 1.5x reads them from its widget store), so its width and height are set as well, and a preset picked on
+// the subgraph node sizes them just the same.
+const LATENT = "FlowAnimeEmptyLatentForModel";
+
+// The links from the input `name` of subgraph `graph` to the nodes inside it.
+function subgraphInputLinks(graph, name) {
+  const input = graph?.inputNode?.slots?.find((s) => s.name === name);
+  return (input?.linkIds ?? []).map((id) => graph.getLink?.(id) ?? graph.links?.get?.(id)).filter(Boolean);
+}
+
+// The Empty Latent node whose preset the input `name` of `node` sets: the node itself, or through a subgraph
+// node's input the node it is linked to inside (nested subgraphs too).
+function presetSource(node, name) {
+  if (node.comfyClass === LATENT) return name === "preset" ? node : null;
+  for (const link of node.subgraph ? subgraphInputLinks(node.subgraph, name) : []) {
+    const inner = node.subgraph.getNodeById(link.target_id);
+    const input = inner?.inputs?.[link.target_slot];
+    const found = input && presetSource(inner, input.widget?.name ?? input.name);
+    if (found) return found;
+  }
+  return null;
+}
+
+// Sets the widget `name` of `node`, and the widget of every subgraph node showing it through a promotion.
+function showValue(node, name, value) {
+  const widget = node.widgets?.find((w) => w.name === name);
+  if (widget && widget.value !== value) {
+    widget.value = value;
+    widget.callback?.(value);
+  }
+  node.setDirtyCanvas?.(true, true);
+  const graph = node.graph;
+  if (!graph?.inputNode) return; // the root graph: no subgraph node shows it
+  for (const sgInput of graph.inputNode.slots ?? []) {
+    const feeds = subgraphInputLinks(graph, sgInput.name).some((link) => String(link.target_id) === String(node.id) &&
+      [node.inputs?.[link.target_slot]?.widget?.name, node.inputs?.[link.target_slot]?.name].includes(name));
+    if (!feeds) continue;
+    for (const host of allNodes()) {
+      if (host.subgraph !== graph) continue;
+      const input = host.inputs?.find((i) => i.name === sgInput.name);
+      if (input) showValue(host, input.name, value);
+    }
+  }
+}
+
+function applyPreset(latent, value) {
+  // picked on the inner node: the subgraph node's promoted preset shows it too (frontend 1.27.10 would
+  // otherwise copy the subgraph node's old preset back into the inner node when it queues)
+  showValue(latent, "preset", value);
+  const size = /^(\d+)x(\d+) /.exec(String(value));
+  if (!size) return;
+  showValue(latent, "width", Number(size[1]));
+  showValue(latent, "height", Number(size[2]));
+}
+
+// A subgraph node's promoted preset: its widget's callback sizes the inner node. Frontend 1.27.10 copies the
+// inner widget with our callback (marked, left as is); 1.5x gives the subgraph node its own widget, whose
+// callback is what both its renderers call on a pick.
+function watchPromotedPresets(host) {
+  for (const input of host.inputs ?? []) {
+    if (!presetSource(host, input.name)) continue;
+    const widget = host.widgets?.find((w) => w.name === input.name) ?? input._widget;
+    if (!widget || widget.flowanimePreset) continue;
+    const callback = widget.callback;
+    widget.callback = function (value, ...rest) {
+      const out = callback?.call(this, value, ...rest);
+      const latent = presetSource(host, input.name);
+      if (latent) applyPreset(latent, value ?? widget.value);
+      return out;
+    };
+    widget.flowanimePreset = true;
+  }
+}
+
+const watchedSubgraphs = new WeakSet();
+
 app.registerExtension({
   name: "FlowAnime.LatentPresetSize",
   async beforeRegisterNodeDef(nodeType, nodeData) {
-    if (nodeData.name !== "FlowAnimeEmptyLatentForModel") return;
+    if (nodeData.name !== LATENT) return;
     const onNodeCreated = nodeType.prototype.onNodeCreated;
     nodeType.prototype.onNodeCreated = function (...args) {
       const result = onNodeCreated?.apply(this, args);
@@ -336,20 +490,22 @@ app.registerExtension({
       const node = this;
       preset.callback = function (value, ...rest) {
         const out = callback?.call(this, value, ...rest);
-        const size = /^(\d+)x(\d+) /.exec(String(value ?? preset.value));
-        if (size) {
-          for (const [name, side] of [["width", Number(size[1])], ["height", Number(size[2])]]) {
-            const widget = node.widgets.find((w) => w.name === name);
-            if (widget && widget.value !== side) {
-              widget.value = side;
-              widget.callback?.(side);
-            }
-          }
-          node.setDirtyCanvas?.(true, true);
-        }
+        applyPreset(node, value ?? preset.value);
         return out;
       };
+      preset.flowanimePreset = true;
       return result;
     };
+  },
+  // Subgraph nodes: the editor announces each widget promoted to one (when promoted, and when a workflow
+  // with promotions loads); one listener per subgraph definition, which lives as long as the definition.
+  nodeCreated(node) {
+    const subgraph = node.subgraph;
+    if (!subgraph?.events?.addEventListener || watchedSubgraphs.has(subgraph)) return;
+    watchedSubgraphs.add(subgraph);
+    subgraph.events.addEventListener("widget-promoted", (e) => {
+      const host = e.detail?.subgraphNode;
+      if (host) watchPromotedPresets(host);
+    });
   },
 });
