@@ -192,7 +192,7 @@ def group_node_problems(page, requests: list) -> list[str]:
     return problems
 
 
-REPORTS = """() => window.app.graph.nodes.filter(n => n.flowanimeCounter).map(n => [n.type, n.flowanimeReport?.innerText ?? null])"""
+REPORTS = """() => window.app.graph.nodes.filter(n => n.flowanimeCounter).map(n => [n.type, n.flowanimeReport?.textContent ?? null])"""
 
 
 def reports_after_rebuild_problems(page) -> list[str]:
