@@ -365,6 +365,7 @@ def check(port: int, expected_chunks, expected_report: str, shots: Path, vue_nod
         page.wait_for_timeout(1500)
         console.clear()
         page.evaluate("() => window.app.queuePrompt(0, 1)")
+        mark = len(problems)  # each check below says OK or FAIL for its own problems
         try:
             page.wait_for_function("() => window.faEncoder.flowanimeReport && window.faNormalizer.flowanimeReport"
                                    " && window.faEncoder.flowanimeReport.textContent.length > 0", timeout=180000)
@@ -386,12 +387,13 @@ def check(port: int, expected_chunks, expected_report: str, shots: Path, vue_nod
                 return r.width > 100 && r.height > 40 && getComputedStyle(n.flowanimeReport).display !== 'none'; })""")
             if not all(visible):
                 problems.append(f"a report panel is not visible on its node: {visible}")
-            print(f"{'OK  ' if not problems else 'FAIL'} reports on the nodes after a run:\n{shown}\n{tag_report}")
+            print(f"{'OK  ' if len(problems) == mark else 'FAIL'} reports on the nodes after a run:\n{shown}\n{tag_report}")
         page.screenshot(path=str(shots / "reports_after_run.png"))
         problems += reports_after_rebuild_problems(page)
 
         # The encoder's text fed by the normaliser: the widget's text is not what the encoder reads, so
         # the counter says so instead of counting it; unlinked, it counts the widget again.
+        mark = len(problems)
         page.evaluate("""() => {
             const enc = window.faEncoder, slot = enc.inputs.findIndex(i => i.name === "text" || i.widget?.name === "text");
             window.faNormalizer.connect(0, enc, slot);
@@ -416,7 +418,7 @@ def check(port: int, expected_chunks, expected_report: str, shots: Path, vue_nod
                                    arg=graph_prompt, timeout=30000)
         except Exception:
             problems.append("unlinked again, the counter did not count the widget's text")
-        print(f"{'OK  ' if not problems else 'FAIL'} the counter with the text linked, then unlinked")
+        print(f"{'OK  ' if len(problems) == mark else 'FAIL'} the counter with the text linked, then unlinked")
         noisy = [text for kind, text in console if kind == "error"]
         if noisy:
             problems.append(f"browser console errors: {noisy[:5]}")
@@ -429,6 +431,7 @@ def check(port: int, expected_chunks, expected_report: str, shots: Path, vue_nod
             asked.append(route.request.url)
             route.fulfill(status=405, body="405: Method Not Allowed")
 
+        mark = len(problems)
         page.route("**/flowanime/prompt_tokens", refuse)
         for typed in ("1girl, smile", "1girl, smile, solo", "1girl"):
             page.evaluate("t => { const w = window.faEncoder.widgets.find(w => w.name === 'text'); w.value = t;"
@@ -437,7 +440,8 @@ def check(port: int, expected_chunks, expected_report: str, shots: Path, vue_nod
         shown = page.evaluate("() => window.faEncoder.flowanimeCounter.innerText")
         if "restart ComfyUI" not in shown or len(asked) != 1:
             problems.append(f"without the server's route: {len(asked)} requests for three edits, shown {shown!r}")
-        print(f"{'OK  ' if not problems else 'FAIL'} a server without the counter's route: {shown}")
+        print(f"{'OK  ' if len(problems) == mark else 'FAIL'} a server without the counter's route: {shown}")
+        mark = len(problems)
         # ComfyUI restarted with the route: the tab reconnects (no reload) and the counter counts again
         page.unroute("**/flowanime/prompt_tokens")
         page.evaluate("() => { const api = window.app.api ?? window.comfyAPI?.api?.api;"
@@ -449,7 +453,8 @@ def check(port: int, expected_chunks, expected_report: str, shots: Path, vue_nod
         except Exception:
             problems.append("after the server came back with the route (reconnected), the counter did not count again: "
                             + page.evaluate("() => window.faEncoder.flowanimeCounter.innerText"))
-        print(f"{'OK  ' if not problems else 'FAIL'} the counter after a reconnect to a server with the route")
+        print(f"{'OK  ' if len(problems) == mark else 'FAIL'} the counter after a reconnect to a server with the route")
+        mark = len(problems)
 
         # The encoder in a subgraph, its text promoted to the subgraph's input (as the editor promotes a
         # widget): typed on the subgraph node, where no counter is; the one inside says where it comes from.
@@ -473,7 +478,7 @@ def check(port: int, expected_chunks, expected_report: str, shots: Path, vue_nod
         }""", [ENCODER])
         if not shown.startswith("text comes from the subgraph's input"):
             problems.append(f"with its text promoted to a subgraph input, the counter says {shown!r}")
-        print(f"{'OK  ' if not problems else 'FAIL'} the counter in a subgraph: {shown}")
+        print(f"{'OK  ' if len(problems) == mark else 'FAIL'} the counter in a subgraph: {shown}")
         browser.close()
     return problems
 
