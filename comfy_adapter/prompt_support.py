@@ -92,6 +92,24 @@ def user_tag_list(name: str):
     return load_tag_list(path, source=f"{name} (user directory)")
 
 
+def tag_list_stamp(name: str) -> str:
+    """What a user tag list's contents hang on (its path, size and modification time), for the node's
+    IS_CHANGED: ComfyUI runs the node again when the file changes, not only when its inputs do. The
+    bundled list and "none" do not change; a name the node will refuse is returned as it is (the node
+    then runs and says why)."""
+    name = (name or "").strip()
+    if name == BUNDLED_LIST or name.lower() == NO_LIST:
+        return name
+    try:
+        import folder_paths
+
+        path = (Path(folder_paths.get_user_directory()) / name).resolve()
+        stat = path.stat()
+    except (OSError, ValueError, RuntimeError):
+        return name
+    return f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
 def _counter_clip():
     """A stand-in for a CLIP object with ComfyUI's stock CLIP-L tokenizer: what prompt.encoder.tokenize
     needs (tokenize and tokenizer), no text-encoder weights."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..comfy_adapter.clip import encode, tokenize
-from ..comfy_adapter.prompt_support import user_tag_list
+from ..comfy_adapter.prompt_support import tag_list_stamp, user_tag_list
 from ..prompt.booru import PRESET_NAMES, NormalizeOptions, normalize_with_report, preset_options
 from ..prompt.chunking import DEFAULT_BACKTRACK, extreme_weights
 
@@ -72,6 +72,11 @@ class BooruPromptNormalizer:
         "Weights, BREAK, sentences and @artist tags are kept. With the Danbooru tag list: aliases resolved, "
         "unknown tags reported (never dropped), per-model presets."
     )
+
+    @classmethod
+    def IS_CHANGED(cls, tag_list_csv="", **_):
+        """A tag list edited on disk changes the output while the inputs stay the same."""
+        return tag_list_stamp(tag_list_csv)
 
     def normalize(self, text, drop_quality_tags, artists_to_own_chunk, lowercase, resolve_aliases=False,
                   tag_list_csv="", preset="custom"):

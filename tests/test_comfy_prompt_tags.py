@@ -65,6 +65,52 @@ def test_users_tag_list_must_live_in_the_user_directory(comfyui, tmp_path):
         folder_paths.set_user_directory(previous)
 
 
+def test_a_tag_list_edited_on_disk_runs_the_node_again(comfyui, tmp_path):
+    """ComfyUI reuses a node's last output while its inputs are unchanged (one executor, two runs); a
+    tag list edited on disk changes what the normaliser outputs, so the node asks to run again then,
+    and only then."""
+    import copy
+    import os
+    import uuid
+
+    import execution
+    import folder_paths
+
+    user = tmp_path / "user"
+    user.mkdir()
+    csv = user / "mine.csv"
+    csv.write_text('my_oc,4,12,"oc_alias"\n', encoding="utf-8")
+    previous = folder_paths.get_user_directory()
+    folder_paths.set_user_directory(str(user))
+    prompt = {
+        "1": {"class_type": NORMALIZER, "inputs": {"text": "oc_alias", "drop_quality_tags": False, "artists_to_own_chunk": False,
+                                                   "lowercase": False, "resolve_aliases": True, "tag_list_csv": "mine.csv"}},
+        "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}},
+    }
+    try:
+        valid, error, outputs, _ = comfyui.validate(prompt)
+        assert valid, error
+        server = kit._HeadlessServer()
+        executor = kit.make_executor(execution.PromptExecutor, server)
+
+        def run():
+            # each queued prompt is a new dict (ComfyUI stores the node's IS_CHANGED answer in it)
+            executor.execute(copy.deepcopy(prompt), str(uuid.uuid4()), {}, outputs)
+            assert executor.success
+            cached = [n for event, data in executor.status_messages if event == "execution_cached" for n in data["nodes"]]
+            return executor.history_result["outputs"]["2"]["text"][0], "1" in cached
+
+        assert run() == ("my oc", False)
+        assert run() == ("my oc", True)  # nothing changed: ComfyUI's cache serves it
+        stamp = csv.stat().st_mtime_ns
+        csv.write_text('their_oc,4,12,"oc_alias"\n', encoding="utf-8")
+        os.utime(csv, ns=(stamp + 2_000_000_000, stamp + 2_000_000_000))
+        assert run() == ("their oc", False)
+        assert run() == ("their oc", True)
+    finally:
+        folder_paths.set_user_directory(previous)
+
+
 LONG = ", ".join(f"{a} {b}" for a in ("long", "silver", "blue", "pleated", "red") for b in
                  ("hair", "eyes", "school uniform", "skirt", "ribbon", "thighhighs", "bow"))
 COUNTER_TABLE = [("", 20), ("1girl, solo", 20), ("by wlop BREAK 1girl BREAK BREAK smile", 20), (LONG * 2, 20),
