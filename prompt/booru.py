@@ -272,7 +272,28 @@ _TYPED_TO_ASCII = {0xFF1A: ":", 0xFF0E: ".", 0x3000: " ", **{0xFF10 + d: str(d) 
 MAX_TYPED_WEIGHT = 3.0
 
 
-def _group_tail(text: str, opening: int, closing: int):
+class _Runs:
+    """Where runs of word characters (or of letters) lie in a text, to ask in O(log n) whether a span
+    holds one: a group's content is read once for all groups, however deeply they nest."""
+
+    def __init__(self, text: str, pattern: re.Pattern):
+        self.starts, self.ends = [], []
+        for m in pattern.finditer(text):
+            self.starts.append(m.start())
+            self.ends.append(m.end())
+
+    def within(self, start: int, stop: int) -> bool:
+        index = bisect_right(self.starts, start)
+        if index and self.ends[index - 1] > start:  # a run that began before start goes on into the span
+            return start < stop
+        return index < len(self.starts) and self.starts[index] < stop
+
+
+_WORD_RUN = re.compile(r"[^\W_]+")
+_LETTER_RUN = re.compile(r"[^\W\d_]+")
+
+
+def _group_tail(text: str, opening: int, closing: int, letters: _Runs):
     """The weight that ends the group text[opening:closing + 1]: (colon position, ASCII weight) when it
     reads as one (0 to MAX_TYPED_WEIGHT, after a letter; `（16：9）` and `（７：００）` are a ratio and a time),
     False when a colon and a number end it but are no weight, None when none does. Scans back over
@@ -291,7 +312,7 @@ def _group_tail(text: str, opening: int, closing: int):
     number = text[j:i].translate(_TYPED_TO_ASCII)
     if not _is_number(number) or (number[:1] == "0" and number[1:2].isdigit()):
         return False
-    if not 0 <= float(number) <= MAX_TYPED_WEIGHT or not any(c.isalpha() for c in text[opening + 1:k - 1]):
+    if not 0 <= float(number) <= MAX_TYPED_WEIGHT or not letters.within(opening + 1, k - 1):
         return False
     return k - 1, number
 
@@ -317,17 +338,17 @@ def _typed_syntax_as_ascii(text: str) -> str:
         return text
     pairs.sort()
     cjk = [m.start() for m in _MAYBE_CJK.finditer(text) if _is_cjk_word_character(m.group())]
+    words, letters = _Runs(text, _WORD_RUN), _Runs(text, _LETTER_RUN)
     chars = None
     converted: dict = {}
     for opening, closing in pairs:
         wide = text[opening] == "\uff08" or text[closing] == "\uff09"
-        tail = _group_tail(text, opening, closing)
+        tail = _group_tail(text, opening, closing, letters)
         typed_tail = bool(tail) and not text[tail[0]:closing].isascii()
         if not (wide or typed_tail):
             converted[opening] = True  # ASCII syntax already: what it holds is read inside a group
             continue
-        inner = text[opening + 1:closing]
-        if tail is False or not any(c.isalnum() for c in inner):
+        if tail is False or not words.within(opening + 1, closing):
             converted[opening] = False
             continue
         up = parent.get(opening)

@@ -84,6 +84,8 @@ HOSTILE = {
     "full-width weight colons": lambda n: "\uff08a" + "\uff1a1" * n + "x\uff09",
     "full-width opens": lambda n: "\uff08" * n + "a\uff1a1.2\uff09",
     "quality lists in braces": lambda n: "{" + "masterpiece, " * n + "best quality}",
+    "nested full-width groups": lambda n: "\uff08" * n + "a\uff1a1.2" + "\uff09" * n,
+    "nested full-width groups and commas": lambda n: ("\uff08" + "\uff0c" * 3) * n + "a" + "\uff09" * n,
 }
 
 
