@@ -92,12 +92,15 @@ def user_tag_list(name: str):
     return load_tag_list(path, source=f"{name} (user directory)")
 
 
-def tag_list_stamp(name: str) -> str:
+def tag_list_stamp(name: str | None) -> str | float:
     """What a user tag list's contents hang on (its path, size and modification time), for the node's
     IS_CHANGED: ComfyUI runs the node again when the file changes, not only when its inputs do. The
     bundled list and "none" do not change; a name the node will refuse is returned as it is (the node
-    then runs and says why)."""
-    name = (name or "").strip()
+    then runs and says why). A name linked from another node is not known yet (ComfyUI passes None):
+    NaN, which equals nothing, so the node runs every time."""
+    if name is None:
+        return float("nan")
+    name = name.strip()
     if name == BUNDLED_LIST or name.lower() == NO_LIST:
         return name
     try:

@@ -264,7 +264,6 @@ def _wide_commas_as_commas(text: str) -> str:
 # ComfyUI reads no weight or emphasis in full-width parentheses, colons or digits.
 _FULL_WIDTH_SYNTAX = re.compile("[\uff08\uff09\uff1a\uff0e\uff10-\uff19]")
 _PARENTHESES = re.compile("(?<!\\\\)[()\uff08\uff09]")
-_MAYBE_CJK = re.compile("[\u2e80-\uff00\uff5f-\U0010ffff]")  # _is_cjk_word_character decides
 _TYPED_NUMBER_CHARS = frozenset("0123456789.+-\uff0e" + "".join(map(chr, range(0xFF10, 0xFF1A))))
 _TYPED_TO_ASCII = {0xFF1A: ":", 0xFF0E: ".", 0x3000: " ", **{0xFF10 + d: str(d) for d in range(10)}}
 # The largest weight typed in full width that is taken for one: above it `（16：9）`, `（年龄：5）` are a
@@ -291,13 +290,18 @@ class _Runs:
 
 _WORD_RUN = re.compile(r"[^\W_]+")
 _LETTER_RUN = re.compile(r"[^\W\d_]+")
+# Characters that are neither ASCII nor full-width weight syntax (`（）：，、．０-９`, U+3000): CJK words and
+# punctuation, kaomoji pieces (`＾ω＾`), accented letters.
+_FOREIGN_RUN = re.compile("[^\x00-\x7f\uff08\uff09\uff1a\uff0c\u3001\uff0e\uff10-\uff19\u3000]+")
+_GROUP_EDGES = frozenset(",()\uff0c\u3001\uff08\uff09")  # where a group stands apart: an item's edge or another group
 
 
-def _group_tail(text: str, opening: int, closing: int, letters: _Runs):
+def _group_tail(text: str, opening: int, closing: int, letters: _Runs, foreign: _Runs):
     """The weight that ends the group text[opening:closing + 1]: (colon position, ASCII weight) when it
-    reads as one (0 to MAX_TYPED_WEIGHT, after a letter; `（16：9）` and `（７：００）` are a ratio and a time),
-    False when a colon and a number end it but are no weight, None when none does. Scans back over
-    spaces and digits only."""
+    reads as one: 0 to MAX_TYPED_WEIGHT, after text of letters with no CJK word (`（黒髪：0.8）`, `（年龄：3）`
+    are prose), and not a whole number after a digit (`（4：3）`, `（aspect ratio 3：2）` are ratios;
+    `（score_9：1.2）` is a weight); False when a colon and a number end it but are no weight, None when
+    none does. Scans back over spaces and digits only."""
     i = closing
     while i > opening + 1 and text[i - 1].isspace():
         i -= 1
@@ -312,9 +316,28 @@ def _group_tail(text: str, opening: int, closing: int, letters: _Runs):
     number = text[j:i].translate(_TYPED_TO_ASCII)
     if not _is_number(number) or (number[:1] == "0" and number[1:2].isdigit()):
         return False
-    if not 0 <= float(number) <= MAX_TYPED_WEIGHT or not letters.within(opening + 1, k - 1):
+    head_end = k - 1
+    while head_end > opening + 1 and text[head_end - 1].isspace():
+        head_end -= 1
+    if (not 0 <= float(number) <= MAX_TYPED_WEIGHT or not letters.within(opening + 1, k - 1)
+            or foreign.within(opening + 1, k - 1)  # `（年龄：3）`, `（身高：1.6）`: CJK prose, not a tag's weight
+            or ("." not in number and text[head_end - 1].translate(_TYPED_TO_ASCII).isdigit())):  # `（4：3）` a ratio
         return False
     return k - 1, number
+
+
+def _stands_apart(text: str, opening: int, closing: int) -> bool:
+    """Whether the group text[opening:closing + 1] stands among ASCII text as its ASCII twin would: the
+    nearest character on each side (past spaces) is ASCII, a comma or a parenthesis of either width, or
+    the text's edge (`，（mutual gaze），`, `（a）（b）`, `1girl （smile）`, `1girl⏎（smile）`); not a CJK
+    word's or punctuation's (`凝视（mutual gaze）`, `。（masterpiece）`, `「ツインテール」（twintails）`).
+    Reads only the spaces around it."""
+    before, after = opening - 1, closing + 1
+    while before >= 0 and text[before].isspace():
+        before -= 1
+    while after < len(text) and text[after].isspace():
+        after += 1
+    return all(i < 0 or i >= len(text) or text[i].isascii() or text[i] in _GROUP_EDGES for i in (before, after))
 
 
 def _typed_syntax_as_ascii(text: str) -> str:
@@ -337,13 +360,12 @@ def _typed_syntax_as_ascii(text: str) -> str:
     if not pairs:
         return text
     pairs.sort()
-    cjk = [m.start() for m in _MAYBE_CJK.finditer(text) if _is_cjk_word_character(m.group())]
-    words, letters = _Runs(text, _WORD_RUN), _Runs(text, _LETTER_RUN)
+    words, letters, foreign = _Runs(text, _WORD_RUN), _Runs(text, _LETTER_RUN), _Runs(text, _FOREIGN_RUN)
     chars = None
     converted: dict = {}
     for opening, closing in pairs:
         wide = text[opening] == "\uff08" or text[closing] == "\uff09"
-        tail = _group_tail(text, opening, closing, letters)
+        tail = _group_tail(text, opening, closing, letters, foreign)
         typed_tail = bool(tail) and not text[tail[0]:closing].isascii()
         if not (wide or typed_tail):
             converted[opening] = True  # ASCII syntax already: what it holds is read inside a group
@@ -353,17 +375,8 @@ def _typed_syntax_as_ascii(text: str) -> str:
             continue
         up = parent.get(opening)
         convert = bool(tail) or (text[opening] == "(") != (text[closing] == ")")
-        if not convert and bisect_left(cjk, opening) == bisect_left(cjk, closing):  # no CJK word inside
-            if up is not None and converted.get(up):
-                convert = True
-            else:
-                before, after = opening - 1, closing + 1
-                while before >= 0 and text[before].isspace():
-                    before -= 1
-                while after < len(text) and text[after].isspace():
-                    after += 1
-                convert = not ((before >= 0 and _is_cjk_word_character(text[before]))
-                               or (after < len(text) and _is_cjk_word_character(text[after])))
+        if not convert and not foreign.within(opening + 1, closing):  # ASCII text, weight syntax aside
+            convert = (up is not None and converted.get(up)) or _stands_apart(text, opening, closing)
         converted[opening] = convert
         if convert:
             if chars is None:
@@ -377,6 +390,9 @@ def _typed_syntax_as_ascii(text: str) -> str:
 
 def _has_typed_syntax(text: str) -> bool:
     return not text.isascii() and _FULL_WIDTH_SYNTAX.search(text) is not None and _typed_syntax_as_ascii(text) != text
+
+
+_APOSTROPHES = {0x2019: "'", 0x2018: "'", 0xFF07: "'"}
 
 
 def _unescape(text: str) -> str:
@@ -1127,10 +1143,11 @@ class _Normalizer:
         report, opts = self.report, self.opts
         key = _unescape(tag).lower() if "\\" in tag else tag.lower()
         info = self.tag_info(key)
-        if info is None and "\u2019" in key:  # `jeanne d’arc (fate)`, as a word processor types the apostrophe
-            straight = key.replace("\u2019", "'")
+        if info is None and ("\u2019" in key or "\u2018" in key or "\uff07" in key):
+            # `jeanne d’arc (fate)`: the apostrophe a word processor or a Japanese keyboard types
+            straight = key.translate(_APOSTROPHES)
             if self.tag_info(straight) is not None or self.alias_of(straight) is not None:
-                key, tag = straight, tag.replace("\u2019", "'")
+                key, tag = straight, tag.translate(_APOSTROPHES)
                 info = self.tag_info(key)
         if info is None:
             canonical = self.alias_of(key)
@@ -1269,13 +1286,18 @@ def _render(item: _Item) -> str:
             parts: list = [(weight + ")", False)]
             last = children[-1][0] if children else None
             tail = _trailing_weight(last, 0, len(last)) if not weight and last is not None and ":" in last else None
-            if tail is not None and last[:tail[1]].strip("( "):
+            if tail is not None and not last[:tail[1]].strip() and len(children) > 1:
+                # `(masterpiece, best quality, :1.2,)`: tidied, `, :1.2)` weighs the group next time
+                children, weight = children[:-1], tail[0]
+                parts[0] = (weight + ")", False)
+                last = children[-1][0]
+            elif tail is not None and last[:tail[1]].strip("( "):
                 # `(long hair: 1.2,)`: tidied to `(long hair: 1.2)`, its weight is read next time: read it now
                 last = last[:tail[1]].rstrip()
                 children, weight = [*children[:-1], (last, *children[-1][1:])], tail[0]
                 parts[0] = (weight + ")", False)
-            if not weight and last is not None and last[-1:] == "\\" and (len(last) - len(last.rstrip("\\"))) % 2:
-                parts.append((" ", False))  # `(a, b\_)`: a lone backslash before the `)` would escape it
+            if not weight and last is not None and last[-1:] == "\\":
+                parts.append((" ", False))  # `(a, b\_)`: ComfyUI reads a backslash before the `)` as its escape
             elif len(children) > 1 and last is not None and _is_emoticon(f"{last}{weight})"):
                 parts.append((", ", False))  # `(a, :, )`: tidied to `(a, :)`, it would end in a face next time
             for n, child in enumerate(reversed(children)):
@@ -1299,14 +1321,23 @@ STYLE_TAGS = frozenset({
 
 
 def is_style_tag(item: _Item) -> bool:
-    """A tag that names an art style (see STYLE_TAGS); a weighted group of them is one too."""
-    if item[2] not in (GENERAL, TEXT):
-        return False
-    if isinstance(item[1], str):
-        key = tag_key(item[1])
-        return key in STYLE_TAGS or key.endswith(" (style)")
-    children = item[3] if len(item) > 3 else None
-    return bool(children) and all(is_style_tag(c) for c in children)
+    """A tag that names an art style (see STYLE_TAGS); a weighted group of them is one too (nesting may
+    be deep: an explicit stack, no recursion)."""
+    stack = [item]
+    while stack:
+        top = stack.pop()
+        if top[2] not in (GENERAL, TEXT):
+            return False
+        if isinstance(top[1], str):
+            key = tag_key(top[1])
+            if not (key in STYLE_TAGS or key.endswith(" (style)")):
+                return False
+            continue
+        children = top[3] if len(top) > 3 else None
+        if not children:
+            return False
+        stack.extend(children)
+    return True
 
 
 def _without_duplicates(items: list[_Item]) -> list[_Item]:

@@ -464,7 +464,7 @@ TYPED_VARIANT_CASES = [
     # a weight in full-width parentheses, colon or digits (an IME left on): ComfyUI reads no weight there
     ("\uff08long hair\uff1a1.2\uff09, 1girl", NormalizeOptions(), "(long hair:1.2), 1girl"),
     ("1girl, (smile\uff1a\uff11\uff0e\uff13)", NormalizeOptions(), "1girl, (smile:1.3)"),
-    ("(\u9ed2\u9aea\uff1a0.8), \u5c11\u5973", NormalizeOptions(), "(\u9ed2\u9aea:0.8), \u5c11\u5973"),
+    ("(black hair\uff1a0.8), \u5c11\u5973", NormalizeOptions(), "(black hair:0.8), \u5c11\u5973"),
     # a group with one parenthesis of each width, and a whole item of ASCII text in full-width ones
     ("(2girls\uff09, \uff08mutual gaze\uff09, smile", NormalizeOptions(), "(2girls), (mutual gaze), smile"),
     # not a weight: CJK prose in full-width parentheses, a title's number, an unclosed group
@@ -507,6 +507,25 @@ TYPED_VARIANT_CASES = [
     ("a re, 1girl", preset_options("rouwei", NormalizeOptions()), "by a re BREAK 1girl"),
     ("artist:the only shoe, 1girl", preset_options("rouwei", NormalizeOptions()), "by the only shoe BREAK 1girl"),
     ("@a, 1girl", preset_options("rouwei", NormalizeOptions()), "@a BREAK 1girl"),
+    # a second review's cases (helper-67): ratios, ages and heights in CJK prose are no weights
+    ("\u4e00\u4e2a\u5973\u5b69\uff08\u6bd4\u4f8b2\uff1a3\uff09", NormalizeOptions(),
+     "\u4e00\u4e2a\u5973\u5b69\uff08\u6bd4\u4f8b2\uff1a3\uff09"),
+    ("1girl, \uff08aspect ratio 3\uff1a2\uff09", NormalizeOptions(), "1girl, \uff08aspect ratio 3\uff1a2\uff09"),
+    ("(\u6bd4\u4f8b 2\uff1a3), 1girl", NormalizeOptions(), "(\u6bd4\u4f8b 2\uff1a3), 1girl"),
+    ("\u5c11\u5973\uff0c\uff08\u5e74\u9f84\uff1a3\uff09", NormalizeOptions(), "\u5c11\u5973, \uff08\u5e74\u9f84\uff1a3\uff09"),
+    ("\u89d2\u8272\uff08\u8eab\u9ad8\uff1a1.6\uff09", NormalizeOptions(), "\u89d2\u8272\uff08\u8eab\u9ad8\uff1a1.6\uff09"),
+    ("(score_9\uff1a1.2), (smile\uff1a2)", NormalizeOptions(), "(score_9:1.2), (smile:2)"),
+    # a group after CJK punctuation, a kaomoji, accented text: punctuation, as typed
+    ("\u6211\u559c\u6b22\u3002\uff08masterpiece\uff09", NormalizeOptions(), "\u6211\u559c\u6b22\u3002\uff08masterpiece\uff09"),
+    ("\u300c\u30c4\u30a4\u30f3\u30c6\u30fc\u30eb\u300d\uff08twintails\uff09", NormalizeOptions(),
+     "\u300c\u30c4\u30a4\u30f3\u30c6\u30fc\u30eb\u300d\uff08twintails\uff09"),
+    ("1girl, \uff08\uff3e\u03c9\uff3e\uff09", NormalizeOptions(), "1girl, \uff08\uff3e\u03c9\uff3e\uff09"),
+    ("1girl, \uff08caf\u00e9\uff09", NormalizeOptions(), "1girl, \uff08caf\u00e9\uff09"),
+    ("\uff08long hair\uff1a1\u30022\uff09, 1girl", NormalizeOptions(), "\uff08long hair\uff1a1\u30022\uff09, 1girl"),
+    # the Japanese keyboard's full-width apostrophe
+    ("valentine\uff07s day, 1girl", NormalizeOptions(), "valentine's day, 1girl"),
+    # a weight written as the last item before a stray comma: the group's weight
+    ("(masterpiece, best quality, :1.2,), 1girl", NormalizeOptions(), "(masterpiece, best quality:1.2), 1girl"),
     # a weight before a stray comma at a group's close is read as the weight it becomes once tidied
     ("1girl, (long hair: 1.2,), smile", NormalizeOptions(), "1girl, (long hair:1.2), smile"),
     # a lone backslash before a group's close: a space keeps the `)` a close for ComfyUI (`\\)` escapes it)

@@ -65,10 +65,12 @@ def test_users_tag_list_must_live_in_the_user_directory(comfyui, tmp_path):
         folder_paths.set_user_directory(previous)
 
 
-def test_a_tag_list_edited_on_disk_runs_the_node_again(comfyui, tmp_path):
+@pytest.mark.parametrize("linked", [False, True])
+def test_a_tag_list_edited_on_disk_runs_the_node_again(comfyui, tmp_path, linked):
     """ComfyUI reuses a node's last output while its inputs are unchanged (one executor, two runs); a
     tag list edited on disk changes what the normaliser outputs, so the node asks to run again then,
-    and only then."""
+    and only then. With the file's name linked from another node, ComfyUI gives IS_CHANGED no name: the
+    node runs every time."""
     import copy
     import os
     import uuid
@@ -87,6 +89,9 @@ def test_a_tag_list_edited_on_disk_runs_the_node_again(comfyui, tmp_path):
                                                    "lowercase": False, "resolve_aliases": True, "tag_list_csv": "mine.csv"}},
         "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}},
     }
+    if linked:
+        prompt["3"] = {"class_type": "PrimitiveString", "inputs": {"value": "mine.csv"}}
+        prompt["1"]["inputs"]["tag_list_csv"] = ["3", 0]
     try:
         valid, error, outputs, _ = comfyui.validate(prompt)
         assert valid, error
@@ -101,12 +106,12 @@ def test_a_tag_list_edited_on_disk_runs_the_node_again(comfyui, tmp_path):
             return executor.history_result["outputs"]["2"]["text"][0], "1" in cached
 
         assert run() == ("my oc", False)
-        assert run() == ("my oc", True)  # nothing changed: ComfyUI's cache serves it
+        assert run() == ("my oc", not linked)  # nothing changed: ComfyUI's cache serves it
         stamp = csv.stat().st_mtime_ns
         csv.write_text('their_oc,4,12,"oc_alias"\n', encoding="utf-8")
         os.utime(csv, ns=(stamp + 2_000_000_000, stamp + 2_000_000_000))
         assert run() == ("their oc", False)
-        assert run() == ("their oc", True)
+        assert run() == ("their oc", not linked)
     finally:
         folder_paths.set_user_directory(previous)
 

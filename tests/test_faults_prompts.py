@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from flowanime.prompt.booru import NormalizeOptions, normalize, split_break
+from flowanime.prompt.booru import NormalizeOptions, normalize, preset_options, split_break
 from flowanime.prompt.chunking import (
     MAX_CHUNKS,
     MAX_PAREN_DEPTH,
@@ -125,6 +125,15 @@ def test_deep_parentheses_normalise_without_recursion(depth):
     start = time.perf_counter()
     assert normalize(text) == "(" * depth + "long hair" + ")" * depth
     assert time.perf_counter() - start < 2.0
+
+
+@pytest.mark.parametrize("preset", ["nekofantasia", "rouwei", "nai-v2-fm", "anima"])
+@pytest.mark.parametrize("opening, closing", [("(", ")"), ("\uff08", "\uff09")])
+def test_deep_parentheses_normalise_under_every_preset(preset, opening, closing):
+    """rouwei's style-tag test recursed into groups: 329-deep parentheses raised RecursionError (a review
+    found it); full-width ones are read as parentheses too."""
+    text = opening * 2000 + "flat_colors" + closing * 2000
+    assert normalize(text, preset_options(preset, NormalizeOptions())).count("(") == 2000
 
 
 @pytest.mark.parametrize("depth", [MAX_PAREN_DEPTH + 1, 2000, 40000])
