@@ -261,7 +261,7 @@ def _wide_commas_as_commas(text: str) -> str:
 
 
 # Weight syntax typed with a CJK input method left on: `（long hair：1.2）`, `(smile:１．３)`, `（（masterpiece））`.
-# ComfyUI reads no weight or emphasis in full-width parentheses, colons or digits.
+# ComfyUI reads no weight or emphasis in full-width parentheses or colons.
 _FULL_WIDTH_SYNTAX = re.compile("[\uff08\uff09\uff1a\uff0e\uff10-\uff19]")
 _PARENTHESES = re.compile("(?<!\\\\)[()\uff08\uff09]")
 _TYPED_NUMBER_CHARS = frozenset("0123456789.+-\uff0e" + "".join(map(chr, range(0xFF10, 0xFF1A))))
@@ -272,8 +272,8 @@ MAX_TYPED_WEIGHT = 3.0
 
 
 class _Runs:
-    """Where runs of word characters (or of letters) lie in a text, to ask in O(log n) whether a span
-    holds one: a group's content is read once for all groups, however deeply they nest."""
+    """Where the runs of a pattern (words, letters, other scripts) lie in a text, to ask in O(log n)
+    whether a span holds one: the text is read once for all groups, however deeply they nest."""
 
     def __init__(self, text: str, pattern: re.Pattern):
         self.starts, self.ends = [], []
@@ -342,14 +342,14 @@ def _stands_apart(text: str, opening: int, closing: int) -> bool:
 
 def _typed_syntax_as_ascii(text: str) -> str:
     """Parentheses, colons and digits typed in full width that are weight syntax become ASCII:
-    - a group ending in a weight that reads as one, `（黒髪：1.2）`, `(smile：１．３)`;
+    - a group ending in a weight that reads as one (see _group_tail), `（long hair：1.2）`, `(smile：１．３)`;
     - a group with one parenthesis of each width, `(2girls）`;
-    - a group of ASCII text (full-width punctuation aside) that stands apart from CJK words,
+    - a group of ASCII text (full-width weight syntax aside) among ASCII text (see _stands_apart),
       `，（mutual gaze），`, `（（masterpiece））`, `（a）（b）`, and every group inside a converted one.
     Other full-width parentheses are the language's punctuation and stay: `少女（黒髪）`, `凝视（mutual
-    gaze）`, `（16：9）`. One character for one. Linear: parentheses are paired on a stack, CJK words
-    counted by bisection over their positions, and each space between a group and its neighbours read
-    at most twice."""
+    gaze）`, `（16：9）`, `（＾ω＾）`. One character for one. Linear: parentheses are paired on a stack, the
+    runs of words, letters and other scripts found once and asked by bisection, and each space between
+    a group and its neighbours read at most twice."""
     pairs, stack, parent = [], [], {}
     for m in _PARENTHESES.finditer(text):
         if m.group() in "(\uff08":
