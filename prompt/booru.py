@@ -264,7 +264,7 @@ def _wide_commas_as_commas(text: str) -> str:
 # ComfyUI reads no weight or emphasis in full-width parentheses or colons.
 _FULL_WIDTH_SYNTAX = re.compile("[\uff08\uff09\uff1a\uff0e\uff10-\uff19]")
 _PARENTHESES = re.compile("(?<!\\\\)[()\uff08\uff09]")
-_TYPED_NUMBER_CHARS = frozenset("0123456789.+-\uff0e" + "".join(map(chr, range(0xFF10, 0xFF1A))))
+_TYPED_NUMBER_CHARS = _NUMBER_CHARS | frozenset("\uff0e" + "".join(map(chr, range(0xFF10, 0xFF1A))))
 _TYPED_TO_ASCII = {0xFF1A: ":", 0xFF0E: ".", 0x3000: " ", **{0xFF10 + d: str(d) for d in range(10)}}
 # The largest weight typed in full width that is taken for one: above it `（16：9）`, `（年龄：5）` are a
 # ratio and an age (written weights stay within 0.5-2; ASCII ones are read up to MAX_WRITTEN_WEIGHT).
@@ -302,28 +302,21 @@ def _group_tail(text: str, opening: int, closing: int, letters: _Runs, foreign: 
     are prose), and not a whole number after a digit (`（4：3）`, `（aspect ratio 3：2）` are ratios;
     `（score_9：1.2）` is a weight); False when a colon and a number end it but are no weight, None when
     none does. Scans back over spaces and digits only."""
-    i = closing
-    while i > opening + 1 and text[i - 1].isspace():
-        i -= 1
-    j = i
-    while j > opening + 1 and text[j - 1] in _TYPED_NUMBER_CHARS:
-        j -= 1
-    k = j
-    while k > opening + 1 and text[k - 1].isspace():
-        k -= 1
-    if j == i or k <= opening + 1 or text[k - 1] not in ":\uff1a":
+    span = _weight_span(text, opening + 1, closing, _TYPED_NUMBER_CHARS, ":\uff1a")
+    if span is None or span[1] == span[2]:
         return None
+    colon, j, i = span
     number = text[j:i].translate(_TYPED_TO_ASCII)
     if not _is_number(number) or (number[:1] == "0" and number[1:2].isdigit()):
         return False
-    head_end = k - 1
+    head_end = colon
     while head_end > opening + 1 and text[head_end - 1].isspace():
         head_end -= 1
-    if (not 0 <= float(number) <= MAX_TYPED_WEIGHT or not letters.within(opening + 1, k - 1)
-            or foreign.within(opening + 1, k - 1)  # `（年龄：3）`, `（身高：1.6）`: CJK prose, not a tag's weight
+    if (not 0 <= float(number) <= MAX_TYPED_WEIGHT or not letters.within(opening + 1, colon)
+            or foreign.within(opening + 1, colon)  # `（年龄：3）`, `（身高：1.6）`: CJK prose, not a tag's weight
             or ("." not in number and text[head_end - 1].translate(_TYPED_TO_ASCII).isdigit())):  # `（4：3）` a ratio
         return False
-    return k - 1, number
+    return colon, number
 
 
 def _stands_apart(text: str, opening: int, closing: int) -> bool:
@@ -851,20 +844,27 @@ def _end_item(text: str, g: _Group, end: int, kept: list[int]) -> None:
     g.significant, g.only, g.led = 0, None, False
 
 
-def _trailing_weight(text: str, start: int, end: int):
-    """(":w", position of the colon) if text[start:end] ends in `:w` (ComfyUI's `(x:1.2)`), else None.
-    Scans back over digits only: linear in their number."""
+def _weight_span(text: str, start: int, end: int, number_chars=_NUMBER_CHARS, colons=":"):
+    """(colon position, number start, number end) if text[start:end] ends in a colon, a number's
+    characters and spaces around them, else None. Scans back over spaces and digits only: linear in
+    their number."""
     i = end
     while i > start and text[i - 1].isspace():
         i -= 1
     j = i
-    while j > start and text[j - 1] in _NUMBER_CHARS:
+    while j > start and text[j - 1] in number_chars:
         j -= 1
     k = j
     while k > start and text[k - 1].isspace():
         k -= 1
-    if k > start and text[k - 1] == ":" and _is_number(text[j:i]):
-        return ":" + text[j:i], k - 1
+    return (k - 1, j, i) if k > start and text[k - 1] in colons else None
+
+
+def _trailing_weight(text: str, start: int, end: int):
+    """(":w", position of the colon) if text[start:end] ends in `:w` (ComfyUI's `(x:1.2)`), else None."""
+    span = _weight_span(text, start, end)
+    if span is not None and _is_number(text[span[1]:span[2]]):
+        return ":" + text[span[1]:span[2]], span[0]
     return None
 
 

@@ -206,22 +206,19 @@ def reports_after_rebuild_problems(page) -> list[str]:
     page.evaluate(tracker)  # the graph built by script: the tab's saved state holds it
     page.evaluate("() => window.app.extensionManager.command.execute('Comfy.NewBlankWorkflow')")
     page.wait_for_timeout(1500)
+    def compare(what: str) -> None:
+        page.wait_for_timeout(2000)
+        after = sorted(page.evaluate(REPORTS))
+        if after != before:
+            problems.append(f"after {what} the reports are {after}, before {before}")
+        print(f"{'OK  ' if after == before else 'FAIL'} the reports after {what}: {[(t, (r or '')[:25]) for t, r in after]}")
+
     page.evaluate("() => window.app.extensionManager.command.execute('Workspace.PreviousOpenedWorkflow')")
-    page.wait_for_timeout(2000)
-    after_tabs = sorted(page.evaluate(REPORTS))
-    if after_tabs != before:
-        problems.append(f"after a workflow-tab round trip the reports are {after_tabs}, before {before}")
-    print(f"{'OK  ' if not problems else 'FAIL'} the reports after a workflow-tab round trip: "
-          f"{[(t, (r or '')[:25]) for t, r in after_tabs]}")
+    compare("a workflow-tab round trip")
     page.evaluate("() => { const n = window.app.graph.nodes.find(n => n.flowanimeCounter); n.pos = [n.pos[0] + 10, n.pos[1]]; }")
     page.evaluate(tracker)
     page.evaluate("() => window.app.extensionManager.command.execute('Comfy.Undo')")
-    page.wait_for_timeout(2000)
-    after_undo = sorted(page.evaluate(REPORTS))
-    if after_undo != before:
-        problems.append(f"after an undo the reports are {after_undo}, before {before}")
-    print(f"{'OK  ' if after_undo == before else 'FAIL'} the reports after an undo: "
-          f"{[(t, (r or '')[:25]) for t, r in after_undo]}")
+    compare("an undo")
     # the nodes the later checks use are the rebuilt ones
     page.evaluate("""([enc, norm]) => { window.faEncoder = window.app.graph.nodes.find(n => n.type === enc);
         window.faNormalizer = window.app.graph.nodes.find(n => n.type === norm); }""", [ENCODER, NORMALIZER])

@@ -66,16 +66,16 @@ def test_the_tables_keep_their_columns_whatever_the_tooltips_say(node_id):
     assert [len(c) for c in outputs] == [3] * len(node.RETURN_TYPES)
 
 
+def stand_in_node(required: dict, return_type: str, output_tooltip: str) -> type:
+    """A node class with these required inputs and one output, for the page builder."""
+    return type("Node", (), {"RETURN_TYPES": (return_type,), "OUTPUT_TOOLTIPS": (output_tooltip,),
+                             "INPUT_TYPES": classmethod(lambda cls: {"required": required})})
+
+
 def test_markdown_in_a_tooltip_reads_as_written():
     """A tooltip's `|`, `*` or `_` would end a cell or start emphasis in the rendered page."""
-    class Node:
-        RETURN_TYPES = ("STRING",)
-        OUTPUT_TOOLTIPS = ("a|b",)
-
-        @classmethod
-        def INPUT_TYPES(cls):
-            return {"required": {"text": ("STRING", {"tooltip": "{a|b} picks one; s*t / (1 + (s-1)*t); log10_rtol <x>"})}}
-
+    Node = stand_in_node({"text": ("STRING", {"tooltip": "{a|b} picks one; s*t / (1 + (s-1)*t); log10_rtol <x>"})},
+                         "STRING", "a|b")
     part = BUILDER.generated_part(Node)
     assert r"{a\|b} picks one; s\*t / (1 + (s-1)\*t); log10\_rtol \<x\>" in part
     assert [len(cells(r)) for r in part.splitlines() if r.startswith("| `")] == [4, 3]
@@ -83,18 +83,11 @@ def test_markdown_in_a_tooltip_reads_as_written():
 
 def test_ranges_read_as_a_person_writes_them():
     """Python's `1e-05` and the seed's twenty digits are what repr gives, not what a reader expects."""
-    class Node:
-        RETURN_TYPES = ("INT",)
-        OUTPUT_TOOLTIPS = ("n",)
-
-        @classmethod
-        def INPUT_TYPES(cls):
-            return {"required": {
-                "floor": ("FLOAT", {"default": 0.001, "min": 1e-05, "max": 0.5, "tooltip": "f"}),
-                "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "tooltip": "s"}),
-                "steps": ("INT", {"default": 48, "min": 1, "max": 10000, "tooltip": "t"}),
-                "shift": ("FLOAT", {"default": 3.0, "min": 0.0, "max": 100.0, "tooltip": "h"})}}
-
+    Node = stand_in_node({
+        "floor": ("FLOAT", {"default": 0.001, "min": 1e-05, "max": 0.5, "tooltip": "f"}),
+        "seed": ("INT", {"default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF, "tooltip": "s"}),
+        "steps": ("INT", {"default": 48, "min": 1, "max": 10000, "tooltip": "t"}),
+        "shift": ("FLOAT", {"default": 3.0, "min": 0.0, "max": 100.0, "tooltip": "h"})}, "INT", "n")
     part = BUILDER.generated_part(Node)
     assert "`0.001` (0.00001 to 0.5)" in part
     assert "`0` (0 to 2^64 - 1)" in part
