@@ -1392,7 +1392,8 @@ def normalize_with_report(prompt: str, options: NormalizeOptions = NormalizeOpti
     collecting = gc.isenabled()
     gc.disable()
     try:
-        subprompts = _and_subprompts(_read_as_typed(prompt)) if not isinstance(prompt, str) or AND in prompt else [prompt]
+        reads_and = not isinstance(prompt, str) or AND in prompt
+        subprompts = _and_subprompts(_typed_and_wide_as_ascii(_clean(prompt)[0])) if reads_and else [prompt]
         if len(subprompts) == 1:
             return _normalize_subprompt(prompt, options, tags)
         # AND sub-prompts (composable diffusion, Latent Couple, comfyui-prompt-control) are encoded
@@ -1454,13 +1455,9 @@ def _may_regroup(text: str, options: NormalizeOptions) -> bool:
     return any(depth.values())
 
 
-def _read_as_typed(prompt: str) -> str:
-    """The prompt cleaned, and its wide commas and full-width weight syntax read as ASCII: what the
-    AND split and the parser see (`AND（a：1.2）` splits as `AND(a:1.2)` will)."""
-    return _typed_and_wide_as_ascii(_clean(prompt)[0])
-
-
 def _typed_and_wide_as_ascii(text: str) -> str:
+    """Wide commas and full-width weight syntax read as ASCII: what the AND split and the parser see
+    (`AND（a：1.2）` splits as `AND(a:1.2)` will)."""
     if _WIDE_COMMA.search(text):  # first: a line break decides by the commas before it
         text = _wide_commas_as_commas(text)
     if not text.isascii() and _FULL_WIDTH_SYNTAX.search(text):
