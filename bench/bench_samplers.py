@@ -304,7 +304,8 @@ def flowanime_rows(ctx):
     jobs = []
     for method, stages, order in (("euler", 1, None), ("heun", 2, None), ("ralston3", 3, None), ("rk4", 4, None),
                                   ("exp_multistep", 1, None), ("flow_multistep", 1, None), ("flow_multistep", 1, 3),
-                                  ("exp_singlestep", 3, None), ("exp_singlestep", 2, 2)):
+                                  ("exp_singlestep", 3, None), ("exp_singlestep", 2, 2),
+                                  ("exp_multistep_staged_end", 1, None), ("exp_multistep_staged_end", 1, 2)):
         # the same schedules the built-ins get; order None: the method's default
         label = f"{method} (fixed)" if order is None else f"{method} order {order} (fixed)"
         jobs += fixed_step_jobs(ctx, "FlowAnime", label, make_sampler_function(SamplerConfig(method, order=order)),

@@ -46,10 +46,13 @@ class SamplerRungeKuttaODE:
                                "(adams_pc's predictor-corrector on the scheduler's sigmas, order 3: one call per step, "
                                "like UniPC), flow_multistep (the same on the flow's velocity in sigma, order 2: "
                                "one call per step; made for flow models, best on the beta scheduler in our "
-                               "benchmark) and exp_singlestep (DPM-Solver-3's single-step "
+                               "benchmark), exp_singlestep (DPM-Solver-3's single-step "
                                "exponential integrator, 3 calls per step, no history: the fewest calls on few "
                                "steps where the last stretch down to sigma 0 bends; at 2-4 steps use "
-                               "linear_quadratic, whose short first step keeps each image on its subject).",
+                               "linear_quadratic, whose short first step keeps each image on its subject) and "
+                               "exp_multistep_staged_end (exp_multistep, whose last interval down to sigma 0 is "
+                               "one exp_singlestep step instead of a jump to the last prediction: 2 calls more "
+                               "than the schedule's steps).",
                 }),
                 "log10_rtol": ("FLOAT", {
                     "default": -2.5, "min": -12.0, "max": 0.0, "step": 0.1,
@@ -74,7 +77,7 @@ class SamplerRungeKuttaODE:
                     "default": 0.001, "min": 0.00001, "max": 0.5, "step": 0.0001, "round": False,
                     "tooltip": "An adaptive solve stops here (eps/v models: no lower than their smallest trained sigma) and "
                                "returns the model's denoised prediction, instead of evaluating at sigma=0; "
-                               "exp_singlestep ends its last step here.",
+                               "exp_singlestep and exp_multistep_staged_end end their last step here.",
                 }),
             },
             "optional": {
@@ -88,8 +91,9 @@ class SamplerRungeKuttaODE:
                 "order": (list(ORDER_CHOICES), {
                     "default": "default", "advanced": True,
                     "tooltip": "Predictor order of exp_multistep and flow_multistep (the corrector is one higher), "
-                               "and the order of exp_singlestep (= its model calls per step). default: 3 for "
-                               "exp_multistep and exp_singlestep, 2 for flow_multistep (3 can need fewer calls on long "
+                               "the order of exp_singlestep (= its model calls per step) and of "
+                               "exp_multistep_staged_end (both parts). default: 3 for exp_multistep, exp_singlestep "
+                               "and exp_multistep_staged_end, 2 for flow_multistep (3 can need fewer calls on long "
                                "schedules and more on short ones: README benchmark). Other methods ignore it.",
                 }),
             },

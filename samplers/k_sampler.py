@@ -30,20 +30,23 @@ from .ode import (
     solve_fixed,
     travelled,
 )
-from .singlestep import solve_exp_singlestep
+from .singlestep import solve_exp_multistep_staged_end, solve_exp_singlestep
 
 log = logging.getLogger("FlowAnime")
 
 # Adaptive, one model call per step (samplers/multistep.py): in log sigma on the denoised prediction,
 # and in sigma on the velocity.
 MULTISTEP = {"adams_pc": solve_adams_pc, "flow_adams_pc": solve_flow_adams_pc}
-# The same two on the given sigmas, one model call per sigma, and the single-step exponential
-# integrators (samplers/singlestep.py), `order` calls per step: (solver, default order).
+# The same two on the given sigmas, one model call per sigma, and the methods with single-step
+# exponential stages (samplers/singlestep.py), whose interval to sigma 0 ends at sigma_min:
+# exp_singlestep, `order` calls per step, and exp_multistep with its last interval so staged:
+# (solver, default order).
 FIXED_MULTISTEP = {"exp_multistep": (solve_exp_multistep, 3), "flow_multistep": (solve_flow_multistep, 2)}
-FIXED_SINGLESTEP = {"exp_singlestep": (solve_exp_singlestep, 3)}
-FIXED_ORDERED = {**FIXED_MULTISTEP, **FIXED_SINGLESTEP}
+FIXED_STAGED = {"exp_singlestep": (solve_exp_singlestep, 3),
+                "exp_multistep_staged_end": (solve_exp_multistep_staged_end, 3)}
+FIXED_ORDERED = {**FIXED_MULTISTEP, **FIXED_STAGED}
 METHODS = (tuple(tableaux.ADAPTIVE) + tuple(MULTISTEP) + tuple(tableaux.FIXED) + tuple(FIXED_MULTISTEP)
-           + tuple(FIXED_SINGLESTEP))
+           + tuple(FIXED_STAGED))
 
 
 @dataclass(frozen=True)
@@ -256,10 +259,11 @@ def make_sampler_function(config: SamplerConfig, on_model_call: Callable[[], Non
                 solve = FIXED_MULTISTEP[config.method][0]
                 breakpoints = breakpoints_of(model, sig[0], sig[-1]) if breakpoints_of is not None else ()
                 out, stats = solve(denoiser, x, sig, config.multistep_order, on_step, on_model_call, breakpoints)
-            elif config.method in FIXED_SINGLESTEP:
-                # its interval to 0 ends where an adaptive solve would (sigma_min or the model's floor)
-                out, stats = FIXED_SINGLESTEP[config.method][0](
-                    denoiser, x, sig, config.multistep_order, on_step, on_model_call,
+            elif config.method in FIXED_STAGED:
+                # the interval to 0 ends where an adaptive solve would (sigma_min or the model's floor)
+                breakpoints = breakpoints_of(model, sig[0], sig[-1]) if breakpoints_of is not None else ()
+                out, stats = FIXED_STAGED[config.method][0](
+                    denoiser, x, sig, config.multistep_order, on_step, on_model_call, breakpoints,
                     sigma_floor=max(config.sigma_min, sigma_floor(model)))
             elif not config.adaptive:
                 out, stats = solve_fixed(denoiser, x, sig, tableau, config.ode_form, on_step, on_model_call)

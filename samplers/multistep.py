@@ -454,10 +454,15 @@ def _ends_past_breakpoint(breakpoints: Sequence[float], s: float, s_next: float)
     return any(min(s, s_next) < b < max(s, s_next) and abs(s_next - b) <= ENDS_AT_BREAKPOINT * b for b in breakpoints)
 
 
-def _solve_fixed_multistep(form: _AdamsForm, denoiser, x, sigmas, order, on_step, on_model_call, breakpoints=()):
+def _solve_fixed_multistep(form: _AdamsForm, denoiser, x, sigmas, order, on_step, on_model_call, breakpoints=(),
+                           finish_to_zero=None, name=None):
+    """finish_to_zero(call, x, sigma, denoised) -> image: the interval from the last sigma to 0 of a
+    form that jumps to the denoised prediction there, in place of the jump. name: the method's, for
+    its stats (form.fixed_name)."""
+    name = name or form.fixed_name
     if order not in (1, 2, 3):
-        raise ValueError(f"{form.fixed_name} order must be 1, 2 or 3, got {order}")
-    stats = SolveStats(f"{form.fixed_name} (order {order})")
+        raise ValueError(f"{name} order must be 1, 2 or 3, got {order}")
+    stats = SolveStats(f"{name} (order {order})")
     started = time.perf_counter()
     call = _counted_calls(denoiser, stats, on_model_call)
 
@@ -474,7 +479,7 @@ def _solve_fixed_multistep(form: _AdamsForm, denoiser, x, sigmas, order, on_step
             history_f.append(form.value(x, denoised, s))
         t = history_t[-1]
         if s_next <= 0 and form.jumps_to_denoised_at_zero:
-            x = denoised
+            x = denoised = denoised if finish_to_zero is None else finish_to_zero(call, x, s, denoised)
         else:
             t_new = form.time(max(s_next, 0.0))
             # only the step onto the last sigma before 0 (the image is that call's denoised prediction)

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from .multistep import _combine, _counted_calls
+from .multistep import LOG_SIGMA_FORM, _combine, _counted_calls, _solve_fixed_multistep
 from .ode import Denoiser, SolveStats, StepInfo
 
 # Where each order calls the model, as fractions of the step in log sigma (after its start): DPM-Solver's
@@ -34,6 +34,9 @@ from .ode import Denoiser, SolveStats, StepInfo
 STAGE_FRACTIONS = {1: (), 2: (1 / 2,), 3: (1 / 3, 2 / 3)}
 # Below this step (in log sigma) the weights' closed forms lose digits to cancellation: a series instead.
 SERIES_BELOW = 1e-3
+# A last sigma this close above sigma_floor (relative) is at it: a schedule that ends on the model's
+# smallest sigma reaches the solver rounded to float32, and stages over that rounding would be wasted calls.
+AT_FLOOR = 1e-4
 
 
 def line_weights(reach: float, node: float | None) -> tuple[float, float]:
@@ -48,6 +51,32 @@ def line_weights(reach: float, node: float | None) -> tuple[float, float]:
     if node is None:
         return first, 0.0
     return first - moment / node, moment / node
+
+
+def staged_step(call, x: torch.Tensor, s: float, end: float, start_denoised: torch.Tensor, order: int):
+    """One step from sigma s to `end` (both above 0) with the start's denoised prediction in hand and
+    order - 1 more calls at STAGE_FRACTIONS[order] of it in log sigma. Returns (x at end, the last
+    stage's latent, its sigma, its denoised prediction); with no stage, the start's."""
+    h = math.log(s / end)  # negative on a rising schedule: the weights hold for either sign
+    stage_x, stage_sigma, denoised, node = x, s, start_denoised, None
+    for fraction in STAGE_FRACTIONS[order]:
+        reach = fraction * h
+        stage_x = _combine(x, math.exp(-reach), line_weights(reach, node), [start_denoised, denoised])
+        stage_sigma = s * math.exp(-reach)
+        denoised, node = call(stage_x, stage_sigma), reach
+    return _combine(x, math.exp(-h), line_weights(h, node), [start_denoised, denoised]), stage_x, stage_sigma, denoised
+
+
+def finish_to_zero(call, x: torch.Tensor, s: float, start_denoised: torch.Tensor, order: int,
+                   sigma_floor: float) -> torch.Tensor:
+    """The image from x at sigma s, the start's denoised prediction in hand: a staged step down to
+    sigma_floor, then the sliver to 0 along the last stage's velocity (x - D) / sigma, without a call.
+    At or below sigma_floor (within AT_FLOOR), the denoised prediction is the image."""
+    if s <= sigma_floor * (1 + AT_FLOOR):
+        return start_denoised
+    x_end, stage_x, stage_sigma, denoised = staged_step(call, x, s, sigma_floor, start_denoised, order)
+    velocity = torch.sub(stage_x, denoised).div_(stage_sigma)
+    return x_end.sub_(velocity, alpha=sigma_floor)
 
 
 def solve_exp_singlestep(
@@ -73,34 +102,47 @@ def solve_exp_singlestep(
     stats = SolveStats(f"exp_singlestep (order {order})")
     started = time.perf_counter()
     call = _counted_calls(denoiser, stats, on_model_call)
-    fractions = STAGE_FRACTIONS[order]
     for i in range(len(sigmas) - 1):
         s, s_next = sigmas[i], sigmas[i + 1]
         if s_next == s:
             continue
         denoised = call(x, s)
-        if s_next <= 0 and s <= sigma_floor:
-            x = denoised
+        if s_next <= 0:
+            x = denoised = finish_to_zero(call, x, s, denoised, order, sigma_floor)
         else:
-            end = max(s_next, sigma_floor) if s_next <= 0 else s_next
-            h = math.log(s / end)  # negative on a rising schedule: the weights hold for either sign
-            start_denoised, stage_x, stage_sigma, node = denoised, x, s, None
-            for fraction in fractions:
-                reach = fraction * h
-                stage_x = _combine(x, math.exp(-reach), line_weights(reach, node), [start_denoised, denoised])
-                stage_sigma = s * math.exp(-reach)
-                denoised, node = call(stage_x, stage_sigma), reach
-            x_end = _combine(x, math.exp(-h), line_weights(h, node), [start_denoised, denoised])
-            if s_next <= 0:
-                # the sliver from sigma_floor to 0 along the last stage's velocity (x - D) / sigma
-                velocity = torch.sub(stage_x, denoised).div_(stage_sigma)
-                x = x_end.sub_(velocity, alpha=end)
-                denoised = x  # at sigma 0 the latent is its own prediction: the preview is the image
-            else:
-                x = x_end
+            x, _, _, denoised = staged_step(call, x, s, s_next, denoised, order)
         stats.accepted += 1
         if on_step is not None:
             on_step(StepInfo(max(s_next, 0.0), x, denoised, (i + 1) / (len(sigmas) - 1), stats))
     stats.final_sigma = max(sigmas[-1], 0.0)
     stats.seconds = time.perf_counter() - started
     return x, stats
+
+
+def solve_exp_multistep_staged_end(
+    denoiser: Denoiser,
+    x: torch.Tensor,
+    sigmas: list[float],
+    order: int = 3,
+    on_step: Callable[[StepInfo], None] | None = None,
+    on_model_call: Callable[[], None] | None = None,
+    breakpoints: Sequence[float] = (),
+    sigma_floor: float = 1e-3,
+):
+    """exp_multistep (samplers/multistep.py: one model call per sigma, predictor order `order`) down
+    to the last sigma above 0, then the interval from there to sigma 0 as one exp_singlestep step of
+    the same order: order - 1 more calls, in log sigma down to sigma_floor, where exp_multistep jumps
+    to the last denoised prediction: n + order - 1 calls on n steps, one more where exp_multistep stages
+    the step onto that sigma. On a short schedule that
+    interval spans most of log sigma and holds most of the error; the steps before it are where each
+    image settles on what it becomes, which the multistep history follows at one call a step. Returns (latent, stats)."""
+    if order not in STAGE_FRACTIONS:
+        raise ValueError(f"exp_multistep_staged_end order must be 1, 2 or 3, got {order}")
+    if not 0 < sigma_floor < 1:
+        raise ValueError(f"exp_multistep_staged_end sigma_floor must be between 0 and 1, got {sigma_floor}")
+
+    def finish(call, x_last, sigma_last, denoised):
+        return finish_to_zero(call, x_last, sigma_last, denoised, order, sigma_floor)
+
+    return _solve_fixed_multistep(LOG_SIGMA_FORM, denoiser, x, sigmas, order, on_step, on_model_call, breakpoints,
+                                  finish_to_zero=finish, name="exp_multistep_staged_end")

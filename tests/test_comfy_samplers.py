@@ -25,7 +25,8 @@ def test_ksampler_entries_run_through_the_executor(comfyui, family, sampler):
 
 
 @pytest.mark.parametrize("method", ["dopri5", "bosh3", "heun_euler", "fehlberg2", "adams_pc", "rk4", "euler", "exp_multistep",
-                                    "flow_adams_pc", "flow_multistep", "exp_singlestep"])
+                                    "flow_adams_pc", "flow_multistep", "exp_singlestep",
+                                    "exp_multistep_staged_end"])
 def test_sampler_node_with_sampler_custom_advanced(comfyui, method):
     graph, save_id = kit.txt2img("sd3", scheduler="simple", steps=6, patch={"shift": 3.0},
                                  custom_sampler={**ODE_DEFAULTS, "method": method})
@@ -708,31 +709,39 @@ def test_breakpoints_are_read_from_conditioning_and_chained_controlnets(comfyui)
     assert adapter.conditioning_breakpoints(SimpleNamespace()) == []
 
 
-def test_exp_singlestep_ends_its_last_step_at_an_eps_models_smallest_sigma(comfyui, sd15):
-    """exp_singlestep through ComfyUI's custom sampling on SD1.5 (an eps model): the interval to 0 runs
-    down to the model's smallest trained sigma (larger than sigma_min), with its stages at 1/3 and 2/3
-    of that step in log sigma, and on Gaussian data the image lands on the closed form within what 8
-    bits show."""
+@pytest.mark.parametrize("method, calls_simple, calls_karras", [("exp_singlestep", 3 * 10, 3 * 9 + 1),
+                                                                 ("exp_multistep_staged_end", 10 + 2, 10)])
+def test_the_staged_end_stops_at_an_eps_models_smallest_sigma(comfyui, sd15, method, calls_simple, calls_karras):
+    """exp_singlestep and exp_multistep_staged_end through ComfyUI's custom sampling on SD1.5 (an eps
+    model): the interval to 0 runs down to the model's smallest trained sigma (larger than sigma_min),
+    with its stages at 1/3 and 2/3 of that step in log sigma, and on Gaussian data the image lands on
+    the closed form within what 8 bits show. A schedule that already ends on that sigma (karras; it
+    arrives rounded to float32) spends no stage calls on the rounding."""
     import comfy.sample
     import comfy.samplers
 
     model, pos, neg, latent = sd15
-    exact_model, called, flow = gaussian_data(model)
-    assert not flow
     sampler = comfyui.node_class("FlowAnimeSamplerRungeKuttaODE")().get_sampler(
-        **{**ODE_DEFAULTS, "method": "exp_singlestep"})[0]
+        **{**ODE_DEFAULTS, "method": method})[0]
     model_sampling = model.get_model_object("model_sampling")
     floor, sigma_max = float(model_sampling.sigma_min), float(model_sampling.sigma_max)
-    sigmas = comfy.samplers.calculate_sigmas(model_sampling, "karras", 10).cpu()
     noise = comfy.sample.prepare_noise(latent["samples"], 3)
-    out = comfy.sample.sample_custom(exact_model, noise, 1.0, sampler, sigmas, pos, neg, latent["samples"])
-    last = float(sigmas[-2])
-    h = math.log(last / floor)
-    assert min(called) == pytest.approx(last * math.exp(-2 * h / 3), rel=1e-4) and min(called) > floor
-    assert len(called) == 3 * 10
-    expected = gaussian_ode_solution(noise * math.sqrt(1 + sigma_max ** 2), sigma_max, flow)
-    error = float((model.model.latent_format.process_in(out) - expected).pow(2).mean().sqrt())
-    assert error < 5.5e-3, error
+    for scheduler, calls in (("simple", calls_simple), ("karras", calls_karras)):
+        exact_model, called, flow = gaussian_data(model)
+        assert not flow
+        sigmas = comfy.samplers.calculate_sigmas(model_sampling, scheduler, 10).cpu()
+        out = comfy.sample.sample_custom(exact_model, noise, 1.0, sampler, sigmas, pos, neg, latent["samples"])
+        last = float(sigmas[-2])
+        if scheduler == "simple":
+            h = math.log(last / floor)
+            assert h > 1 and min(called) == pytest.approx(last * math.exp(-2 * h / 3), rel=1e-4)
+            assert min(called) > floor
+        else:
+            assert last == pytest.approx(floor, rel=1e-6) and min(called) == pytest.approx(last, rel=1e-6)
+        assert len(called) == calls, scheduler
+        expected = gaussian_ode_solution(noise * math.sqrt(1 + sigma_max ** 2), sigma_max, flow)
+        error = float((model.model.latent_format.process_in(out) - expected).pow(2).mean().sqrt())
+        assert error < 5.5e-3, (scheduler, error)
 
 
 def test_the_samplers_advice_names_only_settings_comfyui_has(comfyui):
@@ -767,7 +776,8 @@ def test_the_samplers_advice_names_only_settings_comfyui_has(comfyui):
     assert "ModelComputeDtype" in comfyui.nodes.NODE_CLASS_MAPPINGS
 
 
-@pytest.mark.parametrize("method", ["exp_singlestep", "heun_euler", "dopri5", "flow_multistep"])
+@pytest.mark.parametrize("method", ["exp_singlestep", "exp_multistep_staged_end", "heun_euler", "dopri5",
+                                    "flow_multistep"])
 def test_sampler_custom_advanced_denoised_output_is_the_image_on_a_schedule_to_zero(comfyui, sd3, method):
     """SamplerCustomAdvanced's denoised_output is the last preview's x0 (latent_preview.prepare_callback);
     at sigma 0 the latent is its own prediction, so both outputs are the image. exp_singlestep's last

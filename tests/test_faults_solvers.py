@@ -19,7 +19,7 @@ from flowanime.samplers.ode import ModelOutputNotFinite, SolverError
 pytestmark = pytest.mark.faults
 
 ADAPTIVE = sorted(tableaux.ADAPTIVE) + ["adams_pc", "flow_adams_pc"]
-FIXED = sorted(tableaux.FIXED) + ["exp_multistep", "flow_multistep", "exp_singlestep"]
+FIXED = sorted(tableaux.FIXED) + ["exp_multistep", "flow_multistep", "exp_singlestep", "exp_multistep_staged_end"]
 MEAN, STD = torch.full((4, 8, 8), 0.3), 0.1
 
 
@@ -214,7 +214,8 @@ def test_one_bad_image_in_the_input_latent_is_named_before_any_model_call(method
     assert not model.sigmas
 
 
-@pytest.mark.parametrize("method", ADAPTIVE + ["euler", "rk4", "exp_multistep", "flow_multistep", "exp_singlestep"])
+@pytest.mark.parametrize("method", ADAPTIVE + ["euler", "rk4", "exp_multistep", "flow_multistep", "exp_singlestep",
+                                              "exp_multistep_staged_end"])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_a_half_precision_latent_is_solved_in_float32_and_returned_in_its_dtype(method, dtype):
     """Item 4: a half-precision latent into a float32 model: the solve runs in float32 (state

@@ -226,7 +226,7 @@ def test_a_spent_budget_still_returns_the_image_not_the_latent_at_sigma_min(meth
 
 @pytest.mark.parametrize("method", sorted(set(tableaux.ADAPTIVE) | set(tableaux.FIXED)
                                           | {"adams_pc", "flow_adams_pc", "exp_multistep", "flow_multistep",
-                                             "exp_singlestep"}))
+                                             "exp_singlestep", "exp_multistep_staged_end"}))
 def test_the_last_preview_of_a_schedule_to_zero_is_the_image_returned(method):
     """At sigma 0 the latent is its own denoised prediction, so the last callback's `denoised` (the
     preview, and SamplerCustomAdvanced's denoised_output) is the image the sampler returns;
