@@ -15,7 +15,8 @@ method is as good on the first step as on any other, and a step may be as long a
 The interval down to sigma 0 is a step like the others, to a small sigma_floor (log sigma cannot
 reach 0), and the sliver below it follows the last stage's velocity (x - D) / sigma, without a call:
 the intermediate points spread over the whole interval in log sigma, where ComfyUI's multistep
-methods jump to the last denoised prediction.
+methods jump to the last denoised prediction. exp_multistep_staged_end takes only that interval so,
+after exp_multistep's one call per sigma down to it.
 """
 
 from __future__ import annotations
@@ -131,11 +132,11 @@ def solve_exp_multistep_staged_end(
 ):
     """exp_multistep (samplers/multistep.py: one model call per sigma, predictor order `order`) down
     to the last sigma above 0, then the interval from there to sigma 0 as one exp_singlestep step of
-    the same order: order - 1 more calls, in log sigma down to sigma_floor, where exp_multistep jumps
-    to the last denoised prediction: n + order - 1 calls on n steps, one more where exp_multistep stages
-    the step onto that sigma. On a short schedule that
-    interval spans most of log sigma and holds most of the error; the steps before it are where each
-    image settles on what it becomes, which the multistep history follows at one call a step. Returns (latent, stats)."""
+    the same order (order - 1 more calls, down to sigma_floor in log sigma) where exp_multistep jumps
+    to the last denoised prediction: n + order - 1 calls on n steps, one more where exp_multistep
+    stages its step onto that sigma. On a short schedule that interval spans most of log sigma and
+    holds most of the error; the steps before it are where each image settles on what it becomes,
+    which the multistep history follows at one call a step. Returns (latent, stats)."""
     if order not in STAGE_FRACTIONS:
         raise ValueError(f"exp_multistep_staged_end order must be 1, 2 or 3, got {order}")
     if not 0 < sigma_floor < 1:

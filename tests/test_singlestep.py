@@ -113,12 +113,16 @@ def test_a_rising_schedule_integrates_back_to_the_noise():
     assert torch.allclose(out, noise, atol=1e-4), float((out - noise).abs().max())
 
 
-def test_exp_singlestep_through_the_sampler_function_uses_the_models_floor():
+@pytest.mark.parametrize("method, sigmas, stage_sigma", [
+    ("exp_singlestep", [1.0, 0.0], lambda floor: math.sqrt(floor)),
+    ("exp_multistep_staged_end", [1.0, 0.5, 0.0], lambda floor: math.sqrt(0.5 * floor)),
+])
+def test_through_the_sampler_function_the_interval_to_zero_ends_at_the_models_floor(method, sigmas, stage_sigma):
     """SamplerConfig's sigma_min, or the model's smallest trained sigma when larger (an eps model's),
-    is where the interval to 0 ends."""
+    is where the interval to 0 ends: at order 2 its one stage sits at the middle of it in log sigma."""
+    solve = {"exp_singlestep": solve_exp_singlestep, "exp_multistep_staged_end": solve_exp_multistep_staged_end}[method]
     gmm = GaussianMixture.single(torch.zeros(4, 8, 8), 0.3)
     noise = torch.randn((2, 4, 8, 8), generator=torch.Generator().manual_seed(1))
-    sigmas = torch.tensor([1.0, 0.0])
 
     class Model:
         def __init__(self):
@@ -128,13 +132,13 @@ def test_exp_singlestep_through_the_sampler_function_uses_the_models_floor():
             self.sigmas.append(float(sigma[0]))
             return gmm.denoise(x, sigma)
 
-    assert SamplerConfig("exp_singlestep").multistep_order == 3
+    assert SamplerConfig(method).multistep_order == 3
     for floor, expected in ((0.0, 1e-3), (0.0292, 0.0292)):
         model = Model()
-        out = make_sampler_function(SamplerConfig("exp_singlestep", order=2), sigma_floor=lambda m, f=floor: f)(
-            model, noise.clone(), sigmas, disable=True)
-        assert model.sigmas == pytest.approx([1.0, math.sqrt(expected)])
-        direct, _ = solve_exp_singlestep(gmm.denoise, noise.clone(), [1.0, 0.0], 2, sigma_floor=expected)
+        out = make_sampler_function(SamplerConfig(method, order=2), sigma_floor=lambda m, f=floor: f)(
+            model, noise.clone(), torch.tensor(sigmas), disable=True)
+        assert model.sigmas == pytest.approx([*sigmas[:-1], stage_sigma(expected)])
+        direct, _ = solve(gmm.denoise, noise.clone(), sigmas, 2, sigma_floor=expected)
         assert torch.allclose(out, direct)
 
 
@@ -206,29 +210,3 @@ def test_exp_multistep_staged_end_rejects_a_bad_order_or_floor():
         solve_exp_multistep_staged_end(gmm.denoise, noise, [1.0, 0.0], 4)
     with pytest.raises(ValueError, match="sigma_floor must be between 0 and 1"):
         solve_exp_multistep_staged_end(gmm.denoise, noise, [1.0, 0.0], 3, sigma_floor=0.0)
-
-
-def test_exp_multistep_staged_end_through_the_sampler_function_uses_the_models_floor():
-    """As exp_singlestep: the interval to 0 ends at sigma_min, or the model's smallest trained sigma
-    when larger."""
-    gmm = GaussianMixture.single(torch.zeros(4, 8, 8), 0.3)
-    noise = torch.randn((2, 4, 8, 8), generator=torch.Generator().manual_seed(1))
-    sigmas = torch.tensor([1.0, 0.5, 0.0])
-
-    class Model:
-        def __init__(self):
-            self.sigmas = []
-
-        def __call__(self, x, sigma, **kwargs):
-            self.sigmas.append(float(sigma[0]))
-            return gmm.denoise(x, sigma)
-
-    assert SamplerConfig("exp_multistep_staged_end").multistep_order == 3
-    for floor, expected in ((0.0, 1e-3), (0.0292, 0.0292)):
-        model = Model()
-        out = make_sampler_function(SamplerConfig("exp_multistep_staged_end", order=2),
-                                    sigma_floor=lambda m, f=floor: f)(model, noise.clone(), sigmas, disable=True)
-        assert model.sigmas == pytest.approx([1.0, 0.5, math.sqrt(0.5 * expected)])
-        direct, _ = solve_exp_multistep_staged_end(gmm.denoise, noise.clone(), [1.0, 0.5, 0.0], 2,
-                                                   sigma_floor=expected)
-        assert torch.allclose(out, direct)
