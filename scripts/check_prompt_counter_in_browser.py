@@ -207,8 +207,12 @@ def reports_after_rebuild_problems(page) -> list[str]:
     page.evaluate("() => window.app.extensionManager.command.execute('Comfy.NewBlankWorkflow')")
     page.wait_for_timeout(1500)
     def compare(what: str) -> None:
-        page.wait_for_timeout(2000)
-        after = sorted(page.evaluate(REPORTS))
+        # the editor hands the kept outputs back node by node, later on a loaded machine: wait up to 30 s
+        for _ in range(120):
+            page.wait_for_timeout(250)
+            after = sorted(page.evaluate(REPORTS))
+            if after == before:
+                break
         if after != before:
             problems.append(f"after {what} the reports are {after}, before {before}")
         print(f"{'OK  ' if after == before else 'FAIL'} the reports after {what}: {[(t, (r or '')[:25]) for t, r in after]}")
