@@ -160,6 +160,12 @@ def clean_text(text: str) -> str:
     return _clean(text)[0]
 
 
+# Letters, digits and the underscore as an input method left in full width types them: CLIP's tokenizer
+# reads them as byte tokens that spell nothing, where T5's NFKC reads them as ASCII. One character for one.
+_FULL_WIDTH_WORD_CHARS = {code: code - 0xFEE0 for code in (*range(0xFF10, 0xFF1A), *range(0xFF21, 0xFF3B),
+                                                          0xFF3F, *range(0xFF41, 0xFF5B))}
+
+
 def _clean(text: str) -> tuple[str, bool]:
     """The text cleaned, and whether it was printable (then its only white space is " ")."""
     if not isinstance(text, str):
@@ -167,7 +173,7 @@ def _clean(text: str) -> tuple[str, bool]:
     if len(text) > MAX_PROMPT_CHARS:
         raise ValueError(f"FlowAnime: the prompt ('text') has {len(text):,} characters; the limit is {MAX_PROMPT_CHARS:,}.")
     if not text.isascii():  # one spelling per tag: `é` typed as `e` + U+0301 (macOS) is the tag list's `é`
-        text = unicodedata.normalize("NFC", text)
+        text = unicodedata.normalize("NFC", text.translate(_FULL_WIDTH_WORD_CHARS))
     if text.isprintable():  # no control character, nothing invisible: no scan needed
         return text, True
     return _INVISIBLE.sub("", _CONTROL.sub(" ", text)), False
@@ -1294,7 +1300,10 @@ def _render(item: _Item) -> str:
             elif tail is not None and last[:tail[1]].strip("( "):
                 # `(long hair: 1.2,)`: tidied to `(long hair: 1.2)`, its weight is read next time: read it now
                 last = last[:tail[1]].rstrip()
-                children, weight = [*children[:-1], (last, *children[-1][1:])], tail[0]
+                children, weight = [*children[:-1], (last, last.lower(), *children[-1][2:])], tail[0]
+                if any(child[1] == last.lower() for child in children[:-1]):  # `(a, a:1_)`: `(a, a:1)` next time
+                    children = children[:-1]  # loses its duplicate: lose it now
+                    last = children[-1][0]
                 parts[0] = (weight + ")", False)
             if not weight and last is not None and last[-1:] == "\\":
                 parts.append((" ", False))  # `(a, b\_)`: ComfyUI reads a backslash before the `)` as its escape

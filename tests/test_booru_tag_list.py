@@ -494,9 +494,14 @@ TYPED_VARIANT_CASES = [
     # ratios, times and ages are no weights
     ("1girl, \uff0816\uff1a9\uff09", NormalizeOptions(), "1girl, \uff0816\uff1a9\uff09"),
     ("\u5c11\u5973\uff0c\uff08\u62cd\u6444\u4e8e\u65e9\u4e0a\uff17\uff1a\uff10\uff10\uff09", NormalizeOptions(),
-     "\u5c11\u5973, \uff08\u62cd\u6444\u4e8e\u65e9\u4e0a\uff17\uff1a\uff10\uff10\uff09"),
+     "\u5c11\u5973, \uff08\u62cd\u6444\u4e8e\u65e9\u4e0a7\uff1a00\uff09"),
     ("\uff08\u5e74\u9f84\uff1a5\uff09", NormalizeOptions(), "\uff08\u5e74\u9f84\uff1a5\uff09"),
     ("\u753b\u9762\u6bd4\u4f8b\uff0816\uff1a9\uff09", NormalizeOptions(), "\u753b\u9762\u6bd4\u4f8b\uff0816\uff1a9\uff09"),
+    # letters and digits typed in full width are ASCII (CLIP reads them as bytes), in groups and in prose;
+    # the group they leave is ASCII text among ASCII text, emphasis
+    ("\uff08\uff11\uff47\uff49\uff52\uff4c\uff09\uff0c\uff53\uff4f\uff4c\uff4f", NormalizeOptions(), "(1girl), solo"),
+    ("\uff34\u30b7\u30e3\u30c4\u3092\u7740\u305f\u5c11\u5973", NormalizeOptions(), "T\u30b7\u30e3\u30c4\u3092\u7740\u305f\u5c11\u5973"),
+    ("1girl, \uff08\uff11\uff16\uff1a\uff19\uff09", NormalizeOptions(), "1girl, \uff0816\uff1a9\uff09"),
     # one tag per line, BREAK and AND around a full-width group
     ("1girl\n\uff08smile\uff09\nblush", NormalizeOptions(), "1girl, (smile), blush"),
     ("1girl BREAK \uff08smile\uff09", NormalizeOptions(), "1girl BREAK (smile)"),
@@ -528,6 +533,9 @@ TYPED_VARIANT_CASES = [
     ("(masterpiece, best quality, :1.2,), 1girl", NormalizeOptions(), "(masterpiece, best quality:1.2), 1girl"),
     # a weight before a stray comma at a group's close is read as the weight it becomes once tidied
     ("1girl, (long hair: 1.2,), smile", NormalizeOptions(), "1girl, (long hair:1.2), smile"),
+    # and when the item it weighs is the group's duplicate, the duplicate goes now (it did next time; fuzz)
+    ("(long hair, long_hair:1.2_), smile", NormalizeOptions(), "(long hair:1.2), smile"),
+    ("(a, a:1_), b", NormalizeOptions(), "(a:1), b"),
     # a lone backslash before a group's close: a space keeps the `)` a close for ComfyUI (`\\)` escapes it)
     ("(a, b\\_ )", NormalizeOptions(), "(a, b\\ )"),
 ]
