@@ -1300,7 +1300,7 @@ def _render(item: _Item) -> str:
             elif tail is not None and last[:tail[1]].strip("( "):
                 # `(long hair: 1.2,)`: tidied to `(long hair: 1.2)`, its weight is read next time: read it now
                 last = last[:tail[1]].rstrip()
-                children, weight = [*children[:-1], (last, last.lower(), *children[-1][2:])], tail[0]
+                children, weight = [*children[:-1], (last, *children[-1][1:])], tail[0]
                 if any(child[1] == last.lower() for child in children[:-1]):  # `(a, a:1_)`: `(a, a:1)` next time
                     children = children[:-1]  # loses its duplicate: lose it now
                     last = children[-1][0]

@@ -68,6 +68,13 @@ def staged_step(call, x: torch.Tensor, s: float, end: float, start_denoised: tor
     return _combine(x, math.exp(-h), line_weights(h, node), [start_denoised, denoised]), stage_x, stage_sigma, denoised
 
 
+def _check_staged_inputs(name: str, order: int, sigma_floor: float) -> None:
+    if order not in STAGE_FRACTIONS:
+        raise ValueError(f"{name} order must be 1, 2 or 3, got {order}")
+    if not 0 < sigma_floor < 1:
+        raise ValueError(f"{name} sigma_floor must be between 0 and 1, got {sigma_floor}")
+
+
 def finish_to_zero(call, x: torch.Tensor, s: float, start_denoised: torch.Tensor, order: int,
                    sigma_floor: float) -> torch.Tensor:
     """The image from x at sigma s, the start's denoised prediction in hand: a staged step down to
@@ -95,10 +102,7 @@ def solve_exp_singlestep(
     prediction is the image) and finishes along the last stage's velocity. Breakpoints (sigmas where
     the model's output jumps) need nothing here: no step uses values from before the one it is in.
     Returns (latent, stats)."""
-    if order not in STAGE_FRACTIONS:
-        raise ValueError(f"exp_singlestep order must be 1, 2 or 3, got {order}")
-    if not 0 < sigma_floor < 1:
-        raise ValueError(f"exp_singlestep sigma_floor must be between 0 and 1, got {sigma_floor}")
+    _check_staged_inputs("exp_singlestep", order, sigma_floor)
     del breakpoints  # part of the fixed-schedule solvers' common signature
     stats = SolveStats(f"exp_singlestep (order {order})")
     started = time.perf_counter()
@@ -137,10 +141,7 @@ def solve_exp_multistep_staged_end(
     stages its step onto that sigma. On a short schedule that interval spans most of log sigma and
     holds most of the error; the steps before it are where each image settles on what it becomes,
     which the multistep history follows at one call a step. Returns (latent, stats)."""
-    if order not in STAGE_FRACTIONS:
-        raise ValueError(f"exp_multistep_staged_end order must be 1, 2 or 3, got {order}")
-    if not 0 < sigma_floor < 1:
-        raise ValueError(f"exp_multistep_staged_end sigma_floor must be between 0 and 1, got {sigma_floor}")
+    _check_staged_inputs("exp_multistep_staged_end", order, sigma_floor)
 
     def finish(call, x_last, sigma_last, denoised):
         return finish_to_zero(call, x_last, sigma_last, denoised, order, sigma_floor)
