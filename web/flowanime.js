@@ -3,7 +3,8 @@
 //   where each 75-token CLIP chunk ends (BREAK segments and comma-backtracking moves included), counted
 //   on the server by the pack's own chunking (POST /flowanime/prompt_tokens), as the user types.
 // - After a run: the encoder's chunk report and the normaliser's tag report, shown on the node, and again
-//   when the editor rebuilds the node (undo, redo, a workflow-tab switch) from the outputs it keeps.
+//   when the editor rebuilds the node (undo, redo, a workflow-tab switch) from the outputs it keeps (which
+//   the extension fills in where the editor missed a node's).
 // - Empty Latent for Model: a picked preset's size shown in its width and height widgets, on the node and
 //   on a subgraph node its widgets are promoted to.
 import { app } from "../../scripts/app.js";
@@ -316,10 +317,25 @@ function watch(node, el) {
   schedule();
 }
 
+// The outputs the editor keeps for a workflow's rebuilds: it files a node's output under the workflow that
+// queued the prompt, which it learns from the queue's answer (frontend 1.27.10: ChangeTracker's "executed"
+// listener reads executionStore.queuedPrompts[prompt_id].workflow, set when POST /prompt answers). A node
+// that finishes before that answer arrives, as the normaliser often does, is filed nowhere and its report is
+// gone after a tab switch. File our nodes' outputs under the open workflow, whose graph holds the node.
+function keepReportForRebuild(event) {
+  const detail = event?.detail;
+  if (!detail?.output || !nodeForOutput(detail.display_node ?? detail.node)?.flowanimeShowReport) return;
+  const tracker = app.extensionManager?.workflow?.activeWorkflow?.changeTracker;
+  if (!tracker) return;
+  tracker.nodeOutputs ??= {};
+  tracker.nodeOutputs[detail.node] = detail.output;
+}
+
 app.registerExtension({
   name: "FlowAnime.PromptCounter",
   async setup() {
     addStyle();
+    api.addEventListener?.("executed", keepReportForRebuild);
   },
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (nodeData.name !== ENCODER && nodeData.name !== NORMALIZER) return;
