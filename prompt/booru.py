@@ -166,6 +166,33 @@ _FULL_WIDTH_WORD_CHARS = {code: code - 0xFEE0 for code in (*range(0xFF10, 0xFF1A
                                                           0xFF3F, *range(0xFF41, 0xFF5B))}
 
 
+# Punctuation an input method left in full width, in a run that touches a letter, digit or underscore
+# (after the translation above): `ｋ－ｏｎ！` is `k-on!`, `ｆａｔｅ／ｓｔａｙ` `fate/stay`, `＠ａｒｔｉｓｔ`
+# `@artist`, `＾＿＾` `^_^`. Brackets, colon, comma, `＜＞｜＼＂` are weight syntax or its neighbours, left to
+# the syntax rules; a run among other scripts is that language's (`かわいい！`, `（＾ω＾）`).
+_FULL_WIDTH_PUNCTUATION = "\uff01\uff03-\uff06\uff0a\uff0b\uff0d-\uff0f\uff1b\uff1d\uff1f\uff20\uff3e\uff40\uff5e"
+_FULL_WIDTH_PUNCTUATION_RUN = re.compile(f"[{_FULL_WIDTH_PUNCTUATION}]+")
+_FULL_WIDTH_PUNCTUATION_TO_ASCII = {code: code - 0xFEE0 for code in (
+    0xFF01, *range(0xFF03, 0xFF07), 0xFF0A, 0xFF0B, *range(0xFF0D, 0xFF10), 0xFF1B, 0xFF1D, 0xFF1F, 0xFF20, 0xFF3E,
+    0xFF40, 0xFF5E)}
+
+
+def _is_ascii_word_char(char: str) -> bool:
+    return char.isascii() and (char.isalnum() or char == "_")
+
+
+def _punctuation_beside_words_as_ascii(text: str) -> str:
+    """Linear: each maximal run is found once by the regex and its two neighbours read."""
+    pieces, last = [], 0
+    for m in _FULL_WIDTH_PUNCTUATION_RUN.finditer(text):
+        start, end = m.span()
+        if ((start and _is_ascii_word_char(text[start - 1]))
+                or (end < len(text) and _is_ascii_word_char(text[end]))):
+            pieces += (text[last:start], m.group().translate(_FULL_WIDTH_PUNCTUATION_TO_ASCII))
+            last = end
+    return text if not pieces else "".join(pieces) + text[last:]
+
+
 def _clean(text: str) -> tuple[str, bool]:
     """The text cleaned, and whether it was printable (then its only white space is " ")."""
     if not isinstance(text, str):
@@ -173,7 +200,7 @@ def _clean(text: str) -> tuple[str, bool]:
     if len(text) > MAX_PROMPT_CHARS:
         raise ValueError(f"FlowAnime: the prompt ('text') has {len(text):,} characters; the limit is {MAX_PROMPT_CHARS:,}.")
     if not text.isascii():  # one spelling per tag: `é` typed as `e` + U+0301 (macOS) is the tag list's `é`
-        text = unicodedata.normalize("NFC", text.translate(_FULL_WIDTH_WORD_CHARS))
+        text = unicodedata.normalize("NFC", _punctuation_beside_words_as_ascii(text.translate(_FULL_WIDTH_WORD_CHARS)))
     if text.isprintable():  # no control character, nothing invisible: no scan needed
         return text, True
     return _INVISIBLE.sub("", _CONTROL.sub(" ", text)), False

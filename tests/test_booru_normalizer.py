@@ -374,10 +374,10 @@ def test_a_group_whose_tidied_edge_would_read_as_a_face_keeps_its_blank_item(tex
 
 
 @settings(max_examples=1000, deadline=None)
-@given(st.text(alphabet="ab_1 (),:\u3000\uff0c\u3001\uff08\uff09\uff1a\uff41\uff11\uff3f\u521d\u00a0e\u0301\u00e9",
+@given(st.text(alphabet="ab_1 (),:\u3000\uff0c\u3001\uff08\uff09\uff1a\uff41\uff11\uff3f\uff0d\uff01\uff20\u521d\u00a0e\u0301\u00e9",
                max_size=30), options)
 def test_idempotent_on_text_typed_on_cjk_and_macos_keyboards(text, opts):
-    """Ideographic space and commas, full-width brackets, colon, letters, digits and underscore, a CJK
+    """Ideographic space and commas, full-width brackets, colon, letters, digits, underscore and punctuation, a CJK
     word, NBSP, a decomposed accent (a review's fuzz found a second run changing
     `long_hair\u3000，\u3000blue_eyes`)."""
     once = normalize(text, opts)

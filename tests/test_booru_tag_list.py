@@ -502,6 +502,14 @@ TYPED_VARIANT_CASES = [
     ("\uff08\uff11\uff47\uff49\uff52\uff4c\uff09\uff0c\uff53\uff4f\uff4c\uff4f", NormalizeOptions(), "(1girl), solo"),
     ("\uff34\u30b7\u30e3\u30c4\u3092\u7740\u305f\u5c11\u5973", NormalizeOptions(), "T\u30b7\u30e3\u30c4\u3092\u7740\u305f\u5c11\u5973"),
     ("1girl, \uff08\uff11\uff16\uff1a\uff19\uff09", NormalizeOptions(), "1girl, \uff0816\uff1a9\uff09"),
+    # and so is punctuation typed in full width beside them: the tags the list knows (ｋ－ｏｎ！, ＾＿＾,
+    # ｆａｔｅ／ｓｔａｙ＿ｎｉｇｈｔ, ｃ．ｃ．), an Anima trigger (＠ａｒｔｉｓｔ); among other scripts it is theirs
+    ("\uff4b\uff0d\uff4f\uff4e\uff01\uff01\uff0c\uff3e\uff3f\uff3e", NormalizeOptions(), "k-on!!, ^_^"),
+    ("\uff46\uff41\uff54\uff45\uff0f\uff53\uff54\uff41\uff59\uff3f\uff4e\uff49\uff47\uff48\uff54\uff0c"
+     "\uff43\uff0e\uff43\uff0e", NormalizeOptions(), "fate/stay night, c.c."),
+    ("\uff20\uff4b\uff41\uff4e\uff54\uff4f\uff4b\uff55, 1girl", NormalizeOptions(), "@kantoku, 1girl"),
+    ("\u304b\u308f\u3044\u3044\uff01\uff0c1girl, \uff08\uff3e\u03c9\uff3e\uff09", NormalizeOptions(),
+     "\u304b\u308f\u3044\u3044\uff01, 1girl, \uff08\uff3e\u03c9\uff3e\uff09"),
     # one tag per line, BREAK and AND around a full-width group
     ("1girl\n\uff08smile\uff09\nblush", NormalizeOptions(), "1girl, (smile), blush"),
     ("1girl BREAK \uff08smile\uff09", NormalizeOptions(), "1girl BREAK (smile)"),
