@@ -1299,8 +1299,9 @@ _NOT_IN_SENTENCE_PIECES = ("_", "(", ")", "[", "]", "{", "}", "\\", ":", "@", "<
 _SENTENCE_END_INSIDE = re.compile(r"(?<=[^\W\d_]{3})[.!?] (\w)")
 
 
-def _render(item: _Item) -> str:
-    """An item's text (a group's nesting may be deep: an explicit stack, no recursion)."""
+def _render(item: _Item, weights_read_late: list | None = None) -> str:
+    """An item's text (a group's nesting may be deep: an explicit stack, no recursion). A weight read
+    at a group's tidied end appends its tag to weights_read_late."""
     out: list = []
     stack: list = [(item, False)]  # (item, the only child of a group)
     while stack:
@@ -1327,6 +1328,8 @@ def _render(item: _Item) -> str:
             elif tail is not None and last[:tail[1]].strip("( "):
                 # `(long hair: 1.2,)`: tidied to `(long hair: 1.2)`, its weight is read next time: read it now
                 last = last[:tail[1]].rstrip()
+                if weights_read_late is not None:
+                    weights_read_late.append(last)
                 children, weight = [*children[:-1], (last, *children[-1][1:])], tail[0]
                 if any(child[1] == last.lower() for child in children[:-1]):  # `(a, a:1_)`: `(a, a:1)` next time
                     children = children[:-1]  # loses its duplicate: lose it now
@@ -1448,21 +1451,28 @@ def normalize_with_report(prompt: str, options: NormalizeOptions = NormalizeOpti
 
 
 def _normalize_subprompt(prompt: str, options: NormalizeOptions, tags) -> tuple[str, TagReport]:
-    text, report, sentence_ends = _normalize_with_report(prompt, options, tags)
+    text, report, sentence_ends, weights_read_late = _normalize_with_report(prompt, options, tags)
     # A preset's order can bring a sentence's start next to its end by moving a tag from between
     # them (`Night city, 1girl, rain falls. Neon lights`): run again on the output until nothing
     # more joins, so that normalising the result changes nothing. Each pass that changes the text
     # joined pieces (an order of the same items is kept), so few passes are ever needed.
     # Likewise where the output has full-width syntax that the first pass did not read (its tidying can
-    # close `（a，）` into a group): each pass turns some into ASCII and none back; and where the preset
-    # moved items past a bracket left unpaired, which they may pair anew.
+    # close `（a，）` into a group): each pass turns some into ASCII and none back; where the preset
+    # moved items past a bracket left unpaired, which they may pair anew; and where a weight was read
+    # at a group's tidied end (`(longhair: 0.9,)`): the tag it leaves is looked up, resolved and placed
+    # on the next pass. The report is the last pass's: of the tags in the output.
+    first_report = report
     for _ in range(MAX_ORDER_PASSES):
-        if not ((sentence_ends and options.tag_order) or _has_typed_syntax(text) or _may_regroup(text, options)):
+        if not (weights_read_late or (sentence_ends and options.tag_order) or _has_typed_syntax(text)
+                or _may_regroup(text, options)):
             break
-        again, _, sentence_ends = _normalize_with_report(text, options, tags)
+        again, report, sentence_ends, weights_read_late = _normalize_with_report(text, options, tags)
         if again == text:
             break
         text = again
+    if report is not first_report:
+        for alias, entry in first_report.aliases.items():  # resolved in the first pass: known ones now
+            report.aliases.setdefault(alias, entry)
     return text, report
 
 
@@ -1516,9 +1526,10 @@ def _normalize_with_report(prompt: str, options: NormalizeOptions, tags) -> tupl
         results[g.index] = worker.group(g, results, leaves)
     segments = worker.container(root, results, leaves)
     report.sort()
-    text = f" {BREAK} ".join(_joined([item[0] if item[0] is not None else _render(item) for item in segment])
-                             for segment in _arrange(segments, options))
-    return text, report, worker.sentence_ends
+    weights_read_late: list = []
+    text = f" {BREAK} ".join(_joined([item[0] if item[0] is not None else _render(item, weights_read_late)
+                                      for item in segment]) for segment in _arrange(segments, options))
+    return text, report, worker.sentence_ends, bool(weights_read_late)
 
 
 def _joined(texts: list[str]) -> str:

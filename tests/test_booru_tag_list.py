@@ -282,6 +282,22 @@ def test_idempotent_with_tag_list_and_presets(pieces, preset, resolve, lowercase
     assert normalize(once, options, tags) == once
 
 
+SYNTAX_PIECES = ["longhair", "2 girls", "kantoku", "@kantoku", "smile", "masterpiece", "k-on!", "1girl",
+                 "A girl stands.", "flat colors", "blue_eyes", ", ", ",", " ", "(", ")", ": 0.9", ": 0.9,)", ":1.2, )",
+                 " BREAK ", "\n", "[", "]", "{", "}", "\\", "_", "\uff08", "\uff09", "\uff1a"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from(SYNTAX_PIECES), max_size=10), st.sampled_from(PRESET_NAMES), st.booleans())
+def test_idempotent_with_tag_list_on_groups_and_weights(pieces, preset, resolve):
+    """Tags the list resolves, orders or prefixes inside groups whose weights are written loosely
+    (`(longhair: 0.9,)`: a probe of this kind found the tag left for a second run)."""
+    tags = load_tag_list()
+    options = preset_options(preset, NormalizeOptions(resolve_aliases=resolve))
+    once = normalize("".join(pieces), options, tags)
+    assert normalize(once, options, tags) == once
+
+
 # --- the fast steps agree with the general ones ------------------------------------------------------
 
 
@@ -556,6 +572,24 @@ def test_typed_variants_of_weights_quality_lists_and_apostrophes(tags, prompt, o
 
 
 def test_the_report_reads_full_width_groups_on_their_own_lines(tags):
-    """The report comes from the first pass: that pass reads `（smile）` between lines as `(smile)`."""
+    """The first pass reads `（smile）` between lines as `(smile)`."""
     _, report = normalize_with_report("1girl\n\uff08smile\uff09\nblush", NormalizeOptions(), tags)
     assert "smile" in report.known and not report.unknown
+
+
+@pytest.mark.parametrize("prompt, options, expected", [
+    ("(longhair: 0.9,), smile", NormalizeOptions(resolve_aliases=True), "(long hair:0.9), smile"),
+    ("smile, (2girls: 0.9,)", preset_options("nai-v2-fm", NormalizeOptions()), "(2girls:0.9), smile"),
+    ("smile, (kantoku: 0.9,)", preset_options("rouwei", NormalizeOptions()), "(by kantoku:0.9) BREAK smile"),
+])
+def test_a_weight_read_at_a_groups_tidied_end_leaves_a_tag_that_is_looked_up(tags, prompt, options, expected):
+    """`(longhair: 0.9,)` holds `longhair: 0.9` until its stray comma goes; the tag the weight leaves is
+    resolved, placed and prefixed in the same run (a fuzz-style probe found a second run doing it)."""
+    assert normalize(prompt, options, tags) == expected
+    assert normalize(expected, options, tags) == expected
+
+
+def test_the_report_lists_the_tags_of_the_output(tags):
+    _, report = normalize_with_report("(long hair: 1.2,), 1girl, (longhair: 0.9,)", NormalizeOptions(), tags)
+    assert list(report.known) == ["long hair", "1girl"] and not report.unknown
+    assert list(report.aliases) == ["longhair"] and report.aliases["longhair"][0] == "long hair"
