@@ -1444,7 +1444,9 @@ def normalize_with_report(prompt: str, options: NormalizeOptions = NormalizeOpti
                 entries = getattr(report, name)
                 for key, value in getattr(more, name).items():
                     entries.setdefault(key, value)
-        return f" {AND} ".join(text for text, _ in results).strip(), report
+        # a sub-prompt left empty (`masterpiece AND 1girl` with quality tags dropped) goes with its AND:
+        # a dangling AND would reach CLIP as a word, or a prompt node as an empty region
+        return f" {AND} ".join(text for text, _ in results if text.strip()), report
     finally:
         if collecting:
             gc.enable()

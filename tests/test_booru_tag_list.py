@@ -444,6 +444,9 @@ REAL_PROMPT_CASES = [
      "by wlop, masterpiece BREAK 1girl AND by kantoku BREAK 1boy"),
     ("1girl, smile AND 1girl, smile", preset_options("anima", NormalizeOptions()), "1girl, smile AND 1girl, smile"),
     ("a cat and a dog, ANDROID, (a AND b)", NormalizeOptions(), "a cat and a dog, ANDROID, (a AND b)"),
+    # a sub-prompt the preset empties goes with its AND (`AND {1girl}` reached CLIP with the word AND)
+    ("{masterpiece} AND {1girl}", preset_options("nekofantasia", NormalizeOptions()), "{1girl}"),
+    ("1girl AND masterpiece:0.5 AND smile", preset_options("nekofantasia", NormalizeOptions()), "1girl AND smile"),
     # an emoticon's parenthesis is text, as the parser reads it, and does not hide the AND after it
     ("1girl, smile, >:( AND 1boy, smile", NormalizeOptions(), "1girl, smile, >:\\( AND 1boy, smile"),
     # a doubled group is emphasis: no emoticon or Danbooru qualifier is written `((…))`
