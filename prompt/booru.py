@@ -1462,8 +1462,8 @@ def _normalize_subprompt(prompt: str, options: NormalizeOptions, tags) -> tuple[
     # close `（a，）` into a group): each pass turns some into ASCII and none back; where the preset
     # moved items past a bracket left unpaired, which they may pair anew; and where a weight was read
     # at a group's tidied end (`(longhair: 0.9,)`): the tag it leaves is looked up, resolved and placed
-    # on the next pass. The report is the last pass's: of the tags in the output.
-    first_report = report
+    # on the next pass.
+    first_report, first_read_late = report, weights_read_late
     for _ in range(MAX_ORDER_PASSES):
         if not (weights_read_late or (sentence_ends and options.tag_order) or _has_typed_syntax(text)
                 or _may_regroup(text, options)):
@@ -1472,9 +1472,17 @@ def _normalize_subprompt(prompt: str, options: NormalizeOptions, tags) -> tuple[
         if again == text:
             break
         text = again
-    if report is not first_report:
-        for alias, entry in first_report.aliases.items():  # resolved in the first pass: known ones now
-            report.aliases.setdefault(alias, entry)
+    if report is first_report or not first_read_late:
+        return text, first_report  # the tags as the user wrote them (a later pass may read some as prose)
+    # `long hair: 1.2` was looked up before its weight was read: the tags of the output, in its order,
+    # and what else the first pass found (aliases it resolved; tags a later pass reads as prose)
+    last_unknown = set(report.unknown)
+    for name in ("known", "aliases", "unknown"):
+        entries = getattr(report, name)
+        for key, value in getattr(first_report, name).items():
+            entries.setdefault(key, value)
+    report.unknown = {tag: None for tag in report.unknown
+                      if tag in last_unknown or not (":" in tag and _trailing_weight(tag, 0, len(tag)))}
     return text, report
 
 
