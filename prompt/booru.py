@@ -1446,7 +1446,7 @@ def normalize_with_report(prompt: str, options: NormalizeOptions = NormalizeOpti
                     entries.setdefault(key, value)
         # a sub-prompt left empty (`masterpiece AND 1girl` with quality tags dropped) goes with its AND:
         # a dangling AND would reach CLIP as a word, or a prompt node as an empty region
-        return f" {AND} ".join(text for text, _ in results if text.strip()), report
+        return f" {AND} ".join(text for text, _ in results if text.strip()).strip(), report
     finally:
         if collecting:
             gc.enable()
