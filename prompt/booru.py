@@ -1463,10 +1463,13 @@ def _normalize_subprompt(prompt: str, options: NormalizeOptions, tags) -> tuple[
     # moved items past a bracket left unpaired, which they may pair anew; and where a weight was read
     # at a group's tidied end (`(longhair: 0.9,)`): the tag it leaves is looked up, resolved and placed
     # on the next pass.
+    # A pass that changed the text is checked by one more: a pairing it made anew (`},:,@{` under anima
+    # gives `@{, }, :`, every bracket paired) may order its items anew.
     first_report, first_read_late = report, weights_read_late
+    again_needed = (weights_read_late or (sentence_ends and options.tag_order) or _has_typed_syntax(text)
+                    or _may_regroup(text, options) or _may_regroup(prompt, options))
     for _ in range(MAX_ORDER_PASSES):
-        if not (weights_read_late or (sentence_ends and options.tag_order) or _has_typed_syntax(text)
-                or _may_regroup(text, options)):
+        if not again_needed:
             break
         again, report, sentence_ends, weights_read_late = _normalize_with_report(text, options, tags)
         if again == text:

@@ -361,6 +361,15 @@ def test_idempotent_on_bracket_fragments_under_every_preset(text, preset):
     assert normalize(once, options) == once
 
 
+@pytest.mark.parametrize("text", ["},:,@{", ";^@],|,@[", "_|@};b(@;@|,:,@@:  |:_{  "])
+def test_brackets_that_ordering_pairs_anew_are_ordered_in_the_same_run(text):
+    """`},:,@{` under anima: its items ordered, every bracket is paired (`@{, }, :`), which orders them
+    anew; the run that made the pairing takes one more pass (the hypothesis test above found these)."""
+    options = preset_options("anima", NormalizeOptions(artists_to_own_chunk=True))
+    once = normalize(text, options)
+    assert normalize(once, options) == once
+
+
 @pytest.mark.parametrize("text, expected", [
     ("(,:,a)", "(, :, a)"), ("(a,:,)", "(a, :, )"), ("(,;,b,^,)", "(, ;, b, ^, )"),
     ("(, :d, a)", "(:d, a)"), ("(:, a)", "\\(:, a\\)"),
