@@ -170,11 +170,10 @@ _FULL_WIDTH_WORD_CHARS = {code: code - 0xFEE0 for code in (*range(0xFF10, 0xFF1A
 # (after the translation above): `ｋ－ｏｎ！` is `k-on!`, `ｆａｔｅ／ｓｔａｙ` `fate/stay`, `＠ａｒｔｉｓｔ`
 # `@artist`, `＾＿＾` `^_^`. Brackets, colon, comma, `＜＞｜＼＂` are weight syntax or its neighbours, left to
 # the syntax rules; a run among other scripts is that language's (`かわいい！`, `（＾ω＾）`).
-_FULL_WIDTH_PUNCTUATION = "\uff01\uff03-\uff06\uff0a\uff0b\uff0d-\uff0f\uff1b\uff1d\uff1f\uff20\uff3e\uff40\uff5e"
-_FULL_WIDTH_PUNCTUATION_RUN = re.compile(f"[{_FULL_WIDTH_PUNCTUATION}]+")
 _FULL_WIDTH_PUNCTUATION_TO_ASCII = {code: code - 0xFEE0 for code in (
     0xFF01, *range(0xFF03, 0xFF07), 0xFF0A, 0xFF0B, *range(0xFF0D, 0xFF10), 0xFF1B, 0xFF1D, 0xFF1F, 0xFF20, 0xFF3E,
     0xFF40, 0xFF5E)}
+_FULL_WIDTH_PUNCTUATION_RUN = re.compile(f"[{''.join(map(chr, _FULL_WIDTH_PUNCTUATION_TO_ASCII))}]+")
 
 
 def _is_ascii_word_char(char: str) -> bool:
@@ -1465,17 +1464,15 @@ def _normalize_subprompt(prompt: str, options: NormalizeOptions, tags) -> tuple[
     # on the next pass.
     # A pass that changed the text is checked by one more: a pairing it made anew (`},:,@{` under anima
     # gives `@{, }, :`, every bracket paired) may order its items anew.
-    first_report, first_read_late = report, weights_read_late
-    again_needed = (weights_read_late or (sentence_ends and options.tag_order) or _has_typed_syntax(text)
-                    or _may_regroup(text, options) or _may_regroup(prompt, options))
-    for _ in range(MAX_ORDER_PASSES):
-        if not again_needed:
-            break
-        again, report, sentence_ends, weights_read_late = _normalize_with_report(text, options, tags)
-        if again == text:
-            break
-        text = again
-    if report is first_report or not first_read_late:
+    first_report = report
+    if (weights_read_late or (sentence_ends and options.tag_order) or _has_typed_syntax(text)
+            or _may_regroup(text, options) or _may_regroup(prompt, options)):
+        for _ in range(MAX_ORDER_PASSES):
+            again, report, _, _ = _normalize_with_report(text, options, tags)
+            if again == text:
+                break
+            text = again
+    if report is first_report or not weights_read_late:
         return text, first_report  # the tags as the user wrote them (a later pass may read some as prose)
     # `long hair: 1.2` was looked up before its weight was read: the tags of the output, in its order,
     # and what else the first pass found (aliases it resolved; tags a later pass reads as prose)
