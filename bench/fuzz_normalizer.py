@@ -26,7 +26,8 @@ from flowanime.prompt.booru import NormalizeOptions, normalize, preset_options  
 
 ALPHABETS = {
     "escapes, @, BREAK": "ab_ (),:\\.@1BREAK\n",
-    "full width, CJK": "ab_ (),:\u3000\uff0c\u3001\uff08\uff09\u521d\u00a0e\u0301\u00e9\uff1a\uff11\uff41\uff3f\uff0d\uff01\uff20",
+    "full width, CJK": "ab_ (),:\u3000\uff0c\u3001\uff08\uff09\u521d\u00a0e\u0301\u00e9\uff1a\uff11\uff41\uff3f\uff0d\uff01\uff20"
+                       "\n\u00ad\u200b",
     "brackets, |": "ab (),:;^{}[]|",
     "quality lists": "masterpiece, best quality{}[]():1.2_",
 }

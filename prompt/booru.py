@@ -192,25 +192,45 @@ def _punctuation_beside_words_as_ascii(text: str) -> str:
     return text if not pieces else "".join(pieces) + text[last:]
 
 
+# A full-width colon before an ASCII letter cannot begin a weight: `：ｄ`, `ｒｅ：ｚｅｒｏ`, `ａｒｔｉｓｔ：ｗｌｏｐ`.
+# Right after a CJK word or a digit it is the language's (`版本：masterpiece`, `画质2：Original`). Elsewhere
+# the weight rules decide (`（１６：９）` is a ratio, `(aspect ratio 4:3)` would weigh 3), and a tag the
+# list knows with an ASCII colon is found in look_up (`ｄ：`, `：３`).
+_COLON_BEFORE_LETTER = re.compile("\uff1a(?=[A-Za-z])")
+
+
+def _colons_before_letters_as_ascii(text: str) -> str:
+    """Linear: each such colon is found once by the regex and the character before it read."""
+    def unless_after_a_word(m: re.Match) -> str:
+        left = text[m.start() - 1] if m.start() else ""
+        return m.group() if left and (left in "0123456789" or _is_cjk_word_character(left)) else ":"
+
+    return _COLON_BEFORE_LETTER.sub(unless_after_a_word, text)
+
+
 def _clean(text: str) -> tuple[str, bool]:
     """The text cleaned, and whether it was printable (then its only white space is " ")."""
     if not isinstance(text, str):
         raise TypeError(f"FlowAnime: the prompt must be text, got {type(text).__name__}.")
     if len(text) > MAX_PROMPT_CHARS:
         raise ValueError(f"FlowAnime: the prompt ('text') has {len(text):,} characters; the limit is {MAX_PROMPT_CHARS:,}.")
-    if not text.isascii():  # one spelling per tag: `é` typed as `e` + U+0301 (macOS) is the tag list's `é`
-        text = unicodedata.normalize("NFC", _punctuation_beside_words_as_ascii(text.translate(_FULL_WIDTH_WORD_CHARS)))
-    if text.isprintable():  # no control character, nothing invisible: no scan needed
-        return text, True
-    return _INVISIBLE.sub("", _CONTROL.sub(" ", text)), False
+    if text.isascii():
+        return (text, True) if text.isprintable() else (_INVISIBLE.sub("", _CONTROL.sub(" ", text)), False)
+    printable = text.isprintable()
+    if not printable:  # first: what reads a neighbour must see the one that stays (`ａ\u00ad！`)
+        text = _INVISIBLE.sub("", _CONTROL.sub(" ", text))
+    text = _colons_before_letters_as_ascii(_punctuation_beside_words_as_ascii(text.translate(_FULL_WIDTH_WORD_CHARS)))
+    # one spelling per tag: `é` typed as `e` + U+0301 (macOS) is the tag list's `é`
+    return unicodedata.normalize("NFC", text), printable
 
 
 # One tag per line is a list: a line break between two lines of text separates them as a comma does,
 # unless the line before it ends an item, escapes the break, opens a group or is prose, or the next
 # line goes on with a comma or closes a group.
 _LINE_BREAK = re.compile(r"(\r\n?|[\n\u2028\u2029])")
-_ENDS_ITEM = frozenset(",:\\")
-_CONTINUES_ITEM = frozenset(",)")
+# A wide comma still there is CJK prose's (`_wide_commas_as_commas` ran first): prose goes on past it.
+_ENDS_ITEM = frozenset(",:\\\uff0c\u3001")
+_CONTINUES_ITEM = frozenset(",)\uff0c\u3001")
 
 
 def _separates(line: str, next_line: str, blank_line: bool = False) -> bool:
@@ -417,7 +437,9 @@ def _has_typed_syntax(text: str) -> bool:
     return not text.isascii() and _FULL_WIDTH_SYNTAX.search(text) is not None and _typed_syntax_as_ascii(text) != text
 
 
-_APOSTROPHES = {0x2019: "'", 0x2018: "'", 0xFF07: "'"}
+# What a word processor or an input method types where the tag list has ASCII: `jeanne d’arc (fate)`,
+# `valentine＇s day`, `ｄ：`.
+_TYPED_PUNCTUATION = {0x2019: "'", 0x2018: "'", 0xFF07: "'", 0xFF1A: ":"}
 
 
 def _unescape(text: str) -> str:
@@ -1175,11 +1197,10 @@ class _Normalizer:
         report, opts = self.report, self.opts
         key = _unescape(tag).lower() if "\\" in tag else tag.lower()
         info = self.tag_info(key)
-        if info is None and ("\u2019" in key or "\u2018" in key or "\uff07" in key):
-            # `jeanne d’arc (fate)`: the apostrophe a word processor or a Japanese keyboard types
-            straight = key.translate(_APOSTROPHES)
-            if self.tag_info(straight) is not None or self.alias_of(straight) is not None:
-                key, tag = straight, tag.translate(_APOSTROPHES)
+        if info is None and not key.isascii():
+            straight = key.translate(_TYPED_PUNCTUATION)
+            if straight != key and (self.tag_info(straight) is not None or self.alias_of(straight) is not None):
+                key, tag = straight, tag.translate(_TYPED_PUNCTUATION)
                 info = self.tag_info(key)
         if info is None:
             canonical = self.alias_of(key)
@@ -1336,7 +1357,8 @@ def _render(item: _Item, weights_read_late: list | None = None) -> str:
                 parts[0] = (weight + ")", False)
             if not weight and last is not None and last[-1:] == "\\":
                 parts.append((" ", False))  # `(a, b\_)`: ComfyUI reads a backslash before the `)` as its escape
-            elif len(children) > 1 and last is not None and _is_emoticon(f"{last}{weight})"):
+            elif (last is not None and (len(children) > 1 or BREAK in last)
+                  and _is_emoticon(f"{last.rsplit(BREAK, 1)[-1].strip()}{weight})")):
                 parts.append((", ", False))  # `(a, :, )`: tidied to `(a, :)`, it would end in a face next time
             for n, child in enumerate(reversed(children)):
                 if n:

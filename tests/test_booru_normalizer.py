@@ -372,7 +372,7 @@ def test_brackets_that_ordering_pairs_anew_are_ordered_in_the_same_run(text):
 
 @pytest.mark.parametrize("text, expected", [
     ("(,:,a)", "(, :, a)"), ("(a,:,)", "(a, :, )"), ("(,;,b,^,)", "(, ;, b, ^, )"),
-    ("(, :d, a)", "(:d, a)"), ("(:, a)", "\\(:, a\\)"),
+    ("(, :d, a)", "(:d, a)"), ("(:, a)", "\\(:, a\\)"), ("(a BREAK :,)", "(a BREAK :, )"),
 ])
 def test_a_group_whose_tidied_edge_would_read_as_a_face_keeps_its_blank_item(text, expected):
     """`(,:,a)` tidied to `(:, a)` would open with the face `(:` next time, its parentheses then text
@@ -382,13 +382,28 @@ def test_a_group_whose_tidied_edge_would_read_as_a_face_keeps_its_blank_item(tex
     assert normalize(once, NormalizeOptions()) == once
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("\uff4b\u00ad\uff01", "k!"),  # ｋ, a soft hyphen, ！: the hyphen goes before the `！` reads its neighbour
+    ("\uff41\u200b\uff1a\uff44", "a :d"),
+    ("e\u00ad\u0301", "\u00e9"),  # composed once the hyphen between is gone
+    ("\u9ed2\u9aea\uff0c\n\u9ed2\u9aea_x", "\u9ed2\u9aea\uff0c \u9ed2\u9aea x"),  # 黒髪，⏎: prose goes on past its comma
+    ("\u9ed2\u9aea\n\uff0c\u9ed2\u9aea_x", "\u9ed2\u9aea \uff0c\u9ed2\u9aea x"),
+])
+def test_pasted_invisibles_and_a_cjk_comma_at_a_line_break_are_read_in_the_first_run(text, expected):
+    """Found by the hypothesis test below once it typed line breaks and invisible characters: each gave a
+    second run something to change (`黒髪，, 黒髪`, `k！` then `k!`)."""
+    once = normalize(text, NormalizeOptions())
+    assert once == expected
+    assert normalize(once, NormalizeOptions()) == once
+
+
 @settings(max_examples=1000, deadline=None)
-@given(st.text(alphabet="ab_1 (),:\u3000\uff0c\u3001\uff08\uff09\uff1a\uff41\uff11\uff3f\uff0d\uff01\uff20\u521d\u00a0e\u0301\u00e9",
-               max_size=30), options)
+@given(st.text(alphabet="ab_1 (),:\u3000\uff0c\u3001\uff08\uff09\uff1a\uff41\uff11\uff3f\uff0d\uff01\uff20\u521d\u00a0e\u0301\u00e9"
+                        "\n\u00ad\u200b", max_size=30), options)
 def test_idempotent_on_text_typed_on_cjk_and_macos_keyboards(text, opts):
     """Ideographic space and commas, full-width brackets, colon, letters, digits, underscore and punctuation, a CJK
-    word, NBSP, a decomposed accent (a review's fuzz found a second run changing
-    `long_hair\u3000，\u3000blue_eyes`)."""
+    word, NBSP, a decomposed accent, line breaks and the invisible characters pasted text carries (a review's fuzz
+    found a second run changing `long_hair\u3000，\u3000blue_eyes`)."""
     once = normalize(text, opts)
     assert normalize(once, opts) == once
 

@@ -529,6 +529,17 @@ TYPED_VARIANT_CASES = [
     ("\uff20\uff4b\uff41\uff4e\uff54\uff4f\uff4b\uff55, 1girl", NormalizeOptions(), "@kantoku, 1girl"),
     ("\u304b\u308f\u3044\u3044\uff01\uff0c1girl, \uff08\uff3e\u03c9\uff3e\uff09", NormalizeOptions(),
      "\u304b\u308f\u3044\u3044\uff01, 1girl, \uff08\uff3e\u03c9\uff3e\uff09"),
+    # a full-width colon before an ASCII letter, or after one at an item's end, cannot begin a weight: the
+    # emoticon tags (：ｄ, ｄ：), a qualifier (ｒｅ：ｚｅｒｏ), RouWei's `artist:` prefix; before a digit it is the
+    # weight rules' (a ratio stays), after a CJK word or a digit the language's
+    ("\uff1a\uff44\uff0c\uff44\uff1a\uff0c\uff45\uff4d\uff49\uff4c\uff49\uff41\u3000\uff08\uff52\uff45\uff1a"
+     "\uff5a\uff45\uff52\uff4f\uff09", NormalizeOptions(), ":d, d:, emilia \\(re:zero\\)"),
+    ("\uff08\uff1a\uff44\uff1a\uff11\uff0e\uff12\uff09, 1girl, \uff08\uff41\uff53\uff50\uff45\uff43\uff54 4\uff1a3\uff09",
+     NormalizeOptions(), "(:d:1.2), 1girl, \uff08aspect 4\uff1a3\uff09"),
+    ("\uff41\uff52\uff54\uff49\uff53\uff54\uff1a\uff57\uff4c\uff4f\uff50, 1girl", preset_options("rouwei", NormalizeOptions()),
+     "by wlop BREAK 1girl"),
+    ("\u7248\u672c\uff1amasterpiece, \u753b\u8d282\uff1aOriginal", NormalizeOptions(),  # 版本：, 画质2：(real prompts)
+     "\u7248\u672c\uff1amasterpiece, \u753b\u8d282\uff1aOriginal"),
     # one tag per line, BREAK and AND around a full-width group
     ("1girl\n\uff08smile\uff09\nblush", NormalizeOptions(), "1girl, (smile), blush"),
     ("1girl BREAK \uff08smile\uff09", NormalizeOptions(), "1girl BREAK (smile)"),

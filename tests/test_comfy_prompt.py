@@ -41,7 +41,7 @@ def test_wide_commas_reach_clip_as_commas(comfyui):
 
 
 def test_full_width_letters_reach_clip_as_the_words_they_spell(comfyui):
-    """An input method left in full width types `１ｇｉｒｌ` and `ｋ－ｏｎ！`: CLIP's tokenizer in ComfyUI reads
+    """An input method left in full width types `１ｇｉｒｌ`, `ｋ－ｏｎ！` and `：ｄ`: CLIP's tokenizer in ComfyUI reads
     them as byte tokens, none of 1girl's; after the normaliser the prompt tokenizes as its ASCII twin."""
     clip = comfyui.node_class("CLIPLoader")().load_clip(kit.CLIP_L, "stable_diffusion")[0]
 
@@ -50,8 +50,8 @@ def test_full_width_letters_reach_clip_as_the_words_they_spell(comfyui):
 
     raw = ("\uff11\uff47\uff49\uff52\uff4c\uff0c\uff4c\uff4f\uff4e\uff47\uff3f\uff48\uff41\uff49\uff52\uff0c"
            "\uff08\uff53\uff4d\uff49\uff4c\uff45\uff1a\uff11\uff0e\uff12\uff09\uff0c"
-           "\uff4b\uff0d\uff4f\uff4e\uff01")  # １ｇｉｒｌ，ｌｏｎｇ＿ｈａｉｒ，（ｓｍｉｌｅ：１．２），ｋ－ｏｎ！
-    ascii_twin = "1girl, long hair, (smile:1.2), k-on!"
+           "\uff4b\uff0d\uff4f\uff4e\uff01\uff0c\uff1a\uff44")  # １ｇｉｒｌ，ｌｏｎｇ＿ｈａｉｒ，（ｓｍｉｌｅ：１．２），ｋ－ｏｎ！，：ｄ
+    ascii_twin = "1girl, long hair, (smile:1.2), k-on!, :d"
     assert not set(tokens("1girl")[1:3]) & set(tokens(raw))
     normalized = comfyui.node_class("FlowAnimeBooruPromptNormalizer")().normalize(raw, False, False, False)["result"][0]
     assert normalized == ascii_twin
