@@ -208,6 +208,17 @@ def _colons_before_letters_as_ascii(text: str) -> str:
     return _COLON_BEFORE_LETTER.sub(unless_after_a_word, text)
 
 
+# A LoRA tag (A1111's `<lora:name:weight>`, which LoRA-loading nodes read from the prompt) typed with an
+# input method left on: its brackets and colons are ASCII (`＜ｌｏｒａ：ｘ：０．８＞` → `<lora:x:0.8>`).
+_TYPED_LORA_TAG = re.compile("[<\uff1c](?:lora|lyco|hypernet)[:\uff1a][^<>\uff1c\uff1e]*[>\uff1e]", re.IGNORECASE)
+_LORA_SYNTAX_TO_ASCII = {0xFF1C: "<", 0xFF1E: ">", 0xFF1A: ":"}
+
+
+def _lora_tags_as_ascii(text: str) -> str:
+    """Linear: a match stops at the first angle bracket, so no character is scanned twice."""
+    return _TYPED_LORA_TAG.sub(lambda m: m.group().translate(_LORA_SYNTAX_TO_ASCII), text)
+
+
 def _clean(text: str) -> tuple[str, bool]:
     """The text cleaned, and whether it was printable (then its only white space is " ")."""
     if not isinstance(text, str):
@@ -220,6 +231,8 @@ def _clean(text: str) -> tuple[str, bool]:
     if not printable:  # first: what reads a neighbour must see the one that stays (`ａ\u00ad！`)
         text = _INVISIBLE.sub("", _CONTROL.sub(" ", text))
     text = _colons_before_letters_as_ascii(_punctuation_beside_words_as_ascii(text.translate(_FULL_WIDTH_WORD_CHARS)))
+    if "\uff1a" in text or "\uff1c" in text:
+        text = _lora_tags_as_ascii(text)
     # one spelling per tag: `é` typed as `e` + U+0301 (macOS) is the tag list's `é`
     return unicodedata.normalize("NFC", text), printable
 

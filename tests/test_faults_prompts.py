@@ -86,6 +86,9 @@ HOSTILE = {
     "quality lists in braces": lambda n: "{" + "masterpiece, " * n + "best quality}",
     "nested full-width groups": lambda n: "\uff08" * n + "a\uff1a1.2" + "\uff09" * n,
     "nested full-width groups and commas": lambda n: ("\uff08" + "\uff0c" * 3) * n + "a" + "\uff09" * n,
+    "full-width LoRA tags left open": lambda n: "\uff1clora\uff1a" * n + "\uff1a1" * n,
+    "full-width LoRA tag, long name": lambda n: "\uff1clora\uff1a" + "a\uff1a" * n + "\uff1e",
+    "full-width colons before letters": lambda n: "\uff1aa\u521d\uff1ab1\uff1ac" * n,
 }
 
 
