@@ -225,16 +225,14 @@ def _clean(text: str) -> tuple[str, bool]:
         raise TypeError(f"FlowAnime: the prompt must be text, got {type(text).__name__}.")
     if len(text) > MAX_PROMPT_CHARS:
         raise ValueError(f"FlowAnime: the prompt ('text') has {len(text):,} characters; the limit is {MAX_PROMPT_CHARS:,}.")
-    if text.isascii():
-        return (text, True) if text.isprintable() else (_INVISIBLE.sub("", _CONTROL.sub(" ", text)), False)
     printable = text.isprintable()
     if not printable:  # first: what reads a neighbour must see the one that stays (`ａ\u00ad！`)
         text = _INVISIBLE.sub("", _CONTROL.sub(" ", text))
-    text = _colons_before_letters_as_ascii(_punctuation_beside_words_as_ascii(text.translate(_FULL_WIDTH_WORD_CHARS)))
-    if "\uff1a" in text or "\uff1c" in text:
-        text = _lora_tags_as_ascii(text)
-    # one spelling per tag: `é` typed as `e` + U+0301 (macOS) is the tag list's `é`
-    return unicodedata.normalize("NFC", text), printable
+    if not text.isascii():
+        text = _colons_before_letters_as_ascii(_punctuation_beside_words_as_ascii(text.translate(_FULL_WIDTH_WORD_CHARS)))
+        # one spelling per tag: `é` typed as `e` + U+0301 (macOS) is the tag list's `é`
+        text = unicodedata.normalize("NFC", _lora_tags_as_ascii(text))
+    return text, printable
 
 
 # One tag per line is a list: a line break between two lines of text separates them as a comma does,
@@ -682,6 +680,18 @@ def _is_break_edge(ch: str) -> bool:
     """What may stand beside a BREAK. A1111's rule is a word boundary; `@BREAK` and `BREAK_a` stay words
     here (an `@artist` trigger, a tag)."""
     return ch in _BREAK_EDGES or ch.isspace()
+
+
+def _after_last_break(text: str) -> str:
+    """The text after its last BREAK that stands alone, as _scan reads one (where an emoticon's piece
+    starts: _drop_emoticon_parens); all of it when there is none."""
+    pos = text.rfind(BREAK)
+    while pos >= 0:
+        end = pos + len(BREAK)
+        if (not pos or _is_break_edge(text[pos - 1])) and (end == len(text) or _is_break_edge(text[end])):
+            return text[end:]
+        pos = text.rfind(BREAK, 0, pos)
+    return text
 
 
 def _is_number(s: str) -> bool:
@@ -1368,11 +1378,13 @@ def _render(item: _Item, weights_read_late: list | None = None) -> str:
                     children = children[:-1]  # loses its duplicate: lose it now
                     last = children[-1][0]
                 parts[0] = (weight + ")", False)
+            piece = _after_last_break(last) if last is not None else None  # where a face would start
             if not weight and last is not None and last[-1:] == "\\":
                 parts.append((" ", False))  # `(a, b\_)`: ComfyUI reads a backslash before the `)` as its escape
-            elif (last is not None and (len(children) > 1 or BREAK in last)
-                  and _is_emoticon(f"{last.rsplit(BREAK, 1)[-1].strip()}{weight})")):
-                parts.append((", ", False))  # `(a, :, )`: tidied to `(a, :)`, it would end in a face next time
+            elif (piece is not None and (len(children) > 1 or len(piece) < len(last))
+                  and _is_emoticon(f"{piece.strip()}{weight})")):
+                # `(a, :, )`, `(a BREAK :, )`: tidied to `(a, :)`, it would end in a face next time
+                parts.append((", ", False))
             for n, child in enumerate(reversed(children)):
                 if n:
                     parts.append((", ", False))

@@ -373,6 +373,7 @@ def test_brackets_that_ordering_pairs_anew_are_ordered_in_the_same_run(text):
 @pytest.mark.parametrize("text, expected", [
     ("(,:,a)", "(, :, a)"), ("(a,:,)", "(a, :, )"), ("(,;,b,^,)", "(, ;, b, ^, )"),
     ("(, :d, a)", "(:d, a)"), ("(:, a)", "\\(:, a\\)"), ("(a BREAK :,)", "(a BREAK :, )"),
+    ("(aBREAK:,)", "(aBREAK:)"),  # a BREAK inside a word ends no piece
 ])
 def test_a_group_whose_tidied_edge_would_read_as_a_face_keeps_its_blank_item(text, expected):
     """`(,:,a)` tidied to `(:, a)` would open with the face `(:` next time, its parentheses then text

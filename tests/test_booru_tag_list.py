@@ -543,7 +543,7 @@ TYPED_VARIANT_CASES = [
     # a LoRA tag typed in full width is the one LoRA-loading nodes read; without `lora:` brackets stay as typed
     ("\uff1c\uff4c\uff4f\uff52\uff41\uff1a\uff58\uff1a\uff10\uff0e\uff18\uff1e, 1girl, <lora\uff1a\u9ed2\u9aea\uff1a0.8>",
      NormalizeOptions(), "<lora:x:0.8>, 1girl, <lora:\u9ed2\u9aea:0.8>"),
-    ("\uff1c\uff4c\uff4f\uff52\uff41 \uff58\uff1e, 1girl", NormalizeOptions(), "\uff1clora x\uff1e, 1girl"),
+    ("\uff1c\uff4c\uff4f\uff52\uff41 \uff58\uff1e, 1girl, <lora:y\uff1e", NormalizeOptions(), "\uff1clora x\uff1e, 1girl, <lora:y>"),
     # one tag per line, BREAK and AND around a full-width group
     ("1girl\n\uff08smile\uff09\nblush", NormalizeOptions(), "1girl, (smile), blush"),
     ("1girl BREAK \uff08smile\uff09", NormalizeOptions(), "1girl BREAK (smile)"),
