@@ -1,17 +1,17 @@
 """How close two model calls can get to the reference, for any sampler that spends its first call at
-sigma 1 (every sampler on the schedules ComfyUI's schedulers give a flow model).
+sigma 1 (on every ComfyUI scheduler but ddim_uniform, a flow model's schedule starts there).
 
 A two-call sampler of the kinds in the benchmark (Euler/DDIM, Runge-Kutta, multistep, exponential
 integrators) calls the model at x_1 = noise, sigma 1, then at one point built from what it has,
-x_s = s noise + b (1 - s) D(noise, 1), and returns a linear combination of noise, D(noise, 1) and D(x_s, s).
-The noise in x_s is at the level the model is told, s, as every consistent step puts it (those
-samplers all take b = 1, DDIM's point; the scan tries other b too). This script scans s and b on
-a grid and, at each point, fits that combination per image to the reference by least squares: no
+x_s = s noise + b (1 - s) D(noise, 1), and returns a linear combination of noise, D(noise, 1) and
+D(x_s, s). The noise in x_s is at the level the model is told, s, as every consistent step puts it
+(those samplers all take b = 1, DDIM's point; the scan tries other b too). This script scans s and b
+on a grid and, at each point, fits that combination per image to the reference by least squares: no
 sampler can choose its coefficients better, so the best of these is a floor for every such sampler
-on the grid. Beside it: the best fixed combination (one set of
-coefficients for all images, fitted on them), the best DDIM schedule [1, s, 0], and the best DDIM
-schedule that starts below sigma 1 on an empty latent, [s1, s2, 0], which skips the call at sigma 1
-by taking the image's mean to be zero, and how each problem's best such schedule does on the others.
+on the grid. Beside it: the best fixed combination (one set of coefficients for all images, fitted
+on them), the best DDIM schedule [1, s, 0], the best DDIM schedule that starts below sigma 1 on an
+empty latent, [s1, s2, 0], which skips the call at sigma 1 by taking the image's mean to be zero,
+and how each problem's best such schedule does on the others.
 
     python bench/two_call_floor.py [--problems NAME ...] [--gmm SPEC ...] [--batch 4]
 
@@ -117,7 +117,7 @@ def ddim_below_one(denoise, noise: torch.Tensor, reference: torch.Tensor, starts
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--problems", nargs="+", choices=list(bench_problems.PROBLEMS), default=None,
                         help="which problems (default: all, or none when --gmm is given)")
     parser.add_argument("--gmm", nargs="+", default=[], metavar="SPEC",
