@@ -498,9 +498,10 @@ def benchmark(args):
     schedulers = list(comfy_samplers.SCHEDULER_NAMES)
     competitors = load_competitors(args.competitors)
     newer = load_newer_sampling(args.newer_comfy_sampling) if args.newer_comfy_sampling else None
-    names = args.problems if args.problems is not None else [] if args.gmm else list(bench_problems.PROBLEMS)
     results = []
-    for problem in bench_problems.build(names, smoke=args.smoke, cache_dir=args.out / "cache", gmm_specs=args.gmm):
+    problems = bench_problems.build(bench_problems.problem_names(args), smoke=args.smoke, cache_dir=args.out / "cache",
+                                    gmm_specs=args.gmm)
+    for problem in problems:
         start = time.perf_counter()
         ctx = Context(problem=problem, ms=ms, comfy_samplers=comfy_samplers, batch=args.batch, smoke=args.smoke,
                       res4lyf_bongmath=args.res4lyf_bongmath, quick=args.quick,
@@ -720,10 +721,7 @@ def write_summary(results, out: Path, stem: str, timings: dict):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--problems", nargs="+", choices=list(bench_problems.PROBLEMS), default=None,
-                        help="which problems (default: all, or none when --gmm is given)")
-    parser.add_argument("--gmm", nargs="+", default=[], metavar="SPEC",
-                        help="held-out mixtures to measure on, each key=value,... e.g. " + bench_problems.GMM_SPEC_EXAMPLE)
+    bench_problems.add_problem_arguments(parser)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--out", type=Path, default=PACK_ROOT / "bench" / "out")
     parser.add_argument("--quick", action="store_true", help="every third step count, every second tolerance")
@@ -742,11 +740,7 @@ def main():
     parser.add_argument("--amortise-images", type=int, default=32,
                         help="images a calibration's model calls are spread over in the calibrated rows")
     args = parser.parse_args()
-    for spec in args.gmm:
-        try:
-            bench_problems.parse_gmm_spec(spec)
-        except ValueError as e:
-            parser.error(str(e))
+    bench_problems.check_problem_arguments(parser, args)
     for name in ("amortise_images", "batch", "threads"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")

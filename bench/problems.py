@@ -229,3 +229,25 @@ def build(names, smoke: bool = False, cache_dir: Path | None = None, gmm_specs=(
         problems.append(problem)
         print(f"[bench] problem {name}: built in {time.perf_counter() - start:.1f} s")
     return problems
+
+
+def add_problem_arguments(parser) -> None:
+    """--problems and --gmm, as every benchmark script takes them."""
+    parser.add_argument("--problems", nargs="+", choices=list(PROBLEMS), default=None,
+                        help="which problems (default: all, or none when --gmm is given)")
+    parser.add_argument("--gmm", nargs="+", default=[], metavar="SPEC",
+                        help="held-out mixtures to measure on, each key=value,... e.g. " + GMM_SPEC_EXAMPLE)
+
+
+def check_problem_arguments(parser, args) -> None:
+    """Refuse a bad --gmm spec with the setting named (parser.error), before anything runs."""
+    for spec in args.gmm:
+        try:
+            parse_gmm_spec(spec)
+        except ValueError as e:
+            parser.error(str(e))
+
+
+def problem_names(args) -> list[str]:
+    """The named problems to build: --problems, else all of them unless --gmm gives mixtures instead."""
+    return args.problems if args.problems is not None else [] if args.gmm else list(PROBLEMS)

@@ -118,24 +118,16 @@ def ddim_below_one(denoise, noise: torch.Tensor, reference: torch.Tensor, starts
 
 def main():
     parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
-    parser.add_argument("--problems", nargs="+", choices=list(bench_problems.PROBLEMS), default=None,
-                        help="which problems (default: all, or none when --gmm is given)")
-    parser.add_argument("--gmm", nargs="+", default=[], metavar="SPEC",
-                        help="held-out mixtures, each key=value,... e.g. " + bench_problems.GMM_SPEC_EXAMPLE)
+    bench_problems.add_problem_arguments(parser)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--smoke", action="store_true", help="small mixtures, references at 1e-7")
     parser.add_argument("--out", type=Path, default=PACK_ROOT / "bench" / "out",
                         help="its cache/ keeps the references, shared with bench_samplers.py's --out")
     args = parser.parse_args()
-    for spec in args.gmm:
-        try:
-            bench_problems.parse_gmm_spec(spec)
-        except ValueError as e:
-            parser.error(str(e))
+    bench_problems.check_problem_arguments(parser, args)
     if args.batch < 1:
         parser.error("--batch must be at least 1")
-    names = args.problems if args.problems is not None else ([] if args.gmm else list(bench_problems.PROBLEMS))
-    problems = bench_problems.build(names, smoke=args.smoke, cache_dir=args.out / "cache", gmm_specs=args.gmm)
+    problems = bench_problems.build(bench_problems.problem_names(args), smoke=args.smoke, cache_dir=args.out / "cache", gmm_specs=args.gmm)
     print("\nTwo model calls per image: RMS error against the reference (x_s = s noise + b (1 - s) D(noise, 1))\n")
     print("| problem | floor, first call at σ 1 (any coefficients per image) | best fixed two-call method from σ 1 "
           "| DDIM [1, s, 0] | DDIM [s1, s2, 0] from an empty latent |")
