@@ -132,10 +132,11 @@ def main():
     print("| problem | floor, first call at σ 1 (any coefficients per image) | best fixed two-call method from σ 1 "
           "| DDIM [1, s, 0] | DDIM [s1, s2, 0] from an empty latent |")
     print("|---|---|---|---|---|")
-    best_below = {}
+    best_below, draws = {}, {}
     for problem in problems:
         noise = problem.noise(args.batch)
         reference = problem.reference(noise)
+        draws[problem.name] = noise, reference
         result = two_call_floor(problem.denoise64, noise, reference)
         below, (s1, s2) = best_below[problem.name] = ddim_below_one(problem.denoise64, noise, reference)
         s, b = result.floor_at
@@ -148,8 +149,7 @@ def main():
         print("| schedule | " + " | ".join(p.name for p in problems) + " |")
         print("|---|" + "---|" * len(problems))
         for name, (_, (s1, s2)) in best_below.items():
-            errors = [ddim_below_one(p.denoise64, p.noise(args.batch), p.reference(p.noise(args.batch)), (s1,), (s2,))[0]
-                      for p in problems]
+            errors = [ddim_below_one(p.denoise64, *draws[p.name], (s1,), (s2,))[0] for p in problems]
             print(f"| {name}'s [{s1:g}, {s2:g}, 0] | " + " | ".join(f"{e:.3g}" for e in errors) + " |", flush=True)
 
 
